@@ -1,0 +1,107 @@
+"""Reconciliation: for each month a run loaded, what the source said equals relevés plus rejects.
+
+Per usage unit (and per cost where the source carries cost). The tolerance is the rounding the
+relevé contract allows: half a unit of the sixth decimal per row summed, plus one for the total.
+Blocking: a load that lost anything is not published.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+import psycopg
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetChecksDefinition,
+    AssetKey,
+    MetadataValue,
+    asset_check,
+)
+from psycopg import sql
+
+from finops_dagster.mart.staging import domain_table
+from finops_dagster.releve import QUANTITY_SCALE
+from finops_dagster.resources.postgres import PostgresResource
+
+HALF_UNIT = QUANTITY_SCALE / 2
+
+
+@dataclass(frozen=True)
+class UnitBalance:
+    period_month: dt.date
+    unit: str
+    source: Decimal
+    releves: Decimal
+    rejects: Decimal
+    rows: int
+
+    @property
+    def difference(self) -> Decimal:
+        return self.source - self.releves - self.rejects
+
+    @property
+    def balanced(self) -> bool:
+        return abs(self.difference) <= HALF_UNIT * (self.rows + 1)
+
+
+def unit_balances(conn: psycopg.Connection, domain_id: str, run_id: str) -> list[UnitBalance]:
+    """Source, relevé and reject quantities per month and unit for one domain's loads of a run."""
+    query = sql.SQL("""
+        WITH source AS (
+            SELECT period_month, kv.key AS unit, kv.value::numeric AS quantity
+            FROM finops.domain_load, jsonb_each_text(source_totals) AS kv
+            WHERE domain_id = %(domain)s AND run_id = %(run)s
+        ), releves AS (
+            SELECT period_month, usage_unit AS unit, sum(usage_quantity) AS quantity, count(*) AS n
+            FROM {table} WHERE run_id = %(run)s GROUP BY 1, 2
+        ), rejects AS (
+            SELECT period_month, usage_unit AS unit, sum(usage_quantity) AS quantity, count(*) AS n
+            FROM finops.releve_reject
+            WHERE domain_id = %(domain)s AND run_id = %(run)s AND usage_unit IS NOT NULL GROUP BY 1, 2
+        ), loaded AS (
+            SELECT period_month FROM finops.domain_load WHERE domain_id = %(domain)s AND run_id = %(run)s
+        )
+        SELECT k.period_month, k.unit,
+               coalesce(s.quantity, 0), coalesce(r.quantity, 0), coalesce(j.quantity, 0),
+               coalesce(r.n, 0) + coalesce(j.n, 0)
+        FROM (SELECT period_month, unit FROM source
+              UNION SELECT period_month, unit FROM releves
+              UNION SELECT period_month, unit FROM rejects) AS k
+        JOIN loaded USING (period_month)
+        LEFT JOIN source s USING (period_month, unit)
+        LEFT JOIN releves r USING (period_month, unit)
+        LEFT JOIN rejects j USING (period_month, unit)
+        ORDER BY 1, 2
+    """).format(table=domain_table(domain_id))
+    rows = conn.execute(query, {"domain": domain_id, "run": run_id}).fetchall()
+    return [UnitBalance(*row) for row in rows]
+
+
+def build_reconciliation_check(asset_key: AssetKey, domain_id: str) -> AssetChecksDefinition:
+    @asset_check(asset=asset_key, name="reconciliation", blocking=True)
+    def reconciliation(context: AssetCheckExecutionContext, postgres: PostgresResource) -> AssetCheckResult:
+        """Nothing lost: per month and unit, source quantity = relevés + rejects (DESIGN §5.4)."""
+        with postgres.connect() as conn:
+            balances = unit_balances(conn, domain_id, context.run.run_id)
+        broken = [b for b in balances if not b.balanced]
+        table = ["| month | unit | source | relevés | rejects | difference |", "|---|---|---:|---:|---:|---:|"]
+        table += [
+            f"| {b.period_month:%Y-%m} | {b.unit} | {b.source} | {b.releves} | {b.rejects} | {b.difference} |"
+            for b in balances
+        ]
+        description = (
+            f"{len(broken)} month/unit pair(s) do not add up: "
+            + "; ".join(f"{b.period_month:%Y-%m} {b.unit} off by {b.difference}" for b in broken[:5])
+            if broken else f"{len(balances)} month/unit pair(s) balance"
+        )
+        return AssetCheckResult(
+            passed=not broken,
+            severity=AssetCheckSeverity.ERROR,
+            description=description,
+            metadata={"balances": MetadataValue.md("\n".join(table)),
+                      "unbalanced": MetadataValue.int(len(broken))},
+        )
+
+    return reconciliation

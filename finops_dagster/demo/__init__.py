@@ -1,0 +1,1 @@
+"""Deterministic demo data: the shared organisation and each domain's synthetic sources."""

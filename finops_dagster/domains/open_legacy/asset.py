@@ -1,0 +1,68 @@
+"""The open_legacy_releves asset: the CMDB's month turned into priced relevés, staged in the mart."""
+
+import datetime as dt
+
+from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, asset
+
+from finops_dagster.domains.open_legacy.cmdb_client import CmdbClient, layout_from_env
+from finops_dagster.domains.open_legacy.mapping import (
+    DOMAIN_ID,
+    OpenLegacyFold,
+    load_class_catalog,
+    measured_fields,
+)
+from finops_dagster.mart.etl_runs import RunLedger, utc_now
+from finops_dagster.mart.metadata import load_metadata
+from finops_dagster.mart.staging import stage_domain_load
+from finops_dagster.partitions import monthly_partitions
+from finops_dagster.reference.snapshot import ReferenceSnapshot, read_snapshot
+from finops_dagster.releve import DomainLoad
+from finops_dagster.resources.mongo import MongoResource
+from finops_dagster.resources.postgres import PostgresResource
+
+
+def read_month(client: CmdbClient, snapshot: ReferenceSnapshot, month: dt.date, run_id: str) -> DomainLoad:
+    """Map and price one month of CMDB dumps."""
+    classes = load_class_catalog()
+    rule_fields = [rule.field for rule in snapshot.rules if rule.field != "name"]
+    fold = OpenLegacyFold(
+        month=month,
+        run_id=run_id,
+        classes=classes,
+        snapshot=snapshot,
+        application_sys_ids=client.application_sys_ids(month),
+        application_field=client.layout.application_field,
+        computed_at=utc_now(),
+    )
+    fold.add_all(client.ci_months(month, sorted({*measured_fields(classes), *rule_fields})))
+    return fold.finish()
+
+
+@asset(
+    name=f"{DOMAIN_ID}_releves",
+    partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=["applications", "reference_data"],
+    group_name=DOMAIN_ID,
+    kinds={"mongodb", "postgres"},
+)
+def open_legacy_releves(
+    context: AssetExecutionContext, postgres: PostgresResource, cmdb: MongoResource, run_ledger: RunLedger
+) -> MaterializeResult:
+    """Legacy CMDB configuration items (servers, VMs, disks, storage volumes) as monthly relevés:
+    average of the month's nightly dumps, priced with the rate card valid for the month.
+    See domains/open_legacy/mapping.py for the averaging, resolution and reject rules."""
+    client = CmdbClient(cmdb.db(), layout_from_env())
+    months = [dt.date.fromisoformat(key) for key in context.partition_keys]
+    staged = []
+    with postgres.connect() as conn:
+        snapshot = read_snapshot(conn, DOMAIN_ID)
+        for month in months:
+            load = read_month(client, snapshot, month, context.run_id)
+            staged.append(stage_domain_load(conn, load, context.run_id))
+            context.log.info(
+                f"{DOMAIN_ID} {month:%Y-%m}: {len(load.releves)} relevés, total {load.total_cost}, "
+                f"{len(load.rejects)} rejects from {load.details.get('documents', 0)} documents "
+                f"in {load.details.get('dumps', 0)} dumps"
+            )
+    return MaterializeResult(metadata=load_metadata(staged))

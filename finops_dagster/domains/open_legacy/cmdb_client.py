@@ -1,0 +1,172 @@
+"""Reading the CMDB raw zone: the only module of this domain that talks to MongoDB.
+
+Collection layout (database MONGO_DB):
+
+- `cmdb_ci`: one document per configuration item per nightly dump, as the dumping team writes
+  it: ServiceNow fields (`sys_id`, `sys_class_name`, `name`, sizes as strings, references in any
+  ServiceNow shape) plus `_ingested_at`, the dump time (a BSON date). Application records live
+  here too, with `sys_class_name = cmdb_ci_business_app`, their code in `u_code` and their group
+  in `u_application_group`.
+- `cmdb_rel_ci`: relation documents of each dump (`parent`, `child`, `type`, `_ingested_at`);
+  a relation whose parent is an application record ties the child CI to that application.
+
+A dump is one UTC calendar day of `_ingested_at`; a month's dumps are the days its documents show. The heavy lifting runs in MongoDB: one
+aggregation selects the month's dumps, sorts and groups the documents by CI (allowDiskUse), and
+another groups the month's relations by child; both come sorted by sys_id through batched cursors
+and are merge-joined, so Python holds one CI at a time. Recommended indexes:
+`cmdb_ci {sys_id: 1, _ingested_at: 1}`, `cmdb_ci {_ingested_at: 1}`, `cmdb_rel_ci {_ingested_at: 1}`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.database import Database
+
+from finops_dagster.domains.open_legacy.servicenow import application_code, display_value, text_value
+from finops_dagster.reference.loader import ApplicationRecord
+from finops_dagster.releve import next_month
+
+CURSOR_BATCH = 2_000
+
+
+@dataclass(frozen=True)
+class CmdbLayout:
+    """Where things are in the raw zone; overridable per deployment."""
+
+    ci_collection: str = "cmdb_ci"
+    relation_collection: str = "cmdb_rel_ci"
+    application_class: str = "cmdb_ci_business_app"
+    application_field: str = "u_application"
+    application_code_field: str = "u_code"
+    application_group_field: str = "u_application_group"
+
+
+def layout_from_env() -> CmdbLayout:
+    """FINOPS_CMDB_* variables override the default layout (e.g. another application field)."""
+    defaults = CmdbLayout()
+    return CmdbLayout(
+        ci_collection=os.environ.get("FINOPS_CMDB_CI_COLLECTION") or defaults.ci_collection,
+        relation_collection=os.environ.get("FINOPS_CMDB_REL_COLLECTION") or defaults.relation_collection,
+        application_class=os.environ.get("FINOPS_CMDB_APPLICATION_CLASS") or defaults.application_class,
+        application_field=os.environ.get("FINOPS_CMDB_APPLICATION_FIELD") or defaults.application_field,
+        application_code_field=os.environ.get("FINOPS_CMDB_APPLICATION_CODE_FIELD")
+        or defaults.application_code_field,
+        application_group_field=os.environ.get("FINOPS_CMDB_APPLICATION_GROUP_FIELD")
+        or defaults.application_group_field,
+    )
+
+
+@dataclass(frozen=True)
+class CiMonth:
+    """One CI over one month: its documents in dump order and the parents of its relations.
+
+    Each observation holds `at` (dump time), `cls`, `app`, `name` and the requested fields.
+    """
+
+    sys_id: str | None
+    observations: list[dict[str, Any]]
+    relation_parents: list[str]
+
+
+def _window(month: dt.date) -> dict[str, dt.datetime]:
+    start = dt.datetime(month.year, month.month, 1)
+    end = dt.datetime.combine(next_month(month), dt.time())
+    return {"$gte": start, "$lt": end}
+
+
+class CmdbClient:
+    """Queries of the raw zone, each answering one question the domain asks."""
+
+    def __init__(self, db: Database, layout: CmdbLayout) -> None:
+        self.db = db
+        self.layout = layout
+
+    @property
+    def _cis(self) -> Any:
+        return self.db[self.layout.ci_collection]
+
+    def application_sys_ids(self, month: dt.date) -> dict[str, str]:
+        """sys_id → application code of the month's application records (to follow relations)."""
+        query = {"sys_class_name": self.layout.application_class, "_ingested_at": _window(month)}
+        projection = {"sys_id": 1, self.layout.application_code_field: 1, "_id": 0}
+        mapping: dict[str, str] = {}
+        for doc in self._cis.find(query, projection):
+            sys_id = text_value(doc.get("sys_id"))
+            code = application_code(doc.get(self.layout.application_code_field))
+            if sys_id and code:
+                mapping[sys_id] = code
+        return mapping
+
+    def latest_applications(self) -> list[ApplicationRecord]:
+        """The application records of the most recent dump: the application referential."""
+        layout = self.layout
+        latest = self._cis.find_one(
+            {"sys_class_name": layout.application_class}, {"_ingested_at": 1}, sort=[("_ingested_at", -1)]
+        )
+        if latest is None:
+            return []
+        day = latest["_ingested_at"].replace(hour=0, minute=0, second=0, microsecond=0)
+        query = {
+            "sys_class_name": layout.application_class,
+            "_ingested_at": {"$gte": day, "$lt": day + dt.timedelta(days=1)},
+        }
+        records: dict[str, ApplicationRecord] = {}
+        for doc in self._cis.find(query).sort([("_ingested_at", 1), ("_id", 1)]):
+            code = application_code(doc.get(layout.application_code_field))
+            if not code:
+                continue
+            group_raw = doc.get(layout.application_group_field)
+            group_id = application_code(group_raw) or "UNGROUPED"
+            records[code] = ApplicationRecord(
+                application_id=code,
+                label=display_value(doc.get("name")) or code,
+                group_id=group_id,
+                group_label=display_value(group_raw) or group_id,
+            )
+        return [records[code] for code in sorted(records)]
+
+    def ci_months(self, month: dt.date, fields: list[str]) -> Iterator[CiMonth]:
+        """Every infrastructure CI seen in the month's dumps, streamed, grouped by MongoDB.
+
+        CIs and relations come as two cursors grouped and sorted by sys_id, merge-joined here,
+        so neither side is ever held in memory.
+        """
+        observation = {"at": "$_ingested_at", "cls": "$sys_class_name", "name": "$name",
+                       "app": f"${self.layout.application_field}"}
+        observation.update({f"f_{name}": f"${name}" for name in fields})
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"_ingested_at": _window(month),
+                        "sys_class_name": {"$ne": self.layout.application_class}}},
+            {"$sort": {"sys_id": 1, "_ingested_at": 1, "_id": 1}},
+            {"$group": {"_id": {"$ifNull": ["$sys_id.value", "$sys_id"]}, "obs": {"$push": observation}}},
+            {"$sort": {"_id": 1}},
+        ]
+        cis = self._cis.aggregate(pipeline, allowDiskUse=True, batchSize=CURSOR_BATCH)
+        relations = self._relation_parents(month)
+        pending = next(relations, None)
+        for doc in cis:
+            sys_id = text_value(doc["_id"])
+            while pending is not None and sys_id is not None and pending[0] < sys_id:
+                pending = next(relations, None)
+            parents = pending[1] if pending is not None and pending[0] == sys_id else []
+            yield CiMonth(sys_id=sys_id, observations=doc["obs"], relation_parents=parents)
+
+    def _relation_parents(self, month: dt.date) -> Iterator[tuple[str, list[str]]]:
+        """(child sys_id, parent sys_ids) of the month's relations, sorted by child."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"_ingested_at": _window(month)}},
+            {"$group": {"_id": {"$ifNull": ["$child.value", "$child"]},
+                        "parents": {"$push": {"$ifNull": ["$parent.value", "$parent"]}}}},
+            {"$sort": {"_id": 1}},
+        ]
+        for doc in self.db[self.layout.relation_collection].aggregate(
+            pipeline, allowDiskUse=True, batchSize=CURSOR_BATCH
+        ):
+            child = text_value(doc["_id"])
+            if child is not None:
+                yield child, [parent for raw in doc["parents"] if (parent := text_value(raw))]

@@ -1,0 +1,313 @@
+"""From CMDB configuration items to relevés: application resolution, products, averaging, pricing.
+
+Averaging rule: a month's quantity of a product for a CI is the sum of what each of the month's
+nightly dumps says, divided by the number of dumps ingested in that month. A CI present in every
+dump with 4 vCPUs gives 4 vCPU-months; one decommissioned mid-month gives about half. The result
+depends only on the dumps stored for that month, so reprocessing a past month gives the same
+relevés. For the current month it is the month-to-date average.
+
+Application resolution, first match wins, on the CI's latest document of the month:
+1. the configured application field (`u_application` by default), if it names a known application;
+2. a `cmdb_rel_ci` relation of the month whose parent is an application record (most frequent);
+3. the domain's mapping rules (regular expressions on a CI field, by priority);
+4. the explicit unallocated application.
+An application reference that names no known application falls through to the next step and is
+counted in the load's details (`unknown_application_refs`).
+
+Rejects, each with its reason: documents without `sys_id`, of an unknown or missing class,
+duplicate documents of one CI in one dump (the first by `_id` counts), numeric fields that are
+missing, not numbers, NaN, negative or implausibly large (per field maximum in
+`cmdb_classes.csv`), and quantities of a product with no rate card for the month.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from decimal import Decimal, localcontext
+from pathlib import Path
+from typing import Any
+
+from finops_dagster.domains.open_legacy.cmdb_client import CiMonth
+from finops_dagster.domains.open_legacy.servicenow import (
+    QuantityError,
+    application_code,
+    parse_quantity,
+    text_value,
+)
+from finops_dagster.reference.snapshot import ReferenceSnapshot
+from finops_dagster.releve import (
+    UNALLOCATED_APPLICATION,
+    DomainLoad,
+    Reject,
+    Releve,
+    quantize_money,
+    quantize_quantity,
+)
+
+DOMAIN_ID = "open_legacy"
+SOURCE = "cmdb"
+CLASSES_FILE = Path(__file__).resolve().parent / "cmdb_classes.csv"
+ARITHMETIC_PRECISION = 60
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A numeric CMDB field that becomes a product: quantity = value × factor."""
+
+    field: str
+    product_id: str
+    factor: Decimal
+    maximum: Decimal
+
+
+def load_class_catalog(path: Path = CLASSES_FILE) -> dict[str, tuple[Measure, ...]]:
+    """Which classes are billable and how their fields become products (data, not code)."""
+    catalog: dict[str, list[Measure]] = {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            catalog.setdefault(row["sys_class_name"], []).append(
+                Measure(row["field"], row["product_id"], Decimal(row["factor"]), Decimal(row["max_value"]))
+            )
+    return {cls: tuple(measures) for cls, measures in catalog.items()}
+
+
+def measured_fields(catalog: dict[str, tuple[Measure, ...]]) -> list[str]:
+    return sorted({measure.field for measures in catalog.values() for measure in measures})
+
+
+@dataclass
+class _Group:
+    quantity_sum: Decimal
+    observations: int
+
+
+@dataclass
+class _CiReading:
+    """What one CI's documents said over the month, before allocation."""
+
+    sums: dict[str, Decimal]
+    counts: Counter[str]
+    field_errors: Counter[tuple[str, str]]
+    unknown_classes: Counter[str]
+
+
+class OpenLegacyFold:
+    """A streaming fold over the month's CIs: memory grows with applications × products and
+    with rejects, never with the number of CIs or documents."""
+
+    def __init__(
+        self,
+        *,
+        month: dt.date,
+        run_id: str,
+        classes: dict[str, tuple[Measure, ...]],
+        snapshot: ReferenceSnapshot,
+        application_sys_ids: dict[str, str],
+        application_field: str,
+        computed_at: dt.datetime,
+    ) -> None:
+        self.month = month
+        self.run_id = run_id
+        self.dump_days: set[dt.date] = set()
+        self.classes = classes
+        self.snapshot = snapshot
+        self.application_sys_ids = application_sys_ids
+        self.application_field = application_field
+        self.computed_at = computed_at
+        self.groups: dict[tuple[str, str], _Group] = {}
+        self.source_sums: dict[str, Decimal] = {}
+        self.rejects: list[Reject] = []
+        self.quantity_rejects: list[tuple[Reject, Decimal]] = []
+        self.counters: Counter[str] = Counter()
+        self.unknown_refs: Counter[str] = Counter()
+        self._parsed: dict[tuple[str, Decimal], Decimal | str] = {}
+
+    def add_all(self, cis: Iterable[CiMonth]) -> None:
+        with localcontext() as ctx:
+            ctx.prec = ARITHMETIC_PRECISION
+            for ci in cis:
+                self._add(ci)
+
+    def _add(self, ci: CiMonth) -> None:
+        self.counters["cis"] += 1
+        self.counters["documents"] += len(ci.observations)
+        self.dump_days.update(obs["at"].date() for obs in ci.observations)
+        kept, extras = self._split_duplicates(ci)
+        reading = self._read(kept)
+        extra_reading = self._read(extras)
+        application, method = self._resolve(ci)
+        self.counters[f"resolved_by_{method}"] += 1
+        for product_id, quantity in reading.sums.items():
+            group = self.groups.setdefault((application, product_id), _Group(Decimal(0), 0))
+            group.quantity_sum += quantity
+            group.observations += reading.counts[product_id]
+        ref = self._ref(ci)
+        latest = ci.observations[-1]
+        self._reject_extras(ci, ref, extras, extra_reading)
+        self._reject_field_errors(ref, latest, reading.field_errors + extra_reading.field_errors)
+        for cls, count in (reading.unknown_classes + extra_reading.unknown_classes).items():
+            self._reject(ref, f"unknown CI class {cls!r} in {count} document(s): not billable "
+                              "(add it to cmdb_classes.csv if it should be)", latest)
+
+    def _split_duplicates(self, ci: CiMonth) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """First document of a CI in each dump counts; later ones (and all without sys_id) do not."""
+        if ci.sys_id is None:
+            return [], list(ci.observations)
+        kept: list[dict[str, Any]] = []
+        extras: list[dict[str, Any]] = []
+        seen_days: set[dt.date] = set()
+        for obs in ci.observations:
+            day = obs["at"].date()
+            (extras if day in seen_days else kept).append(obs)
+            seen_days.add(day)
+        return kept, extras
+
+    def _read(self, observations: list[dict[str, Any]]) -> _CiReading:
+        reading = _CiReading({}, Counter(), Counter(), Counter())
+        for obs in observations:
+            cls = text_value(obs.get("cls"))
+            if cls is None:
+                reading.field_errors[("sys_class_name", "missing")] += 1
+                continue
+            measures = self.classes.get(cls)
+            if measures is None:
+                reading.unknown_classes[cls] += 1
+                continue
+            for measure in measures:
+                value = self._quantity(obs.get(f"f_{measure.field}"), measure)
+                if isinstance(value, str):
+                    reading.field_errors[(measure.field, value)] += 1
+                    continue
+                reading.sums[measure.product_id] = reading.sums.get(measure.product_id, Decimal(0)) + value
+                reading.counts[measure.product_id] += 1
+                unit = self.snapshot.products[measure.product_id].usage_unit
+                self.source_sums[unit] = self.source_sums.get(unit, Decimal(0)) + value
+        return reading
+
+    def _quantity(self, raw: Any, measure: Measure) -> Decimal | str:
+        """The product quantity of a raw field, or the reason it has none (cached: dumps repeat)."""
+        key = (raw, measure.maximum) if isinstance(raw, str) else None
+        if key is not None and key in self._parsed:
+            cached = self._parsed[key]
+            return cached * measure.factor if isinstance(cached, Decimal) else cached
+        try:
+            parsed: Decimal | str = parse_quantity(raw, maximum=measure.maximum)
+        except QuantityError as error:
+            parsed = str(error)
+        if key is not None:
+            self._parsed[key] = parsed
+        return parsed * measure.factor if isinstance(parsed, Decimal) else parsed
+
+    def _resolve(self, ci: CiMonth) -> tuple[str, str]:
+        latest = ci.observations[-1]
+        code = application_code(latest.get("app"))
+        if code and code in self.snapshot.applications:
+            return code, "field"
+        if code:
+            self.unknown_refs[code] += 1
+        related = Counter(
+            self.application_sys_ids[parent] for parent in ci.relation_parents if parent in self.application_sys_ids
+        )
+        for related_code, _ in sorted(related.items(), key=lambda item: (-item[1], item[0])):
+            if related_code in self.snapshot.applications:
+                return related_code, "relation"
+        for rule in self.snapshot.rules:
+            value = text_value(latest.get(rule.field, latest.get(f"f_{rule.field}")))
+            if value and rule.pattern.search(value) and rule.application_id in self.snapshot.applications:
+                return rule.application_id, "rule"
+        return UNALLOCATED_APPLICATION, "unallocated"
+
+    def _ref(self, ci: CiMonth) -> str:
+        name = text_value(ci.observations[-1].get("name")) or "unnamed"
+        return f"{ci.sys_id} ({name})" if ci.sys_id else f"no sys_id ({name})"
+
+    def _reject_extras(self, ci: CiMonth, ref: str, extras: list[dict[str, Any]], reading: _CiReading) -> None:
+        if not extras:
+            return
+        if ci.sys_id is None:
+            reason = f"document without sys_id ({len(extras)} documents): cannot be tied to a CI"
+        else:
+            days = sorted({obs["at"].date().isoformat() for obs in extras})
+            reason = (f"duplicate sys_id within a dump ({len(extras)} extra documents on {', '.join(days[:5])}"
+                      f"{'…' if len(days) > 5 else ''}): the first document of each dump counts")
+        if not reading.sums:
+            self._reject(ref, reason, extras[0])
+        for product_id, quantity in sorted(reading.sums.items()):
+            unit = self.snapshot.products[product_id].usage_unit
+            self.quantity_rejects.append((self._reject_record(ref, reason, extras[0], unit), quantity))
+
+    def _reject_field_errors(self, ref: str, latest: dict[str, Any], errors: Counter[tuple[str, str]]) -> None:
+        for (field_name, problem), count in sorted(errors.items()):
+            self._reject(ref, f"{field_name}: {problem} in {count} document(s)", latest)
+
+    def _reject(self, ref: str, reason: str, payload: dict[str, Any]) -> None:
+        self.rejects.append(self._reject_record(ref, reason, payload, None))
+
+    def _reject_record(self, ref: str, reason: str, payload: dict[str, Any], unit: str | None) -> Reject:
+        return Reject(
+            domain_id=DOMAIN_ID, period_month=self.month, run_id=self.run_id, source=SOURCE,
+            source_ref=ref, reason=reason, usage_unit=unit, raw_payload=_jsonable(payload),
+        )
+
+    @property
+    def dumps(self) -> int:
+        """How many nightly dumps the month holds (days seen in its documents)."""
+        return len(self.dump_days)
+
+    def _monthly(self, quantity_sum: Decimal) -> Decimal:
+        return quantize_quantity(quantity_sum / self.dumps) if self.dumps else Decimal(0)
+
+    def finish(self) -> DomainLoad:
+        with localcontext() as ctx:
+            ctx.prec = ARITHMETIC_PRECISION
+            self.rejects += [replace(reject, usage_quantity=self._monthly(quantity_sum))
+                             for reject, quantity_sum in self.quantity_rejects]
+            releves = [releve for key in sorted(self.groups) if (releve := self._price(*key)) is not None]
+            source_totals = {unit: self._monthly(total) for unit, total in sorted(self.source_sums.items())}
+        details: dict[str, Any] = dict(sorted(self.counters.items()))
+        details["dumps"] = self.dumps
+        details["unknown_application_refs"] = sum(self.unknown_refs.values())
+        details["unknown_application_examples"] = [code for code, _ in self.unknown_refs.most_common(5)]
+        return DomainLoad(
+            domain_id=DOMAIN_ID, period_month=self.month, releves=releves, rejects=self.rejects,
+            source_totals=source_totals, source_record_count=self.counters["documents"], details=details,
+        )
+
+    def _price(self, application: str, product_id: str) -> Releve | None:
+        group = self.groups[(application, product_id)]
+        product = self.snapshot.products[product_id]
+        quantity = self._monthly(group.quantity_sum)
+        rate = self.snapshot.rate_for(product_id, self.month)
+        if rate is None:
+            self.rejects.append(Reject(
+                domain_id=DOMAIN_ID, period_month=self.month, run_id=self.run_id, source=SOURCE,
+                source_ref=f"{application} / {product_id}",
+                reason=f"no rate card for {product_id} valid in {self.month:%Y-%m}",
+                usage_unit=product.usage_unit, usage_quantity=quantity,
+            ))
+            return None
+        return Releve(
+            period_month=self.month, application_id=application, product_id=product_id,
+            family_id=product.family_id, domain_id=self.snapshot.domain_of(product),
+            usage_quantity=quantity, usage_unit=product.usage_unit, unit_cost=rate.unit_cost,
+            total_cost=quantize_money(quantity * rate.unit_cost), currency=rate.currency, source=SOURCE,
+            run_id=self.run_id, rate_card_version=rate.version, source_record_count=group.observations,
+            computed_at=self.computed_at,
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    """A raw document as JSON-ready data (dates and ObjectIds as strings), for releve_reject."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value)

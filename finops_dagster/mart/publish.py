@@ -1,0 +1,118 @@
+"""Publishing staged domain loads into fact_releve, month by month, atomically.
+
+One transaction under the mart's advisory lock replaces, for each month of the run, the rows of
+the domains this run loaded: readers see the previous complete month until COMMIT, then the new
+one, never a mix. Two runs publishing at once queue on the lock instead of interleaving.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+import psycopg
+from psycopg import sql
+
+from finops_dagster.mart.locks import MART_NAMESPACE, PUBLISH_KEY
+from finops_dagster.mart.staging import domain_table
+from finops_dagster.releve import RELEVE_COLUMNS, next_month
+
+
+class PublishError(RuntimeError):
+    """The publish found staged data it cannot trust; nothing of the run was published."""
+
+
+@dataclass(frozen=True)
+class PublishedMonth:
+    period_month: dt.date
+    domains: tuple[str, ...]
+    releves: int
+    total_cost: Decimal
+
+
+def ensure_month_partition(conn: psycopg.Connection, month: dt.date) -> None:
+    """Create fact_releve's partition for a month in its own short transaction.
+
+    Done before the publish transaction because creating a partition locks the parent table;
+    inside the publish it would block readers for the whole publish.
+    """
+    name = sql.Identifier(f"fact_releve_{month:%Y_%m}")
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MART_NAMESPACE, PUBLISH_KEY))
+        conn.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS finops.{} PARTITION OF finops.fact_releve "
+                    "FOR VALUES FROM ({}) TO ({})").format(
+                name, sql.Literal(month), sql.Literal(next_month(month)))
+        )
+
+
+def publish_run(conn: psycopg.Connection, run_id: str, months: list[dt.date]) -> list[PublishedMonth]:
+    """Publish every month's staged loads of `run_id`, all months in one transaction."""
+    for month in months:
+        ensure_month_partition(conn, month)
+    published = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MART_NAMESPACE, PUBLISH_KEY))
+        for month in sorted(months):
+            published.append(_publish_month(conn, run_id, month))
+    return published
+
+
+def _publish_month(conn: psycopg.Connection, run_id: str, month: dt.date) -> PublishedMonth:
+    loads = conn.execute(
+        "SELECT domain_id, releve_count, total_cost FROM finops.domain_load "
+        "WHERE run_id = %s AND period_month = %s ORDER BY domain_id",
+        (run_id, month),
+    ).fetchall()
+    if not loads:
+        raise PublishError(
+            f"no domain relevés were loaded for {month:%Y-%m} in this run: fact_releve publishes what the "
+            "domain assets of the same run produced, so materialize them together "
+            "(for example --select '*fact_releve')"
+        )
+    releves = 0
+    total = Decimal(0)
+    for domain_id, expected_rows, expected_cost in loads:
+        inserted, cost = _replace_domain_month(conn, run_id, month, domain_id)
+        if inserted != expected_rows or cost != expected_cost:
+            raise PublishError(
+                f"{domain_id} {month:%Y-%m}: staged relevés of this run changed since they were loaded "
+                f"({inserted} rows / {cost} instead of {expected_rows} / {expected_cost}); nothing published"
+            )
+        _discard_superseded(conn, run_id, month, domain_id)
+        releves += inserted
+        total += cost
+    return PublishedMonth(month, tuple(load[0] for load in loads), releves, total)
+
+
+def _replace_domain_month(conn: psycopg.Connection, run_id: str, month: dt.date, domain_id: str) -> tuple[int, Decimal]:
+    conn.execute("DELETE FROM finops.fact_releve WHERE period_month = %s AND domain_id = %s", (month, domain_id))
+    columns = sql.SQL(", ").join(map(sql.Identifier, RELEVE_COLUMNS))
+    cursor = conn.execute(
+        sql.SQL("INSERT INTO finops.fact_releve ({cols}) SELECT {cols} FROM {table} "
+                "WHERE period_month = %s AND run_id = %s AND domain_id = %s").format(
+            cols=columns, table=domain_table(domain_id)),
+        (month, run_id, domain_id),
+    )
+    inserted = cursor.rowcount
+    row = conn.execute(
+        "SELECT coalesce(sum(total_cost), 0) FROM finops.fact_releve WHERE period_month = %s AND domain_id = %s",
+        (month, domain_id),
+    ).fetchone()
+    return inserted, row[0] if row else Decimal(0)
+
+
+def _discard_superseded(conn: psycopg.Connection, run_id: str, month: dt.date, domain_id: str) -> None:
+    """Staged rows and rejects of other runs for this domain-month are now history: drop them."""
+    conn.execute(sql.SQL("DELETE FROM {} WHERE period_month = %s AND run_id <> %s").format(
+        domain_table(domain_id)), (month, run_id))
+    conn.execute(
+        "DELETE FROM finops.releve_reject WHERE domain_id = %s AND period_month = %s AND run_id <> %s",
+        (domain_id, month, run_id),
+    )
+    conn.execute(
+        "UPDATE finops.domain_load SET published_at = now() "
+        "WHERE domain_id = %s AND period_month = %s AND run_id = %s",
+        (domain_id, month, run_id),
+    )

@@ -1,0 +1,56 @@
+"""What the pipeline is: assets, checks, schedule, sensors and resources, assembled.
+
+Steps of a run execute in one process (in-process executor): the run ledger resource lives for
+the whole run (see mart/etl_runs.py), and the steps are I/O-bound, so a process per step would
+only add start-up time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import AssetsDefinition, Definitions, in_process_executor
+
+from finops_dagster.checks.reconciliation import build_reconciliation_check
+from finops_dagster.checks.views import views_match_fact_releve
+from finops_dagster.checks.volume import build_volume_check
+from finops_dagster.domains.open_legacy.asset import open_legacy_releves
+from finops_dagster.mart.assets import build_fact_releve, materialized_views
+from finops_dagster.mart.etl_runs import RunLedger
+from finops_dagster.reference.assets import applications, reference_data
+from finops_dagster.resources.mongo import mongo_from_env
+from finops_dagster.resources.postgres import postgres_from_env
+from finops_dagster.schedules import build_nightly_schedule, nightly_job
+from finops_dagster.sensors import ALERT_SENSORS
+from finops_dagster.settings import enabled_domains
+
+DOMAIN_ASSETS: dict[str, AssetsDefinition] = {
+    "open_legacy": open_legacy_releves,
+}
+
+
+def resources_from_env() -> dict[str, Any]:
+    postgres = postgres_from_env()
+    return {"postgres": postgres, "cmdb": mongo_from_env(), "run_ledger": RunLedger(postgres=postgres)}
+
+
+def build_definitions(resources: Mapping[str, Any] | None = None) -> Definitions:
+    """Everything the pipeline is, for the enabled domains (FINOPS_DOMAINS_ENABLED)."""
+    domains = [DOMAIN_ASSETS[name] for name in enabled_domains()]
+    checks = [
+        build(domain.key, name)
+        for name, domain in zip(enabled_domains(), domains, strict=True)
+        for build in (build_reconciliation_check, build_volume_check)
+    ]
+    return Definitions(
+        assets=[reference_data, applications, *domains, build_fact_releve([d.key for d in domains]),
+                materialized_views],
+        asset_checks=[*checks, views_match_fact_releve],
+        jobs=[nightly_job],
+        schedules=[build_nightly_schedule()],
+        sensors=ALERT_SENSORS,
+        resources=dict(resources) if resources is not None else resources_from_env(),
+        executor=in_process_executor,
+    )
+

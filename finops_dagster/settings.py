@@ -1,0 +1,124 @@
+"""Pipeline settings read from the environment, validated at start.
+
+Every invalid or missing setting raises `SettingError` naming the variable, so a wrong
+deployment fails when the code location loads, not halfway through a night.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+AVAILABLE_DOMAINS: tuple[str, ...] = ("open_legacy",)
+PLANNED_DOMAINS: tuple[str, ...] = ("open_legacy", "private_cloud", "public_cloud", "native")
+
+
+class SettingError(ValueError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+def env_str(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingError(f"{name} must be true or false, got {raw!r}")
+
+
+def env_decimal(name: str, default: str, *, minimum: Decimal = Decimal(0)) -> Decimal:
+    raw = env_str(name, default)
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise SettingError(f"{name} must be a number, got {raw!r}") from None
+    if not value.is_finite() or value < minimum:
+        raise SettingError(f"{name} must be a finite number >= {minimum}, got {raw!r}")
+    return value
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env_str(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def enabled_domains() -> tuple[str, ...]:
+    """The domains this deployment runs (FINOPS_DOMAINS_ENABLED), in a stable order."""
+    raw = os.environ.get("FINOPS_DOMAINS_ENABLED", "").strip()
+    if not raw:
+        return AVAILABLE_DOMAINS
+    names = [part.strip() for part in raw.split(",") if part.strip()]
+    for name in names:
+        if name not in PLANNED_DOMAINS:
+            raise SettingError(
+                f"FINOPS_DOMAINS_ENABLED: unknown domain {name!r} (known: {', '.join(PLANNED_DOMAINS)})"
+            )
+        if name not in AVAILABLE_DOMAINS:
+            raise SettingError(
+                f"FINOPS_DOMAINS_ENABLED: domain {name!r} is not available in this version "
+                f"(available: {', '.join(AVAILABLE_DOMAINS)})"
+            )
+    if not names:
+        raise SettingError("FINOPS_DOMAINS_ENABLED names no domain")
+    return tuple(domain for domain in AVAILABLE_DOMAINS if domain in names)
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    cron: str
+    timezone: str
+    recalc_previous_month: bool
+
+
+def schedule_settings() -> ScheduleSettings:
+    return ScheduleSettings(
+        cron=env_str("FINOPS_NIGHTLY_CRON", "0 2 * * *"),
+        timezone=env_str("FINOPS_TIMEZONE", "UTC"),
+        recalc_previous_month=env_bool("FINOPS_RECALC_PREVIOUS_MONTH", True),
+    )
+
+
+@dataclass(frozen=True)
+class VolumeThresholds:
+    """How far a month may move from its trailing average before the volume check speaks up."""
+
+    warn_deviation: Decimal
+    error_deviation: Decimal
+    trailing_months: int
+
+
+def volume_thresholds() -> VolumeThresholds:
+    warn = env_decimal("FINOPS_VOLUME_WARN_DEVIATION", "0.25")
+    error = env_decimal("FINOPS_VOLUME_ERROR_DEVIATION", "0.5")
+    if error < warn:
+        raise SettingError(
+            "FINOPS_VOLUME_ERROR_DEVIATION must be >= FINOPS_VOLUME_WARN_DEVIATION "
+            f"({error} < {warn})"
+        )
+    return VolumeThresholds(
+        warn_deviation=warn,
+        error_deviation=error,
+        trailing_months=env_int("FINOPS_VOLUME_TRAILING_MONTHS", 3, minimum=1),
+    )
+
+
+def pipeline_version() -> str:
+    """What etl_runs records as the code version: the package version and the image's git sha."""
+    from finops_dagster import __version__
+
+    sha = os.environ.get("FINOPS_GIT_SHA", "").strip()
+    return f"{__version__}+{sha[:12]}" if sha else __version__
