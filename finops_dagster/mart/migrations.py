@@ -67,12 +67,18 @@ def apply_migrations(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR)
         for migration in migrations:
             if migration.name in applied:
                 continue
-            with conn.transaction():
-                conn.execute(migration.sql)
-                conn.execute(
-                    "INSERT INTO finops.schema_migrations (filename, checksum) VALUES (%s, %s)",
-                    (migration.name, migration.checksum),
-                )
+            try:
+                with conn.transaction():
+                    conn.execute(migration.sql)
+                    conn.execute(
+                        "INSERT INTO finops.schema_migrations (filename, checksum) VALUES (%s, %s)",
+                        (migration.name, migration.checksum),
+                    )
+            except psycopg.DatabaseError as error:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise MigrationError(
+                    f"{migration.name} failed and was rolled back (nothing of it applied): {reason}"
+                ) from error
             done.append(migration.name)
         return done
     finally:

@@ -1,0 +1,72 @@
+"""The `finops-dagster` command: migrate the mart, run the demo, open the UI on the demo data."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from collections.abc import Sequence
+
+from finops_dagster.settings import SettingError
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    """Apply pending migrations to the mart of POSTGRES_URL."""
+    from finops_dagster.mart.migrations import apply_migrations
+    from finops_dagster.resources.postgres import postgres_from_env
+
+    postgres = postgres_from_env()
+    with postgres._open(autocommit=True) as conn:
+        applied = apply_migrations(conn)
+    print(f"{postgres.describe()}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from finops_dagster.demo.run import run_demo
+
+    return run_demo(cis=args.cis, months=args.months, today=args.today)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """`dagster dev` on the demo's data (the embedded server is started again if needed)."""
+    from finops_dagster.demo.run import prepare_environment
+
+    prepare_environment(cis=args.cis, months=args.months, today=args.today)
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    os.execv(dagster, [dagster, "dev", "-m", "finops_dagster.definitions", *args.dagster_args])
+
+
+def _demo_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cis", type=int, default=3000, help="infrastructure CIs in the generated CMDB")
+    parser.add_argument("--months", type=int, default=3, help="months of nightly dumps, ending this month")
+    parser.add_argument("--today", type=dt.date.fromisoformat, default=dt.date.today(),
+                        help="the generator's 'today' (YYYY-MM-DD); fixes the data for reproducibility")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="finops-dagster", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply pending SQL migrations to POSTGRES_URL").set_defaults(run=cmd_migrate)
+    demo = commands.add_parser("demo", help="run the whole pipeline on generated data, no configuration needed")
+    _demo_options(demo)
+    demo.set_defaults(run=cmd_demo)
+    dev = commands.add_parser("dev", help="open the Dagster UI on the demo's data")
+    _demo_options(dev)
+    dev.add_argument("dagster_args", nargs=argparse.REMAINDER, help="passed to `dagster dev`")
+    dev.set_defaults(run=cmd_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except SettingError as error:
+        print(f"finops-dagster: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

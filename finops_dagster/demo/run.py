@@ -1,0 +1,132 @@
+"""`finops-dagster demo`: the whole pipeline on generated data, with no configuration at all.
+
+PostgreSQL: POSTGRES_URL when set, else an embedded server (database `finops`).
+MongoDB: MONGO_URL when set, else the generated stand-in (`demo://`, clearly not a real MongoDB).
+Dagster: runs are recorded in a Dagster instance stored in the same server (database `dagster`),
+so `finops-dagster dev` shows the demo's runs, checks and metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+
+from finops_dagster.demo.embedded_postgres import ensure_database, start_embedded
+from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG
+from finops_dagster.releve import month_start
+
+REPO_INSTANCE_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
+
+
+@dataclass(frozen=True)
+class DemoEnvironment:
+    postgres_url: str
+    mongo_url: str
+    dagster_home: Path
+    embedded: bool
+
+
+def demo_dir() -> Path:
+    return Path(os.environ.get("FINOPS_DEMO_DIR", ".finops-demo")).resolve()
+
+
+def prepare_environment(*, cis: int, months: int, today: dt.date) -> DemoEnvironment:
+    """Resolve (and export) POSTGRES_URL, MONGO_URL, DAGSTER_HOME and DAGSTER_POSTGRES_URL."""
+    base = demo_dir()
+    embedded = not os.environ.get("POSTGRES_URL")
+    if embedded:
+        server = start_embedded(base / "pgdata")
+        os.environ["POSTGRES_URL"] = ensure_database(server, "finops")
+    postgres_url = os.environ["POSTGRES_URL"]
+    os.environ.setdefault("MONGO_URL", f"demo://?cis={cis}&months={months}&today={today.isoformat()}")
+    if not os.environ.get("DAGSTER_HOME"):
+        home = base / "dagster_home"
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "dagster.yaml").write_text(REPO_INSTANCE_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
+        os.environ["DAGSTER_HOME"] = str(home)
+    if not os.environ.get("DAGSTER_POSTGRES_URL"):
+        os.environ["DAGSTER_POSTGRES_URL"] = ensure_database(postgres_url, "dagster")
+    return DemoEnvironment(postgres_url, os.environ["MONGO_URL"], Path(os.environ["DAGSTER_HOME"]), embedded)
+
+
+def demo_months(today: dt.date, months: int) -> tuple[str, str]:
+    last = month_start(today)
+    first = last
+    for _ in range(months - 1):
+        first = month_start(first - dt.timedelta(days=1))
+    return first.isoformat(), last.isoformat()
+
+
+def run_demo(*, cis: int, months: int, today: dt.date) -> int:
+    warnings.filterwarnings("ignore", message=".*(beta|no-op in mongomock|XDG_RUNTIME_DIR).*")
+    env = prepare_environment(cis=cis, months=months, today=today)
+    from dagster import DagsterInstance
+
+    from finops_dagster.pipeline import build_definitions
+
+    first, last = demo_months(today, months)
+    print(f"PostgreSQL: {'embedded server (' + str(demo_dir() / 'pgdata') + ')' if env.embedded else 'POSTGRES_URL'}")
+    print(f"MongoDB:    {'generated stand-in (in-memory, NOT a real MongoDB)' if env.mongo_url.startswith('demo://') else 'MONGO_URL'}")
+    print(f"Months:     {first[:7]} … {last[:7]} in one run\n")
+    defs = build_definitions()
+    job = defs.resolve_job_def("finops_nightly")
+    print("Running the nightly job (generating the CMDB stand-in first; events go to the Dagster instance)…")
+    started = time.perf_counter()
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            tags={RANGE_START_TAG: first, RANGE_END_TAG: last},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            raise_on_error=False,
+        )
+    print(f"Done in {time.perf_counter() - started:.0f} s.\n")
+    print_summary(env.postgres_url, result.run_id)
+    print_next_steps(env)
+    return 0 if result.success else 1
+
+
+SUMMARY_QUERY = """
+SELECT l.domain_id, l.period_month, l.releve_count, l.total_cost, l.reject_count,
+       coalesce((SELECT sum(total_cost) FROM finops.fact_releve f
+                 WHERE f.period_month = l.period_month AND f.domain_id = l.domain_id
+                   AND f.application_id = 'UNALLOCATED'), 0),
+       l.published_at IS NOT NULL
+FROM finops.domain_load l WHERE l.run_id = %s ORDER BY 1, 2
+"""
+
+
+def print_summary(postgres_url: str, run_id: str) -> None:
+    with psycopg.connect(postgres_url) as conn:
+        rows = conn.execute(SUMMARY_QUERY, (run_id,)).fetchall()
+        status = conn.execute("SELECT status, error_summary FROM finops.etl_runs WHERE run_id = %s",
+                              (run_id,)).fetchone()
+    header = f"{'domain':<13} {'month':<8} {'relevés':>8} {'total cost':>16} {'rejects':>8} {'unallocated':>14}  published"
+    print(header)
+    print("-" * len(header))
+    for domain, month, releves, total, rejects, unallocated, published in rows:
+        print(f"{domain:<13} {month:%Y-%m}  {releves:>8} {_money(total):>16} {rejects:>8} "
+              f"{_money(unallocated):>14}  {'yes' if published else 'NO'}")
+    if status:
+        print(f"\nRun {run_id}: {status[0]}" + (f" — {status[1]}" if status[1] else ""))
+
+
+def _money(value: Decimal) -> str:
+    return f"{value:,.2f} EUR"
+
+
+def print_next_steps(env: DemoEnvironment) -> None:
+    print("\nOpen the same data in the Dagster UI:")
+    print("  finops-dagster dev        # then http://127.0.0.1:3000")
+    print("or by hand:")
+    print(f"  export POSTGRES_URL='{env.postgres_url}'")
+    print(f"  export MONGO_URL='{env.mongo_url}'")
+    print(f"  export DAGSTER_HOME='{env.dagster_home}' DAGSTER_POSTGRES_URL='{os.environ['DAGSTER_POSTGRES_URL']}'")
+    print("  dagster dev -m finops_dagster.definitions")
+    print(f"Read the mart:  psql '{env.postgres_url}' -c 'SELECT * FROM finops.mv_cost_domain_month'")
