@@ -41,15 +41,23 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def _demo_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cis", type=int, default=3000, help="infrastructure CIs in the generated CMDB")
     parser.add_argument("--months", type=int, default=3, help="months of nightly dumps, ending this month")
-    parser.add_argument("--today", type=dt.date.fromisoformat, default=dt.date.today(),
-                        help="the generator's 'today' (YYYY-MM-DD); fixes the data for reproducibility")
+    parser.add_argument(
+        "--today",
+        type=dt.date.fromisoformat,
+        default=dt.date.today(),
+        help="the generator's 'today' (YYYY-MM-DD); fixes the data for reproducibility",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="finops-dagster", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("migrate", help="apply pending SQL migrations to POSTGRES_URL").set_defaults(run=cmd_migrate)
-    demo = commands.add_parser("demo", help="run the whole pipeline on generated data, no configuration needed")
+    commands.add_parser("migrate", help="apply pending SQL migrations to POSTGRES_URL").set_defaults(
+        run=cmd_migrate
+    )
+    demo = commands.add_parser(
+        "demo", help="run the whole pipeline on generated data, no configuration needed"
+    )
     _demo_options(demo)
     demo.set_defaults(run=cmd_demo)
     dev = commands.add_parser("dev", help="open the Dagster UI on the demo's data")

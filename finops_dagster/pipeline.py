@@ -44,8 +44,13 @@ def build_definitions(resources: Mapping[str, Any] | None = None) -> Definitions
         for build in (build_reconciliation_check, build_volume_check)
     ]
     return Definitions(
-        assets=[reference_data, applications, *domains, build_fact_releve([d.key for d in domains]),
-                materialized_views],
+        assets=[
+            reference_data,
+            applications,
+            *domains,
+            build_fact_releve([d.key for d in domains]),
+            materialized_views,
+        ],
         asset_checks=[*checks, views_match_fact_releve],
         jobs=[nightly_job],
         schedules=[build_nightly_schedule()],
@@ -53,4 +58,3 @@ def build_definitions(resources: Mapping[str, Any] | None = None) -> Definitions
         resources=dict(resources) if resources is not None else resources_from_env(),
         executor=in_process_executor,
     )
-

@@ -57,7 +57,7 @@ def build_nightly_schedule() -> ScheduleDefinition:
     )
     def finops_nightly_schedule(context: ScheduleEvaluationContext) -> RunRequest:
         """Previous and current month, every night."""
-        now = context.scheduled_execution_time or dt.datetime.now(dt.timezone.utc)
+        now = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
         return nightly_run_request(now, recalc_previous_month=settings.recalc_previous_month)
 
     return finops_nightly_schedule

@@ -106,8 +106,7 @@ def volume_thresholds() -> VolumeThresholds:
     error = env_decimal("FINOPS_VOLUME_ERROR_DEVIATION", "0.5")
     if error < warn:
         raise SettingError(
-            "FINOPS_VOLUME_ERROR_DEVIATION must be >= FINOPS_VOLUME_WARN_DEVIATION "
-            f"({error} < {warn})"
+            f"FINOPS_VOLUME_ERROR_DEVIATION must be >= FINOPS_VOLUME_WARN_DEVIATION ({error} < {warn})"
         )
     return VolumeThresholds(
         warn_deviation=warn,

@@ -13,8 +13,8 @@ import psycopg
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetChecksDefinition,
+    AssetCheckSeverity,
     AssetKey,
     MetadataValue,
     asset_check,
@@ -86,7 +86,10 @@ def build_reconciliation_check(asset_key: AssetKey, domain_id: str) -> AssetChec
         with postgres.connect() as conn:
             balances = unit_balances(conn, domain_id, context.run.run_id)
         broken = [b for b in balances if not b.balanced]
-        table = ["| month | unit | source | relevés | rejects | difference |", "|---|---|---:|---:|---:|---:|"]
+        table = [
+            "| month | unit | source | relevés | rejects | difference |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         table += [
             f"| {b.period_month:%Y-%m} | {b.unit} | {b.source} | {b.releves} | {b.rejects} | {b.difference} |"
             for b in balances
@@ -94,14 +97,17 @@ def build_reconciliation_check(asset_key: AssetKey, domain_id: str) -> AssetChec
         description = (
             f"{len(broken)} month/unit pair(s) do not add up: "
             + "; ".join(f"{b.period_month:%Y-%m} {b.unit} off by {b.difference}" for b in broken[:5])
-            if broken else f"{len(balances)} month/unit pair(s) balance"
+            if broken
+            else f"{len(balances)} month/unit pair(s) balance"
         )
         return AssetCheckResult(
             passed=not broken,
             severity=AssetCheckSeverity.ERROR,
             description=description,
-            metadata={"balances": MetadataValue.md("\n".join(table)),
-                      "unbalanced": MetadataValue.int(len(broken))},
+            metadata={
+                "balances": MetadataValue.md("\n".join(table)),
+                "unbalanced": MetadataValue.int(len(broken)),
+            },
         )
 
     return reconciliation

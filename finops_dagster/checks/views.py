@@ -4,11 +4,16 @@ Compared per month (or quarter) and currency. mv_anomalies_month lists exception
 so it has no such check.
 """
 
-
 from collections.abc import Iterator
 
 import psycopg
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSpec, MetadataValue, multi_asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSpec,
+    MetadataValue,
+    multi_asset_check,
+)
 from psycopg import sql
 
 from finops_dagster.resources.postgres import PostgresResource
@@ -33,7 +38,8 @@ def view_mismatches(conn: psycopg.Connection, view: str) -> list[tuple[object, s
     period = "period_quarter" if view == QUARTER_VIEW else "period_month"
     fact_period = "date_trunc('quarter', period_month)::date" if view == QUARTER_VIEW else "period_month"
     query = sql.SQL("""
-        WITH v AS (SELECT {period} AS period, currency, sum(total_cost) AS total FROM finops.{view} GROUP BY 1, 2),
+        WITH v AS (SELECT {period} AS period, currency, sum(total_cost) AS total
+                   FROM finops.{view} GROUP BY 1, 2),
              f AS (SELECT {fact_period} AS period, currency, sum(total_cost) AS total
                    FROM finops.fact_releve GROUP BY 1, 2)
         SELECT period, currency, v.total, f.total
@@ -41,7 +47,7 @@ def view_mismatches(conn: psycopg.Connection, view: str) -> list[tuple[object, s
         WHERE coalesce(v.total, 0) <> coalesce(f.total, 0)
         ORDER BY 1, 2
     """).format(period=sql.Identifier(period), view=sql.Identifier(view), fact_period=sql.SQL(fact_period))
-    return [tuple(row) for row in conn.execute(query).fetchall()]  # type: ignore[misc]
+    return [tuple(row) for row in conn.execute(query).fetchall()]
 
 
 @multi_asset_check(
@@ -60,8 +66,15 @@ def views_match_fact_releve(
                 asset_key=check_key.asset_key,
                 check_name=CHECK_NAME,
                 passed=not mismatches,
-                description=(f"{len(mismatches)} period/currency total(s) differ from fact_releve"
-                             if mismatches else "totals match fact_releve"),
-                metadata={"mismatches": MetadataValue.text(
-                    "; ".join(f"{p} {c}: view {v} vs fact {f}" for p, c, v, f in mismatches[:10]) or "none")},
+                description=(
+                    f"{len(mismatches)} period/currency total(s) differ from fact_releve"
+                    if mismatches
+                    else "totals match fact_releve"
+                ),
+                metadata={
+                    "mismatches": MetadataValue.text(
+                        "; ".join(f"{p} {c}: view {v} vs fact {f}" for p, c, v, f in mismatches[:10])
+                        or "none"
+                    )
+                },
             )

@@ -13,8 +13,8 @@ import psycopg
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetChecksDefinition,
+    AssetCheckSeverity,
     AssetKey,
     MetadataValue,
     asset_check,
@@ -60,8 +60,13 @@ def volume_findings(
             continue
         for metric, value, average in (("releves", Decimal(count), row[0]), ("total_cost", cost, row[1])):
             deviation = abs(value - average) / average if average else Decimal(0 if value == 0 else 1)
-            level = ("ERROR" if deviation > thresholds.error_deviation
-                     else "WARN" if deviation > thresholds.warn_deviation else "OK")
+            level = (
+                "ERROR"
+                if deviation > thresholds.error_deviation
+                else "WARN"
+                if deviation > thresholds.warn_deviation
+                else "OK"
+            )
             findings.append(VolumeFinding(month, metric, value, average, deviation, level))
     return findings, without_history
 
@@ -76,16 +81,22 @@ def build_volume_check(asset_key: AssetKey, domain_id: str) -> AssetChecksDefini
         errors = [f for f in findings if f.level == "ERROR"]
         warnings = [f for f in findings if f.level == "WARN"]
         flagged = errors or warnings
-        table = ["| month | metric | value | trailing avg | deviation | level |", "|---|---|---:|---:|---:|---|"]
+        table = [
+            "| month | metric | value | trailing avg | deviation | level |",
+            "|---|---|---:|---:|---:|---|",
+        ]
         table += [
             f"| {f.period_month:%Y-%m} | {f.metric} | {f.value} | {f.trailing_average:.2f} | "
             f"{f.deviation:.1%} | {f.level} |"
             for f in findings
         ]
         description = (
-            "; ".join(f"{f.period_month:%Y-%m} {f.metric} {f.deviation:.0%} from trailing average ({f.level})"
-                      for f in flagged[:5])
-            if flagged else "volumes within thresholds"
+            "; ".join(
+                f"{f.period_month:%Y-%m} {f.metric} {f.deviation:.0%} from trailing average ({f.level})"
+                for f in flagged[:5]
+            )
+            if flagged
+            else "volumes within thresholds"
         )
         if without_history:
             description += f"; no published history for {', '.join(f'{m:%Y-%m}' for m in without_history)}"

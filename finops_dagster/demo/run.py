@@ -72,8 +72,15 @@ def run_demo(*, cis: int, months: int, today: dt.date) -> int:
     from finops_dagster.pipeline import build_definitions
 
     first, last = demo_months(today, months)
-    print(f"PostgreSQL: {'embedded server (' + str(demo_dir() / 'pgdata') + ')' if env.embedded else 'POSTGRES_URL'}")
-    print(f"MongoDB:    {'generated stand-in (in-memory, NOT a real MongoDB)' if env.mongo_url.startswith('demo://') else 'MONGO_URL'}")
+    print("PostgreSQL: " + (f"embedded server ({demo_dir() / 'pgdata'})" if env.embedded else "POSTGRES_URL"))
+    print(
+        "MongoDB:    "
+        + (
+            "generated stand-in (in-memory, NOT a real MongoDB)"
+            if env.mongo_url.startswith("demo://")
+            else "MONGO_URL"
+        )
+    )
     print(f"Months:     {first[:7]} … {last[:7]} in one run\n")
     defs = build_definitions()
     job = defs.resolve_job_def("finops_nightly")
@@ -105,14 +112,20 @@ FROM finops.domain_load l WHERE l.run_id = %s ORDER BY 1, 2
 def print_summary(postgres_url: str, run_id: str) -> None:
     with psycopg.connect(postgres_url) as conn:
         rows = conn.execute(SUMMARY_QUERY, (run_id,)).fetchall()
-        status = conn.execute("SELECT status, error_summary FROM finops.etl_runs WHERE run_id = %s",
-                              (run_id,)).fetchone()
-    header = f"{'domain':<13} {'month':<8} {'relevés':>8} {'total cost':>16} {'rejects':>8} {'unallocated':>14}  published"
+        status = conn.execute(
+            "SELECT status, error_summary FROM finops.etl_runs WHERE run_id = %s", (run_id,)
+        ).fetchone()
+    header = (
+        f"{'domain':<13} {'month':<8} {'relevés':>8} {'total cost':>16} {'rejects':>8} {'unallocated':>14}"
+        "  published"
+    )
     print(header)
     print("-" * len(header))
     for domain, month, releves, total, rejects, unallocated, published in rows:
-        print(f"{domain:<13} {month:%Y-%m}  {releves:>8} {_money(total):>16} {rejects:>8} "
-              f"{_money(unallocated):>14}  {'yes' if published else 'NO'}")
+        print(
+            f"{domain:<13} {month:%Y-%m}  {releves:>8} {_money(total):>16} {rejects:>8} "
+            f"{_money(unallocated):>14}  {'yes' if published else 'NO'}"
+        )
     if status:
         print(f"\nRun {run_id}: {status[0]}" + (f" — {status[1]}" if status[1] else ""))
 
@@ -127,6 +140,9 @@ def print_next_steps(env: DemoEnvironment) -> None:
     print("or by hand:")
     print(f"  export POSTGRES_URL='{env.postgres_url}'")
     print(f"  export MONGO_URL='{env.mongo_url}'")
-    print(f"  export DAGSTER_HOME='{env.dagster_home}' DAGSTER_POSTGRES_URL='{os.environ['DAGSTER_POSTGRES_URL']}'")
+    print(
+        f"  export DAGSTER_HOME='{env.dagster_home}'"
+        f" DAGSTER_POSTGRES_URL='{os.environ['DAGSTER_POSTGRES_URL']}'"
+    )
     print("  dagster dev -m finops_dagster.definitions")
     print(f"Read the mart:  psql '{env.postgres_url}' -c 'SELECT * FROM finops.mv_cost_domain_month'")

@@ -53,14 +53,17 @@ def build_fact_releve(domain_assets: Sequence[AssetKey]) -> AssetsDefinition:
         run_ledger.add_published(rows)
         total = sum((month.total_cost for month in published), Decimal(0))
         table = ["| month | domains | relevés | total cost |", "|---|---|---:|---:|"] + [
-            f"| {m.period_month:%Y-%m} | {', '.join(m.domains)} | {m.releves} | {m.total_cost} |" for m in published
+            f"| {m.period_month:%Y-%m} | {', '.join(m.domains)} | {m.releves} | {m.total_cost} |"
+            for m in published
         ]
-        return MaterializeResult(metadata={
-            "releves": MetadataValue.int(rows),
-            "total_cost": MetadataValue.float(float(total)),
-            "total_cost_exact": MetadataValue.text(str(total)),
-            "months": MetadataValue.md("\n".join(table)),
-        })
+        return MaterializeResult(
+            metadata={
+                "releves": MetadataValue.int(rows),
+                "total_cost": MetadataValue.float(float(total)),
+                "total_cost_exact": MetadataValue.text(str(total)),
+                "months": MetadataValue.md("\n".join(table)),
+            }
+        )
 
     return fact_releve
 
@@ -83,8 +86,12 @@ def materialized_views(
         timings = refresh_views(conn, selected)
         for name, seconds in timings.items():
             count = conn.execute(
-                sql.SQL("SELECT count(*) FROM finops.{}").format(sql.Identifier(name))).fetchone()
-            yield MaterializeResult(asset_key=name, metadata={
-                "rows": MetadataValue.int(count[0] if count else 0),
-                "refresh_seconds": MetadataValue.float(seconds),
-            })
+                sql.SQL("SELECT count(*) FROM finops.{}").format(sql.Identifier(name))
+            ).fetchone()
+            yield MaterializeResult(
+                asset_key=name,
+                metadata={
+                    "rows": MetadataValue.int(count[0] if count else 0),
+                    "refresh_seconds": MetadataValue.float(seconds),
+                },
+            )

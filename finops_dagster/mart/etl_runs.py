@@ -21,7 +21,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import psycopg
-from dagster import ConfigurableResource, DagsterEventType, DagsterRunStatus, InitResourceContext, PartitionKeyRange
+from dagster import (
+    ConfigurableResource,
+    DagsterEventType,
+    DagsterRunStatus,
+    InitResourceContext,
+    PartitionKeyRange,
+)
 from pydantic import PrivateAttr
 
 from finops_dagster.mart.locks import RUN_NAMESPACE
@@ -64,15 +70,19 @@ def abort_dead_runs(conn: psycopg.Connection, *, detected_by: str) -> list[str]:
     for (run_id,) in conn.execute(
         "SELECT run_id FROM finops.etl_runs WHERE status = 'RUNNING' AND run_id <> %s", (detected_by,)
     ).fetchall():
-        row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (RUN_NAMESPACE, run_id)).fetchone()
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (RUN_NAMESPACE, run_id)
+        ).fetchone()
         if not (row and row[0]):
             continue
         try:
             conn.execute(
                 "UPDATE finops.etl_runs SET status = 'ABORTED', ended_at = now(), error_summary = %s "
                 "WHERE run_id = %s AND status = 'RUNNING'",
-                (f"the run's process ended without recording an outcome (detected by run {detected_by})",
-                 run_id),
+                (
+                    f"the run's process ended without recording an outcome (detected by run {detected_by})",
+                    run_id,
+                ),
             )
             aborted.append(run_id)
         finally:
@@ -80,7 +90,7 @@ def abort_dead_runs(conn: psycopg.Connection, *, detected_by: str) -> list[str]:
     return aborted
 
 
-class RunLedger(ConfigurableResource):  # type: ignore[misc]
+class RunLedger(ConfigurableResource):
     """Records the run in finops.etl_runs from start to end (see module docstring)."""
 
     postgres: PostgresResource
@@ -103,8 +113,13 @@ class RunLedger(ConfigurableResource):  # type: ignore[misc]
             VALUES (%s, 'RUNNING', %s, %s, %s, %s)
             ON CONFLICT (run_id) DO UPDATE SET status = 'RUNNING', ended_at = NULL, error_summary = NULL
             """,
-            (run.run_id, trigger_type(run.tags), run.job_name, json.dumps(run_periods(run.tags)),
-             pipeline_version()),
+            (
+                run.run_id,
+                trigger_type(run.tags),
+                run.job_name,
+                json.dumps(run_periods(run.tags)),
+                pipeline_version(),
+            ),
         )
         self._conn = conn
         self._run_id = run.run_id
@@ -165,4 +180,4 @@ def _failure_summary(step_key: str | None, event: Any) -> str:
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)

@@ -21,7 +21,8 @@ def load_metadata(staged: Sequence[StagedLoad]) -> dict[str, Any]:
     share = float(unallocated / total) if total else 0.0
     rows = ["| month | relevés | total cost | unallocated cost | rejects |", "|---|---:|---:|---:|---:|"]
     rows += [
-        f"| {load.period_month} | {load.releves} | {load.total_cost} | {load.unallocated_cost} | {load.rejects} |"
+        f"| {load.period_month} | {load.releves} | {load.total_cost} | {load.unallocated_cost} "
+        f"| {load.rejects} |"
         for load in staged
     ]
     return {

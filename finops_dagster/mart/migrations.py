@@ -61,7 +61,9 @@ def apply_migrations(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR)
     conn.execute("SELECT pg_advisory_lock(%s, %s)", (MART_NAMESPACE, MIGRATIONS_KEY))
     try:
         conn.execute(LEDGER_DDL)
-        applied = dict(conn.execute("SELECT filename, checksum FROM finops.schema_migrations").fetchall())
+        applied: dict[str, str] = dict(
+            conn.execute("SELECT filename, checksum FROM finops.schema_migrations").fetchall()
+        )
         _refuse_divergence(migrations, applied)
         done = []
         for migration in migrations:

@@ -41,9 +41,10 @@ def ensure_month_partition(conn: psycopg.Connection, month: dt.date) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MART_NAMESPACE, PUBLISH_KEY))
         conn.execute(
-            sql.SQL("CREATE TABLE IF NOT EXISTS finops.{} PARTITION OF finops.fact_releve "
-                    "FOR VALUES FROM ({}) TO ({})").format(
-                name, sql.Literal(month), sql.Literal(next_month(month)))
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS finops.{} PARTITION OF finops.fact_releve "
+                "FOR VALUES FROM ({}) TO ({})"
+            ).format(name, sql.Literal(month), sql.Literal(next_month(month)))
         )
 
 
@@ -76,6 +77,13 @@ def _publish_month(conn: psycopg.Connection, run_id: str, month: dt.date) -> Pub
     for domain_id, expected_rows, expected_cost in loads:
         inserted, cost = _replace_domain_month(conn, run_id, month, domain_id)
         if inserted != expected_rows or cost != expected_cost:
+            winner = _published_since_loaded(conn, run_id, month, domain_id)
+            if winner is not None:
+                raise PublishError(
+                    f"{domain_id} {month:%Y-%m}: run {winner} published this month after this run loaded it, "
+                    "which discarded this run's staged relevés; nothing published. Run the month again "
+                    "to publish fresh data"
+                )
             raise PublishError(
                 f"{domain_id} {month:%Y-%m}: staged relevés of this run changed since they were loaded "
                 f"({inserted} rows / {cost} instead of {expected_rows} / {expected_cost}); nothing published"
@@ -86,18 +94,39 @@ def _publish_month(conn: psycopg.Connection, run_id: str, month: dt.date) -> Pub
     return PublishedMonth(month, tuple(load[0] for load in loads), releves, total)
 
 
-def _replace_domain_month(conn: psycopg.Connection, run_id: str, month: dt.date, domain_id: str) -> tuple[int, Decimal]:
-    conn.execute("DELETE FROM finops.fact_releve WHERE period_month = %s AND domain_id = %s", (month, domain_id))
+def _published_since_loaded(
+    conn: psycopg.Connection, run_id: str, month: dt.date, domain_id: str
+) -> str | None:
+    """Another run that published this domain-month after this run staged it (and so discarded it)."""
+    row = conn.execute(
+        "SELECT other.run_id FROM finops.domain_load AS other JOIN finops.domain_load AS mine "
+        "ON mine.domain_id = other.domain_id AND mine.period_month = other.period_month "
+        "WHERE mine.run_id = %s AND mine.domain_id = %s AND mine.period_month = %s "
+        "AND other.run_id <> mine.run_id AND other.published_at >= mine.loaded_at "
+        "ORDER BY other.published_at DESC LIMIT 1",
+        (run_id, domain_id, month),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _replace_domain_month(
+    conn: psycopg.Connection, run_id: str, month: dt.date, domain_id: str
+) -> tuple[int, Decimal]:
+    conn.execute(
+        "DELETE FROM finops.fact_releve WHERE period_month = %s AND domain_id = %s", (month, domain_id)
+    )
     columns = sql.SQL(", ").join(map(sql.Identifier, RELEVE_COLUMNS))
     cursor = conn.execute(
-        sql.SQL("INSERT INTO finops.fact_releve ({cols}) SELECT {cols} FROM {table} "
-                "WHERE period_month = %s AND run_id = %s AND domain_id = %s").format(
-            cols=columns, table=domain_table(domain_id)),
+        sql.SQL(
+            "INSERT INTO finops.fact_releve ({cols}) SELECT {cols} FROM {table} "
+            "WHERE period_month = %s AND run_id = %s AND domain_id = %s"
+        ).format(cols=columns, table=domain_table(domain_id)),
         (month, run_id, domain_id),
     )
     inserted = cursor.rowcount
     row = conn.execute(
-        "SELECT coalesce(sum(total_cost), 0) FROM finops.fact_releve WHERE period_month = %s AND domain_id = %s",
+        "SELECT coalesce(sum(total_cost), 0) FROM finops.fact_releve "
+        "WHERE period_month = %s AND domain_id = %s",
         (month, domain_id),
     ).fetchone()
     return inserted, row[0] if row else Decimal(0)
@@ -105,8 +134,10 @@ def _replace_domain_month(conn: psycopg.Connection, run_id: str, month: dt.date,
 
 def _discard_superseded(conn: psycopg.Connection, run_id: str, month: dt.date, domain_id: str) -> None:
     """Staged rows and rejects of other runs for this domain-month are now history: drop them."""
-    conn.execute(sql.SQL("DELETE FROM {} WHERE period_month = %s AND run_id <> %s").format(
-        domain_table(domain_id)), (month, run_id))
+    conn.execute(
+        sql.SQL("DELETE FROM {} WHERE period_month = %s AND run_id <> %s").format(domain_table(domain_id)),
+        (month, run_id),
+    )
     conn.execute(
         "DELETE FROM finops.releve_reject WHERE domain_id = %s AND period_month = %s AND run_id <> %s",
         (domain_id, month, run_id),

@@ -41,45 +41,70 @@ def stage_domain_load(conn: psycopg.Connection, load: DomainLoad, run_id: str) -
             (STAGE_NAMESPACE, f"{load.domain_id}/{load.period_month}"),
         )
         _delete_attempt(conn, table, load, run_id)
-        _copy_rows(conn, sql.SQL("COPY {} ({}) FROM STDIN").format(
-            table, sql.SQL(", ").join(map(sql.Identifier, RELEVE_COLUMNS))),
-            (releve.as_row() for releve in load.releves))
-        _copy_rows(conn, sql.SQL("COPY finops.releve_reject ({}) FROM STDIN").format(
-            sql.SQL(", ").join(map(sql.Identifier, REJECT_COLUMNS))),
-            (_reject_row(reject.as_row()) for reject in load.rejects))
+        _copy_rows(
+            conn,
+            sql.SQL("COPY {} ({}) FROM STDIN").format(
+                table, sql.SQL(", ").join(map(sql.Identifier, RELEVE_COLUMNS))
+            ),
+            (releve.as_row() for releve in load.releves),
+        )
+        _copy_rows(
+            conn,
+            sql.SQL("COPY finops.releve_reject ({}) FROM STDIN").format(
+                sql.SQL(", ").join(map(sql.Identifier, REJECT_COLUMNS))
+            ),
+            (_reject_row(reject.as_row()) for reject in load.rejects),
+        )
         conn.execute(
             """
             INSERT INTO finops.domain_load (domain_id, period_month, run_id, releve_count, reject_count,
                 total_cost, source_record_count, source_totals, source_cost, details)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             """,
-            (load.domain_id, load.period_month, run_id, len(load.releves), len(load.rejects),
-             load.total_cost, load.source_record_count,
-             json.dumps({unit: str(quantity) for unit, quantity in load.source_totals.items()}),
-             load.source_cost, json.dumps(load.details, default=str)),
+            (
+                load.domain_id,
+                load.period_month,
+                run_id,
+                len(load.releves),
+                len(load.rejects),
+                load.total_cost,
+                load.source_record_count,
+                json.dumps({unit: str(quantity) for unit, quantity in load.source_totals.items()}),
+                load.source_cost,
+                json.dumps(load.details, default=str),
+            ),
         )
-    unallocated = sum(
-        (r.total_cost for r in load.releves if r.application_id == "UNALLOCATED"), Decimal(0)
+    unallocated = sum((r.total_cost for r in load.releves if r.application_id == "UNALLOCATED"), Decimal(0))
+    return StagedLoad(
+        load.domain_id,
+        f"{load.period_month:%Y-%m}",
+        len(load.releves),
+        len(load.rejects),
+        load.total_cost,
+        unallocated,
     )
-    return StagedLoad(load.domain_id, f"{load.period_month:%Y-%m}", len(load.releves), len(load.rejects),
-                      load.total_cost, unallocated)
 
 
 def _delete_attempt(conn: psycopg.Connection, table: sql.Composed, load: DomainLoad, run_id: str) -> None:
     month, domain = load.period_month, load.domain_id
-    conn.execute(sql.SQL("DELETE FROM {} WHERE period_month = %s AND run_id = %s").format(table),
-                 (month, run_id))
-    conn.execute("DELETE FROM finops.releve_reject WHERE domain_id = %s AND period_month = %s AND run_id = %s",
-                 (domain, month, run_id))
-    conn.execute("DELETE FROM finops.domain_load WHERE domain_id = %s AND period_month = %s AND run_id = %s",
-                 (domain, month, run_id))
+    conn.execute(
+        sql.SQL("DELETE FROM {} WHERE period_month = %s AND run_id = %s").format(table), (month, run_id)
+    )
+    conn.execute(
+        "DELETE FROM finops.releve_reject WHERE domain_id = %s AND period_month = %s AND run_id = %s",
+        (domain, month, run_id),
+    )
+    conn.execute(
+        "DELETE FROM finops.domain_load WHERE domain_id = %s AND period_month = %s AND run_id = %s",
+        (domain, month, run_id),
+    )
 
 
 def _reject_row(row: tuple[object, ...]) -> tuple[object, ...]:
     payload_index = REJECT_COLUMNS.index("raw_payload")
     payload = row[payload_index]
     encoded = None if payload is None else json.dumps(payload, default=str)
-    return (*row[:payload_index], encoded, *row[payload_index + 1:])
+    return (*row[:payload_index], encoded, *row[payload_index + 1 :])
 
 
 def _copy_rows(conn: psycopg.Connection, statement: sql.Composed, rows: object) -> None:

@@ -38,8 +38,11 @@ def refresh_views(conn: psycopg.Connection, selected: Iterable[str]) -> dict[str
         raise ValueError(f"unknown materialized view(s): {', '.join(sorted(unknown))}")
     timings: dict[str, float] = {}
     with conn.transaction():
-        populated = dict(conn.execute(
-            "SELECT matviewname, ispopulated FROM pg_matviews WHERE schemaname = 'finops'").fetchall())
+        populated: dict[str, bool] = dict(
+            conn.execute(
+                "SELECT matviewname, ispopulated FROM pg_matviews WHERE schemaname = 'finops'"
+            ).fetchall()
+        )
         for name in (view for view in REFRESH_ORDER if view in wanted):
             mode = sql.SQL("CONCURRENTLY ") if populated.get(name) else sql.SQL("")
             started = time.perf_counter()

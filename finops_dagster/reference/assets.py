@@ -19,12 +19,14 @@ def reference_data(postgres: PostgresResource, run_ledger: RunLedger) -> Materia
     catalog = load_catalog()
     with postgres.connect() as conn:
         load_catalog_into_mart(conn, catalog)
-    return MaterializeResult(metadata={
-        "products": MetadataValue.int(len(catalog.products)),
-        "rate_card_lines": MetadataValue.int(len(catalog.rates)),
-        "rate_card_versions": MetadataValue.text(", ".join(sorted({r.version for r in catalog.rates}))),
-        "mapping_rules": MetadataValue.int(len(catalog.rules)),
-    })
+    return MaterializeResult(
+        metadata={
+            "products": MetadataValue.int(len(catalog.products)),
+            "rate_card_lines": MetadataValue.int(len(catalog.rates)),
+            "rate_card_versions": MetadataValue.text(", ".join(sorted({r.version for r in catalog.rates}))),
+            "mapping_rules": MetadataValue.int(len(catalog.rules)),
+        }
+    )
 
 
 @asset(group_name=REFERENCE_GROUP, kinds={"mongodb", "postgres"})
@@ -39,8 +41,10 @@ def applications(
         context.log.warning("%s holds no application records: every CI will be unallocated", cmdb.describe())
     with postgres.connect() as conn:
         count = load_applications_into_mart(conn, records, source="cmdb")
-    return MaterializeResult(metadata={
-        "applications": MetadataValue.int(count),
-        "groups": MetadataValue.int(len({record.group_id for record in records})),
-        "source": MetadataValue.text(cmdb.describe()),
-    })
+    return MaterializeResult(
+        metadata={
+            "applications": MetadataValue.int(count),
+            "groups": MetadataValue.int(len({record.group_id for record in records})),
+            "source": MetadataValue.text(cmdb.describe()),
+        }
+    )

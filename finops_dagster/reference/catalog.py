@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -124,8 +125,9 @@ def _rate(row: dict[str, str]) -> Rate:
     valid_from = _month(_required(row, "valid_from"), "valid_from")
     if valid_to is not None and valid_to <= valid_from:
         raise ValueError(f"valid_to {valid_to} is not after valid_from {valid_from}")
-    return Rate(_required(row, "product_id"), valid_from, valid_to, unit_cost, currency,
-                _required(row, "version"))
+    return Rate(
+        _required(row, "product_id"), valid_from, valid_to, unit_cost, currency, _required(row, "version")
+    )
 
 
 def _rule(row: dict[str, str]) -> MappingRule:
@@ -135,25 +137,47 @@ def _rule(row: dict[str, str]) -> MappingRule:
     except re.error as error:
         raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {error}") from None
     return MappingRule(
-        _required(row, "rule_id"), _required(row, "domain_id"), _required(row, "field"), pattern,
-        _required(row, "application_id"), int(_required(row, "priority")),
+        _required(row, "rule_id"),
+        _required(row, "domain_id"),
+        _required(row, "field"),
+        pattern,
+        _required(row, "application_id"),
+        int(_required(row, "priority")),
     )
 
 
 def load_catalog(directory: Path = DATA_DIR) -> Catalog:
     """Read and cross-check every reference file."""
-    domains = _parse(directory / "domains.csv", ("domain_id", "label"),
-                     lambda r: Domain(_required(r, "domain_id"), _required(r, "label")))
-    families = _parse(directory / "families.csv", ("family_id", "domain_id", "label"),
-                      lambda r: Family(_required(r, "family_id"), _required(r, "domain_id"),
-                                       _required(r, "label")))
-    products = _parse(directory / "products.csv", ("product_id", "family_id", "label", "usage_unit"),
-                      lambda r: Product(_required(r, "product_id"), _required(r, "family_id"),
-                                        _required(r, "label"), _required(r, "usage_unit")))
-    rates = _parse(directory / "rate_cards.csv",
-                   ("product_id", "valid_from", "valid_to", "unit_cost", "currency", "version"), _rate)
-    rules = _parse(directory / "mapping_rules.csv",
-                   ("rule_id", "domain_id", "field", "pattern", "application_id", "priority"), _rule)
+    domains = _parse(
+        directory / "domains.csv",
+        ("domain_id", "label"),
+        lambda r: Domain(_required(r, "domain_id"), _required(r, "label")),
+    )
+    families = _parse(
+        directory / "families.csv",
+        ("family_id", "domain_id", "label"),
+        lambda r: Family(_required(r, "family_id"), _required(r, "domain_id"), _required(r, "label")),
+    )
+    products = _parse(
+        directory / "products.csv",
+        ("product_id", "family_id", "label", "usage_unit"),
+        lambda r: Product(
+            _required(r, "product_id"),
+            _required(r, "family_id"),
+            _required(r, "label"),
+            _required(r, "usage_unit"),
+        ),
+    )
+    rates = _parse(
+        directory / "rate_cards.csv",
+        ("product_id", "valid_from", "valid_to", "unit_cost", "currency", "version"),
+        _rate,
+    )
+    rules = _parse(
+        directory / "mapping_rules.csv",
+        ("rule_id", "domain_id", "field", "pattern", "application_id", "priority"),
+        _rule,
+    )
     catalog = Catalog(domains, families, products, rates, rules, _checksums(directory))
     _cross_check(catalog)
     return catalog
@@ -161,8 +185,7 @@ def load_catalog(directory: Path = DATA_DIR) -> Catalog:
 
 def _checksums(directory: Path) -> dict[str, str]:
     return {
-        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(directory.glob("*.csv"))
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(directory.glob("*.csv"))
     }
 
 
@@ -184,10 +207,14 @@ def _cross_check(catalog: Catalog) -> None:
     products = {p.product_id for p in catalog.products}
     for family in catalog.families:
         if family.domain_id not in domains:
-            raise ReferenceDataError(f"families.csv: {family.family_id} has unknown domain {family.domain_id}")
+            raise ReferenceDataError(
+                f"families.csv: {family.family_id} has unknown domain {family.domain_id}"
+            )
     for product in catalog.products:
         if product.family_id not in families:
-            raise ReferenceDataError(f"products.csv: {product.product_id} has unknown family {product.family_id}")
+            raise ReferenceDataError(
+                f"products.csv: {product.product_id} has unknown family {product.family_id}"
+            )
     for rule in catalog.rules:
         if rule.domain_id not in domains:
             raise ReferenceDataError(f"mapping_rules.csv: {rule.rule_id} has unknown domain {rule.domain_id}")
@@ -203,7 +230,7 @@ def _refuse_overlapping_rates(rates: tuple[Rate, ...]) -> None:
         by_product.setdefault(rate.product_id, []).append(rate)
     for product_id, product_rates in by_product.items():
         ordered = sorted(product_rates, key=lambda rate: rate.valid_from)
-        for earlier, later in zip(ordered, ordered[1:], strict=False):
+        for earlier, later in itertools.pairwise(ordered):
             if earlier.valid_to is None or earlier.valid_to > later.valid_from:
                 raise ReferenceDataError(
                     f"rate_cards.csv: {product_id} has overlapping rates from {earlier.valid_from} "

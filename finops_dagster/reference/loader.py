@@ -72,12 +72,18 @@ def load_catalog_into_mart(conn: psycopg.Connection, catalog: Catalog) -> None:
         cur.execute("DELETE FROM finops.rate_card")
         cur.executemany(
             INSERT_RATE,
-            [(r.product_id, r.valid_from, r.valid_to, r.unit_cost, r.currency, r.version) for r in catalog.rates],
+            [
+                (r.product_id, r.valid_from, r.valid_to, r.unit_cost, r.currency, r.version)
+                for r in catalog.rates
+            ],
         )
         cur.execute("DELETE FROM finops.application_mapping_rule")
         cur.executemany(
             INSERT_RULE,
-            [(r.rule_id, r.domain_id, r.field, r.pattern, r.application_id, r.priority) for r in catalog.rules],
+            [
+                (r.rule_id, r.domain_id, r.field, r.pattern, r.application_id, r.priority)
+                for r in catalog.rules
+            ],
         )
         versions = sorted({rate.version for rate in catalog.rates})
         for filename, checksum in catalog.checksums.items():
@@ -104,6 +110,10 @@ def _ensure_unallocated(cur: psycopg.Cursor) -> None:
     cur.execute(UPSERT_GROUP, (UNALLOCATED_GROUP, "Unallocated"))
     cur.execute(
         UPSERT_APPLICATION,
-        (UNALLOCATED_APPLICATION, "Unallocated costs (no application could be resolved)",
-         UNALLOCATED_GROUP, "system"),
+        (
+            UNALLOCATED_APPLICATION,
+            "Unallocated costs (no application could be resolved)",
+            UNALLOCATED_GROUP,
+            "system",
+        ),
     )

@@ -48,7 +48,9 @@ def read_snapshot(conn: psycopg.Connection, domain_id: str) -> ReferenceSnapshot
         row[0]: Product(*row)
         for row in conn.execute("SELECT product_id, family_id, label, usage_unit FROM finops.dim_product")
     }
-    family_domains = dict(conn.execute("SELECT family_id, domain_id FROM finops.dim_family").fetchall())
+    family_domains: dict[str, str] = dict(
+        conn.execute("SELECT family_id, domain_id FROM finops.dim_family").fetchall()
+    )
     rates: dict[str, list[Rate]] = {}
     for row in conn.execute(
         "SELECT product_id, valid_from, valid_to, unit_cost, currency, version FROM finops.rate_card "

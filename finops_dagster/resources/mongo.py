@@ -35,7 +35,7 @@ class SourceUnavailable(RuntimeError):
     """A source could not be read; the message names it, never a credential."""
 
 
-class MongoResource(ConfigurableResource):  # type: ignore[misc]
+class MongoResource(ConfigurableResource):
     """Read access to the CMDB raw zone (MONGO_URL, MONGO_DB)."""
 
     url: str

@@ -25,7 +25,9 @@ def _cursor_next(self: Any) -> Any:
     if index >= len(results) or (self._limit and self._emitted >= abs(self._limit)):
         raise StopIteration
     self._emitted += 1
-    return mongomock_collection._cast_document_class(results[index], self.collection.codec_options.document_class)
+    return mongomock_collection._cast_document_class(
+        results[index], self.collection.codec_options.document_class
+    )
 
 
 def _aggregate(self: Any, pipeline: list[dict[str, Any]], session: Any = None, **unused: Any) -> Any:
@@ -46,9 +48,9 @@ def _patch() -> None:
     with _patch_lock:
         if _patched:
             return
-        mongomock_collection.Cursor.__next__ = _cursor_next
+        mongomock_collection.Cursor.__next__ = _cursor_next  # type: ignore[method-assign]
         mongomock_collection.Cursor.next = _cursor_next
-        mongomock_collection.Collection.aggregate = _aggregate
+        mongomock_collection.Collection.aggregate = _aggregate  # type: ignore[method-assign]
         _patched = True
 
 

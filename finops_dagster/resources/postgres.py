@@ -11,7 +11,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import psycopg
 from dagster import ConfigurableResource, EnvVar
@@ -24,7 +24,7 @@ class MartUnavailable(RuntimeError):
     """PostgreSQL could not be reached; the message names the server, never a credential."""
 
 
-class PostgresResource(ConfigurableResource):  # type: ignore[misc]
+class PostgresResource(ConfigurableResource):
     """Where the data mart lives. `url` is a libpq URL or key=value string without secrets ideally;
     `user`/`password` override what it holds (POSTGRES_USER / POSTGRES_PASSWORD)."""
 
@@ -37,7 +37,7 @@ class PostgresResource(ConfigurableResource):  # type: ignore[misc]
     _migrate_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def conninfo(self) -> str:
-        overrides: dict[str, object] = {"connect_timeout": self.connect_timeout_s}
+        overrides: dict[str, Any] = {"connect_timeout": self.connect_timeout_s}
         if self.user:
             overrides["user"] = self.user
         if self.password:
@@ -94,7 +94,7 @@ class PostgresResource(ConfigurableResource):  # type: ignore[misc]
 def postgres_from_env() -> PostgresResource:
     """The mart resource as configured by POSTGRES_URL, or POSTGRES_HOST/PORT/DB, plus
     POSTGRES_USER/POSTGRES_PASSWORD. Fails naming the variables when none is set."""
-    credentials: dict[str, object] = {}
+    credentials: dict[str, Any] = {}
     if os.environ.get("POSTGRES_USER"):
         credentials["user"] = EnvVar("POSTGRES_USER")
     if os.environ.get("POSTGRES_PASSWORD"):

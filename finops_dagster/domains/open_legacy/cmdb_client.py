@@ -10,7 +10,8 @@ Collection layout (database MONGO_DB):
 - `cmdb_rel_ci`: relation documents of each dump (`parent`, `child`, `type`, `_ingested_at`);
   a relation whose parent is an application record ties the child CI to that application.
 
-A dump is one UTC calendar day of `_ingested_at`; a month's dumps are the days its documents show. The heavy lifting runs in MongoDB: one
+A dump is one UTC calendar day of `_ingested_at`; a month's dumps are the days its documents show.
+The heavy lifting runs in MongoDB: one
 aggregation selects the month's dumps, sorts and groups the documents by CI (allowDiskUse), and
 another groups the month's relations by child; both come sorted by sys_id through batched cursors
 and are merge-joined, so Python holds one CI at a time. Recommended indexes:
@@ -136,12 +137,20 @@ class CmdbClient:
         CIs and relations come as two cursors grouped and sorted by sys_id, merge-joined here,
         so neither side is ever held in memory.
         """
-        observation = {"at": "$_ingested_at", "cls": "$sys_class_name", "name": "$name",
-                       "app": f"${self.layout.application_field}"}
+        observation = {
+            "at": "$_ingested_at",
+            "cls": "$sys_class_name",
+            "name": "$name",
+            "app": f"${self.layout.application_field}",
+        }
         observation.update({f"f_{name}": f"${name}" for name in fields})
         pipeline: list[dict[str, Any]] = [
-            {"$match": {"_ingested_at": _window(month),
-                        "sys_class_name": {"$ne": self.layout.application_class}}},
+            {
+                "$match": {
+                    "_ingested_at": _window(month),
+                    "sys_class_name": {"$ne": self.layout.application_class},
+                }
+            },
             {"$sort": {"sys_id": 1, "_ingested_at": 1, "_id": 1}},
             {"$group": {"_id": {"$ifNull": ["$sys_id.value", "$sys_id"]}, "obs": {"$push": observation}}},
             {"$sort": {"_id": 1}},
@@ -160,8 +169,12 @@ class CmdbClient:
         """(child sys_id, parent sys_ids) of the month's relations, sorted by child."""
         pipeline: list[dict[str, Any]] = [
             {"$match": {"_ingested_at": _window(month)}},
-            {"$group": {"_id": {"$ifNull": ["$child.value", "$child"]},
-                        "parents": {"$push": {"$ifNull": ["$parent.value", "$parent"]}}}},
+            {
+                "$group": {
+                    "_id": {"$ifNull": ["$child.value", "$child"]},
+                    "parents": {"$push": {"$ifNull": ["$parent.value", "$parent"]}},
+                }
+            },
             {"$sort": {"_id": 1}},
         ]
         for doc in self.db[self.layout.relation_collection].aggregate(

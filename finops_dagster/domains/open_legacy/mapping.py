@@ -150,8 +150,12 @@ class OpenLegacyFold:
         self._reject_extras(ci, ref, extras, extra_reading)
         self._reject_field_errors(ref, latest, reading.field_errors + extra_reading.field_errors)
         for cls, count in (reading.unknown_classes + extra_reading.unknown_classes).items():
-            self._reject(ref, f"unknown CI class {cls!r} in {count} document(s): not billable "
-                              "(add it to cmdb_classes.csv if it should be)", latest)
+            self._reject(
+                ref,
+                f"unknown CI class {cls!r} in {count} document(s): not billable "
+                "(add it to cmdb_classes.csv if it should be)",
+                latest,
+            )
 
     def _split_duplicates(self, ci: CiMonth) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """First document of a CI in each dump counts; later ones (and all without sys_id) do not."""
@@ -210,7 +214,9 @@ class OpenLegacyFold:
         if code:
             self.unknown_refs[code] += 1
         related = Counter(
-            self.application_sys_ids[parent] for parent in ci.relation_parents if parent in self.application_sys_ids
+            self.application_sys_ids[parent]
+            for parent in ci.relation_parents
+            if parent in self.application_sys_ids
         )
         for related_code, _ in sorted(related.items(), key=lambda item: (-item[1], item[0])):
             if related_code in self.snapshot.applications:
@@ -225,22 +231,28 @@ class OpenLegacyFold:
         name = text_value(ci.observations[-1].get("name")) or "unnamed"
         return f"{ci.sys_id} ({name})" if ci.sys_id else f"no sys_id ({name})"
 
-    def _reject_extras(self, ci: CiMonth, ref: str, extras: list[dict[str, Any]], reading: _CiReading) -> None:
+    def _reject_extras(
+        self, ci: CiMonth, ref: str, extras: list[dict[str, Any]], reading: _CiReading
+    ) -> None:
         if not extras:
             return
         if ci.sys_id is None:
             reason = f"document without sys_id ({len(extras)} documents): cannot be tied to a CI"
         else:
             days = sorted({obs["at"].date().isoformat() for obs in extras})
-            reason = (f"duplicate sys_id within a dump ({len(extras)} extra documents on {', '.join(days[:5])}"
-                      f"{'…' if len(days) > 5 else ''}): the first document of each dump counts")
+            reason = (
+                f"duplicate sys_id within a dump ({len(extras)} extra documents on {', '.join(days[:5])}"
+                f"{'…' if len(days) > 5 else ''}): the first document of each dump counts"
+            )
         if not reading.sums:
             self._reject(ref, reason, extras[0])
         for product_id, quantity in sorted(reading.sums.items()):
             unit = self.snapshot.products[product_id].usage_unit
             self.quantity_rejects.append((self._reject_record(ref, reason, extras[0], unit), quantity))
 
-    def _reject_field_errors(self, ref: str, latest: dict[str, Any], errors: Counter[tuple[str, str]]) -> None:
+    def _reject_field_errors(
+        self, ref: str, latest: dict[str, Any], errors: Counter[tuple[str, str]]
+    ) -> None:
         for (field_name, problem), count in sorted(errors.items()):
             self._reject(ref, f"{field_name}: {problem} in {count} document(s)", latest)
 
@@ -249,8 +261,14 @@ class OpenLegacyFold:
 
     def _reject_record(self, ref: str, reason: str, payload: dict[str, Any], unit: str | None) -> Reject:
         return Reject(
-            domain_id=DOMAIN_ID, period_month=self.month, run_id=self.run_id, source=SOURCE,
-            source_ref=ref, reason=reason, usage_unit=unit, raw_payload=_jsonable(payload),
+            domain_id=DOMAIN_ID,
+            period_month=self.month,
+            run_id=self.run_id,
+            source=SOURCE,
+            source_ref=ref,
+            reason=reason,
+            usage_unit=unit,
+            raw_payload=_jsonable(payload),
         )
 
     @property
@@ -264,8 +282,10 @@ class OpenLegacyFold:
     def finish(self) -> DomainLoad:
         with localcontext() as ctx:
             ctx.prec = ARITHMETIC_PRECISION
-            self.rejects += [replace(reject, usage_quantity=self._monthly(quantity_sum))
-                             for reject, quantity_sum in self.quantity_rejects]
+            self.rejects += [
+                replace(reject, usage_quantity=self._monthly(quantity_sum))
+                for reject, quantity_sum in self.quantity_rejects
+            ]
             releves = [releve for key in sorted(self.groups) if (releve := self._price(*key)) is not None]
             source_totals = {unit: self._monthly(total) for unit, total in sorted(self.source_sums.items())}
         details: dict[str, Any] = dict(sorted(self.counters.items()))
@@ -273,8 +293,13 @@ class OpenLegacyFold:
         details["unknown_application_refs"] = sum(self.unknown_refs.values())
         details["unknown_application_examples"] = [code for code, _ in self.unknown_refs.most_common(5)]
         return DomainLoad(
-            domain_id=DOMAIN_ID, period_month=self.month, releves=releves, rejects=self.rejects,
-            source_totals=source_totals, source_record_count=self.counters["documents"], details=details,
+            domain_id=DOMAIN_ID,
+            period_month=self.month,
+            releves=releves,
+            rejects=self.rejects,
+            source_totals=source_totals,
+            source_record_count=self.counters["documents"],
+            details=details,
         )
 
     def _price(self, application: str, product_id: str) -> Releve | None:
@@ -283,19 +308,34 @@ class OpenLegacyFold:
         quantity = self._monthly(group.quantity_sum)
         rate = self.snapshot.rate_for(product_id, self.month)
         if rate is None:
-            self.rejects.append(Reject(
-                domain_id=DOMAIN_ID, period_month=self.month, run_id=self.run_id, source=SOURCE,
-                source_ref=f"{application} / {product_id}",
-                reason=f"no rate card for {product_id} valid in {self.month:%Y-%m}",
-                usage_unit=product.usage_unit, usage_quantity=quantity,
-            ))
+            self.rejects.append(
+                Reject(
+                    domain_id=DOMAIN_ID,
+                    period_month=self.month,
+                    run_id=self.run_id,
+                    source=SOURCE,
+                    source_ref=f"{application} / {product_id}",
+                    reason=f"no rate card for {product_id} valid in {self.month:%Y-%m}",
+                    usage_unit=product.usage_unit,
+                    usage_quantity=quantity,
+                )
+            )
             return None
         return Releve(
-            period_month=self.month, application_id=application, product_id=product_id,
-            family_id=product.family_id, domain_id=self.snapshot.domain_of(product),
-            usage_quantity=quantity, usage_unit=product.usage_unit, unit_cost=rate.unit_cost,
-            total_cost=quantize_money(quantity * rate.unit_cost), currency=rate.currency, source=SOURCE,
-            run_id=self.run_id, rate_card_version=rate.version, source_record_count=group.observations,
+            period_month=self.month,
+            application_id=application,
+            product_id=product_id,
+            family_id=product.family_id,
+            domain_id=self.snapshot.domain_of(product),
+            usage_quantity=quantity,
+            usage_unit=product.usage_unit,
+            unit_cost=rate.unit_cost,
+            total_cost=quantize_money(quantity * rate.unit_cost),
+            currency=rate.currency,
+            source=SOURCE,
+            run_id=self.run_id,
+            rate_card_version=rate.version,
+            source_record_count=group.observations,
             computed_at=self.computed_at,
         )
 

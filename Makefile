@@ -1,0 +1,29 @@
+# Fresh-machine entry points: `make demo` and `make test` create .venv and install what they need.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: install demo dev test lint benchmark
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/finops-dagster demo
+
+dev: $(BIN)/.installed
+	$(BIN)/finops-dagster dev
+
+test: $(BIN)/.installed
+	$(BIN)/pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check finops_dagster finops_dagster_tests benchmarks
+	$(BIN)/mypy
+
+benchmark: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.open_legacy
