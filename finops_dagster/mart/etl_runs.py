@@ -163,9 +163,29 @@ def _outcome(context: InitResourceContext, run_id: str) -> tuple[str, int, str |
     if not failures:
         return ("ABORTED", 0, "the run was cancelled") if interrupted else ("SUCCESS", 0, None)
     first = failures[0]
-    summary = _failure_summary(first.step_key, first.dagster_event)
+    summary = (_blocking_check_summary(instance, run_id, first.step_key, first.dagster_event)
+               or _failure_summary(first.step_key, first.dagster_event))
     kind = "ABORTED" if interrupted or "Interrupted" in summary else "FAILED"
     return kind, len(failures), summary
+
+
+def _blocking_check_summary(instance: Any, run_id: str, step_key: str | None, event: Any) -> str | None:
+    """A blocking check's failure says only "N blocking asset check(s) failed with ERROR severity:";
+    the reason a person can act on is the failed checks' descriptions."""
+    error = getattr(getattr(event, "step_failure_data", None), "error", None)
+    if getattr(error, "cls_name", None) != "DagsterAssetCheckFailedError":
+        return None
+    reasons = []
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = getattr(record.dagster_event, "event_specific_data", None)
+        if record.step_key != step_key or evaluation is None or evaluation.passed:
+            continue
+        description = " ".join((evaluation.description or "failed").split())
+        reasons.append(f"{evaluation.asset_key.to_user_string()} {evaluation.check_name}: {description}")
+    if not reasons:
+        return None
+    text = f"{step_key}: blocking check failed: {'; '.join(reasons)}"
+    return text[:SUMMARY_LIMIT]
 
 
 def _failure_summary(step_key: str | None, event: Any) -> str:

@@ -1,0 +1,1 @@
+"""Benchmarks: runnable modules (`python -m benchmarks.<name>`) that print figures against a baseline."""
