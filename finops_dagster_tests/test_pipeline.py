@@ -1,8 +1,9 @@
 """The whole pipeline through Dagster's real machinery, on a small hand-built CMDB and a real mart.
 
-Each test runs the `finops_nightly` job in process (as the schedule, the UI and backfills do, with
-the partition-range tags) against its own PostgreSQL database and in-memory CMDB, and asserts
-what the mart holds afterwards.
+Tests run the `finops_nightly` job in process (as the schedule, the UI and backfills do, with the
+partition-range tags) against a PostgreSQL database and an in-memory CMDB of their own, and assert
+what the mart holds afterwards. Tests that only read a published March share one module-scoped
+mart (`march`); one more runs the real `dagster asset materialize` CLI in a subprocess.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
 import psycopg
 import pytest
-from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, ExecuteInProcessResult, instance_for_test
+from dagster import AssetCheckSeverity, DagsterInstance, ExecuteInProcessResult, instance_for_test
+from psycopg import sql
 
 import finops_dagster.domains.open_legacy.asset as open_legacy_asset
 from finops_dagster.checks.reconciliation import unit_balances
@@ -31,11 +35,11 @@ from finops_dagster.releve import DomainLoad
 from finops_dagster.resources.mongo import MongoResource
 from finops_dagster.resources.postgres import MartUnavailable, PostgresResource
 from finops_dagster_tests.cmdb_documents import application, night, nights, vm
+from finops_dagster_tests.conftest import database_url
 
 MARCH = dt.date(2025, 3, 1)
 APRIL = dt.date(2025, 4, 1)
 DOMAIN = "open_legacy"
-RELEVES_KEY = AssetKey("open_legacy_releves")
 CRM_SYS_ID = "app-crm"
 
 # --------------------------------------------------------------------------------------------
@@ -48,8 +52,7 @@ def server(sys_id: str, *, day: dt.date, cpu_count: str, ram: str, disk_space: s
             "cpu_count": cpu_count, "ram": ram, "disk_space": disk_space, "_ingested_at": night(day, 2)}
 
 
-def month_documents(month: dt.date, *, without: frozenset[str] = frozenset()) -> tuple[list[dict[str, Any]],
-                                                                                       list[dict[str, Any]]]:
+def month_documents(month: dt.date) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(cmdb_ci documents, cmdb_rel_ci documents) of a month's three nightly dumps."""
     cis: list[dict[str, Any]] = []
     relations: list[dict[str, Any]] = []
@@ -80,7 +83,7 @@ def month_documents(month: dt.date, *, without: frozenset[str] = frozenset()) ->
     cis.append(vm("vm-07", day=three[0], cpus="3", memory="3072", disks_size="30", app="GHOST"))
     # vm-09 is dumped twice in the first night: the second document is a duplicate
     cis.append(vm("vm-09", day=three[0], cpus="4", memory="8192", disks_size="100", app="PAYMENTS", second=9))
-    return [doc for doc in cis if doc["sys_id"] not in without], relations
+    return cis, relations
 
 
 def fill(cmdb: MongoResource, *months: dt.date) -> None:
@@ -119,10 +122,17 @@ MARCH_TOTAL = Decimal("1370.350000")
 # --------------------------------------------------------------------------------------------
 
 
+SETTINGS = (
+    "FINOPS_DOMAINS_ENABLED", "FINOPS_VOLUME_WARN_DEVIATION", "FINOPS_VOLUME_ERROR_DEVIATION",
+    "FINOPS_VOLUME_TRAILING_MONTHS", "FINOPS_CMDB_CI_COLLECTION", "FINOPS_CMDB_REL_COLLECTION",
+    "FINOPS_CMDB_APPLICATION_CLASS", "FINOPS_CMDB_APPLICATION_FIELD", "FINOPS_CMDB_APPLICATION_CODE_FIELD",
+    "FINOPS_CMDB_APPLICATION_GROUP_FIELD",
+)
+
+
 @pytest.fixture(autouse=True)
 def _default_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("FINOPS_DOMAINS_ENABLED", "FINOPS_VOLUME_WARN_DEVIATION", "FINOPS_VOLUME_ERROR_DEVIATION",
-                 "FINOPS_VOLUME_TRAILING_MONTHS", "FINOPS_CMDB_APPLICATION_FIELD"):
+    for name in SETTINGS:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -166,17 +176,42 @@ def etl_run(mart: psycopg.Connection, run_id: str) -> dict[str, Any]:
     return row
 
 
+@dataclass(frozen=True)
+class PublishedMonth:
+    mart: psycopg.Connection
+    result: ExecuteInProcessResult
+
+
+@pytest.fixture(scope="module")
+def march(server_url: str, template_db: str) -> Iterator[PublishedMonth]:
+    """March published once, in a mart of its own, for the tests that only read it."""
+    name = f"finops_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template_db)))
+    url = database_url(server_url, name)
+    cmdb = MongoResource(url=f"mongomock://{uuid.uuid4().hex}")
+    fill(cmdb, MARCH)
+    postgres = PostgresResource(url=url)
+    resources = {"postgres": postgres, "cmdb": cmdb, "run_ledger": RunLedger(postgres=postgres)}
+    try:
+        with pytest.MonkeyPatch.context() as patch, instance_for_test() as instance, \
+                psycopg.connect(url, autocommit=True) as mart:
+            for setting in SETTINGS:
+                patch.delenv(setting, raising=False)
+            yield PublishedMonth(mart, run_months(resources, instance, MARCH))
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 # --------------------------------------------------------------------------------------------
 # (a) a month materializes
 # --------------------------------------------------------------------------------------------
 
 
-def test_month_materializes_with_expected_releves_views_and_checks(
-    resources: dict[str, Any], mart: psycopg.Connection, instance: DagsterInstance
-) -> None:
-    fill(resources["cmdb"], MARCH)
-
-    result = run_months(resources, instance, MARCH)
+def test_month_materializes_with_expected_releves_views_and_checks(march: PublishedMonth) -> None:
+    mart, result = march.mart, march.result
 
     assert result.success
     rows = mart.execute(
@@ -254,12 +289,8 @@ def test_same_month_twice_gives_identical_releves(
 # --------------------------------------------------------------------------------------------
 
 
-def test_nothing_lost_per_unit_and_unallocated_bucket(
-    resources: dict[str, Any], mart: psycopg.Connection, instance: DagsterInstance
-) -> None:
-    fill(resources["cmdb"], MARCH)
-
-    result = run_months(resources, instance, MARCH)
+def test_nothing_lost_per_unit_and_unallocated_bucket(march: PublishedMonth) -> None:
+    mart, result = march.mart, march.result
     assert result.success
 
     load = mart.execute("SELECT source_totals, source_record_count, releve_count, reject_count, details "
@@ -344,31 +375,25 @@ def assert_strict_failure(mart: psycopg.Connection, result: ExecuteInProcessResu
     assert "Traceback" not in summary and len(summary) <= 500
 
 
-def test_unreachable_cmdb_publishes_nothing_and_is_recorded(
-    resources: dict[str, Any], mart: psycopg.Connection, instance: DagsterInstance
-) -> None:
-    fill(resources["cmdb"], MARCH)
-    assert run_months(resources, instance, MARCH).success
-    published = {MARCH: full_fact_rows(mart, MARCH)}
-    assert len(published[MARCH]) == 16
-
-    broken = {**resources, "cmdb": MongoResource(url=UNREACHABLE_MONGO, timeout_ms=500)}
-    result = run_months(broken, instance, MARCH)
-
-    # the application referential is the first step to need the CMDB; the domain never runs
-    assert set(result.get_failed_step_keys()) == {"applications"}
-    assert_strict_failure(mart, result, published)
-    assert etl_run(mart, result.run_id)["error_summary"].startswith("applications: ")
-
-
-def test_domain_step_failure_publishes_no_month_of_the_run(
+def test_failed_cmdb_publishes_nothing_and_is_recorded(
     resources: dict[str, Any], mart: psycopg.Connection, instance: DagsterInstance
 ) -> None:
     fill(resources["cmdb"], MARCH, APRIL)
     assert run_months(resources, instance, MARCH, APRIL).success
     published = {month: full_fact_rows(mart, month) for month in (MARCH, APRIL)}
-    resources["cmdb"].db()["cmdb_ci"].delete_many({"sys_id": "vm-03"})  # the next run would change both
+    assert [len(rows) for rows in published.values()] == [16, 16]
+    resources["cmdb"].db()["cmdb_ci"].delete_many({"sys_id": "vm-03"})  # a new run would change both months
 
+    # 1. the CMDB is unreachable: the application referential is the first step to need it;
+    #    the domain never runs
+    unreachable = MongoResource(url=UNREACHABLE_MONGO, timeout_ms=500)
+    result = run_months({**resources, "cmdb": unreachable}, instance, MARCH, APRIL)
+
+    assert set(result.get_failed_step_keys()) == {"applications"}
+    assert_strict_failure(mart, result, published)
+    assert etl_run(mart, result.run_id)["error_summary"].startswith("applications: ")
+
+    # 2. the CMDB answers the referential, then is gone when the domain step reads it
     flaky = CmdbGoneAfterApplications(url=resources["cmdb"].url)
     result = run_months({**resources, "cmdb": flaky}, instance, MARCH, APRIL)
 
@@ -438,22 +463,26 @@ def test_volume_error_blocks_publish_and_warning_publishes(
 # --------------------------------------------------------------------------------------------
 
 
-def test_unit_balances_detect_a_tampered_staged_row(
-    resources: dict[str, Any], mart: psycopg.Connection, instance: DagsterInstance
-) -> None:
-    fill(resources["cmdb"], MARCH)
-    result = run_months(resources, instance, MARCH)
-    assert result.success
-    assert all(b.balanced for b in unit_balances(mart, DOMAIN, result.run_id))
+def test_unit_balances_detect_a_tampered_staged_row(march: PublishedMonth) -> None:
+    mart, run_id = march.mart, march.result.run_id
+    assert all(b.balanced for b in unit_balances(mart, DOMAIN, run_id))
 
-    mart.execute("UPDATE finops.open_legacy_releves SET usage_quantity = usage_quantity - 0.5 "
-                 "WHERE run_id = %s AND application_id = 'BILLING' AND product_id = 'OL_VCPU'",
-                 (result.run_id,))
-
-    balances = {b.unit: b for b in unit_balances(mart, DOMAIN, result.run_id)}
-    assert not balances["vCPU-month"].balanced
-    assert balances["vCPU-month"].difference == Decimal("0.500000")
-    assert balances["GB-month"].balanced
+    with mart.transaction():  # rolled back: the published month stays as it was for the other tests
+        mart.execute("UPDATE finops.open_legacy_releves SET usage_quantity = usage_quantity - 0.5 "
+                     "WHERE run_id = %s AND application_id = 'BILLING' AND product_id = 'OL_VCPU'", (run_id,))
+        balances = {b.unit: b for b in unit_balances(mart, DOMAIN, run_id)}
+        assert not balances["vCPU-month"].balanced
+        assert balances["vCPU-month"].difference == Decimal("0.500000")
+        assert balances["GB-month"].balanced
+        # within the tolerance (half a unit of the sixth decimal per row) a rounding is not a loss
+        mart.execute("UPDATE finops.open_legacy_releves SET usage_quantity = usage_quantity + 0.5 "
+                     "WHERE run_id = %s AND application_id = 'BILLING' AND product_id = 'OL_VCPU'", (run_id,))
+        mart.execute("UPDATE finops.domain_load SET source_totals = jsonb_set(source_totals, '{vCPU-month}', "
+                     "to_jsonb((source_totals->>'vCPU-month')::numeric + 0.0000005)) WHERE run_id = %s",
+                     (run_id,))
+        assert all(b.balanced for b in unit_balances(mart, DOMAIN, run_id))
+        raise psycopg.Rollback()
+    assert all(b.balanced for b in unit_balances(mart, DOMAIN, run_id))
 
 
 def test_reconciliation_check_fails_and_blocks_publish_when_a_load_loses_quantity(
