@@ -7,8 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from finops_dagster.mart.etl_runs import (
 from finops_dagster.mart.locks import RUN_NAMESPACE
 from finops_dagster.reference.assets import reference_data
 from finops_dagster.settings import pipeline_version
+from finops_dagster_tests.waiting import wait_for
 
 # advisory locks of this test's database only: other databases on the server may be busy too
 THIS_DB_ADVISORY = (
@@ -39,17 +38,6 @@ THIS_DB_ADVISORY = (
 
 
 DAGSTER_CLI = str(Path(sys.executable).parent / "dagster")
-
-
-def _wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _row(conn: psycopg.Connection, run_id: str) -> dict[str, Any]:
@@ -219,7 +207,7 @@ def test_killed_run_is_marked_aborted_by_the_next_run(
             row = mart.execute("SELECT run_id FROM finops.etl_runs WHERE status = 'RUNNING'").fetchone()
             return row[0] if row else None
 
-        killed_run = _wait_for(running, "the blocker run to be RUNNING in etl_runs")
+        killed_run = wait_for(running, "the blocker run to be RUNNING in etl_runs")
         # the run holds its lock while it lives
         assert mart.execute(
             "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (RUN_NAMESPACE, killed_run)
@@ -231,7 +219,7 @@ def test_killed_run_is_marked_aborted_by_the_next_run(
     assert process.returncode == -signal.SIGKILL
 
     # the server notices the dropped connection and releases the dead run's lock
-    _wait_for(
+    wait_for(
         lambda: (
             mart.execute(
                 "SELECT count(*) FROM pg_locks WHERE " + THIS_DB_ADVISORY + " AND classid = %s",
@@ -289,7 +277,7 @@ def test_running_row_with_a_live_owner_is_not_aborted(mart: psycopg.Connection, 
         ).fetchone() == (1,)
 
     # once the owner's session has ended, the row is aborted
-    _wait_for(
+    wait_for(
         lambda: (
             mart.execute(
                 "SELECT count(*) FROM pg_locks WHERE " + THIS_DB_ADVISORY + " AND classid = %s",

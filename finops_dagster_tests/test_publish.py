@@ -13,8 +13,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +24,7 @@ from finops_dagster.mart.publish import PublishError, publish_run
 from finops_dagster.mart.staging import stage_domain_load
 from finops_dagster.mart.views import REFRESH_ORDER, refresh_views
 from finops_dagster.releve import DomainLoad, Releve
+from finops_dagster_tests.waiting import wait_for
 
 # advisory locks of this test's database only: other databases on the server may be busy too
 THIS_DB_ADVISORY = (
@@ -81,17 +80,6 @@ def month_rows(conn: psycopg.Connection, month: dt.date) -> Rows:
 
 def expected(run_id: str, costs: dict[str, str]) -> Rows:
     return sorted((application, Decimal(cost), run_id) for application, cost in costs.items())
-
-
-def _wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _publish_lock_waiters(conn: psycopg.Connection) -> int:
@@ -270,7 +258,7 @@ def test_publish_killed_before_commit_leaves_the_old_month(mart: psycopg.Connect
             process.wait(timeout=30)
         assert process.returncode == -signal.SIGKILL
 
-        _wait_for(lambda: _publish_lock_holders(reader) == 0, "the killed publisher's session to end")
+        wait_for(lambda: _publish_lock_holders(reader) == 0, "the killed publisher's session to end")
         assert month_rows(reader, MARCH) == old
 
         # a normal publish of the same staging then goes through
@@ -302,7 +290,7 @@ def test_concurrent_publishes_serialize_and_never_mix(mart: psycopg.Connection, 
         threads = [threading.Thread(target=publish, args=(run_id,)) for run_id in runs]
         for thread in threads:
             thread.start()
-        _wait_for(lambda: _publish_lock_waiters(holder) == 2, "both publishers to queue on the publish lock")
+        wait_for(lambda: _publish_lock_waiters(holder) == 2, "both publishers to queue on the publish lock")
         assert finished == []
         holder.execute("SELECT pg_advisory_unlock(%s, %s)", (MART_NAMESPACE, PUBLISH_KEY))
         for thread in threads:

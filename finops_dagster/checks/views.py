@@ -16,20 +16,14 @@ from dagster import (
 )
 from psycopg import sql
 
+from finops_dagster.mart.views import REFRESH_ORDER
 from finops_dagster.resources.postgres import PostgresResource
 
-MONTHLY_VIEWS: tuple[str, ...] = (
-    "mv_cost_domain_month",
-    "mv_cost_family_month",
-    "mv_cost_application_month",
-    "mv_cost_group_month",
-    "mv_cost_app_domain_month",
-    "mv_cost_app_family_month",
-    "mv_cost_app_product_month",
-    "mv_rank_app_month",
-    "mv_history_domain",
-)
 QUARTER_VIEW = "mv_cost_app_quarter"
+NOT_A_TOTAL = "mv_anomalies_month"
+MONTHLY_VIEWS: tuple[str, ...] = tuple(
+    view for view in REFRESH_ORDER if view not in (QUARTER_VIEW, NOT_A_TOTAL)
+)
 CHECK_NAME = "matches_fact_releve"
 
 
