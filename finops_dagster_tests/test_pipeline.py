@@ -31,7 +31,7 @@ from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG, RunLedg
 from finops_dagster.mart.staging import stage_domain_load
 from finops_dagster.mart.views import REFRESH_ORDER
 from finops_dagster.pipeline import build_definitions
-from finops_dagster.releve import DomainLoad
+from finops_dagster.releve import DomainLoad, month_start
 from finops_dagster.resources.mongo import MongoResource
 from finops_dagster.resources.postgres import MartUnavailable, PostgresResource
 from finops_dagster_tests.cmdb_documents import application, night, nights, vm
@@ -595,3 +595,43 @@ def test_cli_asset_materialize_records_a_manual_run_and_is_idempotent(
                         (october,)).fetchone() == (0,)
     assert mart.execute("SELECT count(DISTINCT run_id) FROM finops.fact_releve").fetchone() == (1,)
     assert mart.execute("SELECT count(*) FROM finops.mv_cost_domain_month").fetchone() == (1,)
+
+
+# --------------------------------------------------------------------------------------------
+# months without any dump
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_past_month_without_dumps_fails_instead_of_publishing_zero(
+    resources: dict[str, Any], mart: psycopg.Connection, instance: DagsterInstance
+) -> None:
+    fill(resources["cmdb"], MARCH)
+    result = run_months(resources, instance, MARCH, APRIL)  # April has no dump at all
+
+    assert set(result.get_failed_step_keys()) == {"open_legacy_releves"}
+    assert result.asset_materializations_for_node("fact_releve") == []
+    assert mart.execute("SELECT count(*) FROM finops.fact_releve").fetchone() == (0,)
+    summary = etl_run(mart, result.run_id)["error_summary"]
+    assert "holds no CMDB dump ingested in 2025-04: the month cannot be computed" in summary
+
+
+def test_the_current_month_before_its_first_dump_publishes_empty_and_passes_the_volume_check(
+    resources: dict[str, Any], mart: psycopg.Connection, instance: DagsterInstance
+) -> None:
+    current = month_start(dt.datetime.now(dt.UTC))
+    previous = month_start(current - dt.timedelta(days=1))
+    fill(resources["cmdb"], previous)
+    assert run_months(resources, instance, previous).success
+
+    result = run_months(resources, instance, previous, current)
+
+    assert result.success
+    volume = checks(result)[("open_legacy_releves", "volume_anomaly")]
+    assert volume.passed
+    noted = volume.description.split("no history or no source data yet for ")[1].split(", ")
+    assert f"{current:%Y-%m}" in noted
+    loads = dict(mart.execute(
+        "SELECT period_month, releve_count FROM finops.domain_load WHERE run_id = %s", (result.run_id,)
+    ).fetchall())
+    assert loads[current] == 0 and loads[previous] == 16
+    assert etl_run(mart, result.run_id)["status"] == "SUCCESS"

@@ -2,7 +2,8 @@
 
 The deviation is |value − trailing average| / trailing average. Above FINOPS_VOLUME_WARN_DEVIATION
 the check warns (alert only); above FINOPS_VOLUME_ERROR_DEVIATION it fails with ERROR, which blocks
-the publish. A month with no published history passes with a note.
+the publish. A month with no published history, or with no source data yet (the current month before its
+first dump), passes with a note.
 """
 
 import datetime as dt
@@ -49,11 +50,14 @@ def volume_findings(
     findings: list[VolumeFinding] = []
     without_history: list[dt.date] = []
     loads = conn.execute(
-        "SELECT period_month, releve_count, total_cost FROM finops.domain_load "
+        "SELECT period_month, releve_count, total_cost, source_record_count FROM finops.domain_load "
         "WHERE domain_id = %s AND run_id = %s ORDER BY period_month",
         (domain_id, run_id),
     ).fetchall()
-    for month, count, cost in loads:
+    for month, count, cost, source_records in loads:
+        if source_records == 0:
+            without_history.append(month)
+            continue
         row = conn.execute(TRAILING_QUERY, (domain_id, month, thresholds.trailing_months, month)).fetchone()
         if row is None or not row[2]:
             without_history.append(month)
@@ -99,7 +103,8 @@ def build_volume_check(asset_key: AssetKey, domain_id: str) -> AssetChecksDefini
             else "volumes within thresholds"
         )
         if without_history:
-            description += f"; no published history for {', '.join(f'{m:%Y-%m}' for m in without_history)}"
+            months = ", ".join(f"{month:%Y-%m}" for month in without_history)
+            description += f"; no history or no source data yet for {months}"
         return AssetCheckResult(
             passed=not flagged,
             severity=AssetCheckSeverity.ERROR if errors else AssetCheckSeverity.WARN,

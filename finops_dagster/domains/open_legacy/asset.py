@@ -16,7 +16,7 @@ from finops_dagster.mart.metadata import load_metadata
 from finops_dagster.mart.staging import stage_domain_load
 from finops_dagster.partitions import monthly_partitions
 from finops_dagster.reference.snapshot import ReferenceSnapshot, read_snapshot
-from finops_dagster.releve import DomainLoad
+from finops_dagster.releve import DomainLoad, month_start
 from finops_dagster.resources.mongo import MongoResource
 from finops_dagster.resources.postgres import PostgresResource
 
@@ -36,6 +36,23 @@ def read_month(client: CmdbClient, snapshot: ReferenceSnapshot, month: dt.date, 
     )
     fold.add_all(client.ci_months(month, sorted({*measured_fields(classes), *rule_fields})))
     return fold.finish()
+
+
+class MissingDumps(RuntimeError):
+    """A past month has no CMDB dump at all: computing it would publish an empty month."""
+
+
+def _no_dumps(context: AssetExecutionContext, cmdb: MongoResource, month: dt.date) -> None:
+    """The current month may not have its first dump yet (the night's run can precede it); a past
+    month without any dump means the raw zone is missing data, which must not become zero costs."""
+    if month == month_start(utc_now()):
+        context.log.warning(f"{cmdb.describe()} holds no dump for {month:%Y-%m} yet: staging an empty month")
+        return
+    raise MissingDumps(
+        f"{cmdb.describe()} holds no CMDB dump ingested in {month:%Y-%m}: the month cannot be computed. "
+        "Check that the nightly dumps of that month were loaded into the raw zone, or leave the month "
+        "out of the run."
+    )
 
 
 @asset(
@@ -59,6 +76,8 @@ def open_legacy_releves(
         snapshot = read_snapshot(conn, DOMAIN_ID)
         for month in months:
             load = read_month(client, snapshot, month, context.run_id)
+            if not load.details.get("dumps"):
+                _no_dumps(context, cmdb, month)
             staged.append(stage_domain_load(conn, load, context.run_id))
             context.log.info(
                 f"{DOMAIN_ID} {month:%Y-%m}: {len(load.releves)} relevés, total {load.total_cost}, "
