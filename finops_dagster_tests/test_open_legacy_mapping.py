@@ -274,6 +274,16 @@ def test_latest_document_of_the_month_decides_the_application() -> None:
     assert ("PAYMENTS", "OL_VCPU") not in quantities(load)
 
 
+def test_a_duplicate_extra_document_does_not_decide_the_application() -> None:
+    first, last = days(MONTH, 2)
+    ci = CiMonth("ci-dup", [obs(first, app="PAYMENTS"), obs(last, app="PAYMENTS"),
+                            obs(last, app="BILLING", second=5)], [])
+    load = fold([ci])
+
+    assert {application for application, _ in quantities(load)} == {"PAYMENTS"}
+    assert load.details["resolved_by_field"] == 1
+
+
 def test_duplicates_within_a_dump_count_once_and_the_rest_is_rejected_with_quantity() -> None:
     first, second = days(MONTH, 2)
     ci = CiMonth("ci-dup", [

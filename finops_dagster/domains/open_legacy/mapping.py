@@ -6,7 +6,8 @@ dump with 4 vCPUs gives 4 vCPU-months; one decommissioned mid-month gives about 
 depends only on the dumps stored for that month, so reprocessing a past month gives the same
 relevés. For the current month it is the month-to-date average.
 
-Application resolution, first match wins, on the CI's latest document of the month:
+Application resolution, first match wins, on the CI's latest counted document of the month
+(duplicates within a dump do not count):
 1. the configured application field (`u_application` by default), if it names a known application;
 2. a `cmdb_rel_ci` relation of the month whose parent is an application record (most frequent);
 3. the domain's mapping rules (regular expressions on a CI field, by priority);
@@ -139,7 +140,7 @@ class OpenLegacyFold:
         kept, extras = self._split_duplicates(ci)
         reading = self._read(kept)
         extra_reading = self._read(extras)
-        application, method = self._resolve(ci)
+        application, method = self._resolve(ci, kept[-1] if kept else ci.observations[-1])
         self.counters[f"resolved_by_{method}"] += 1
         for product_id, quantity in reading.sums.items():
             group = self.groups.setdefault((application, product_id), _Group(Decimal(0), 0))
@@ -206,8 +207,7 @@ class OpenLegacyFold:
             self._parsed[key] = parsed
         return parsed * measure.factor if isinstance(parsed, Decimal) else parsed
 
-    def _resolve(self, ci: CiMonth) -> tuple[str, str]:
-        latest = ci.observations[-1]
+    def _resolve(self, ci: CiMonth, latest: dict[str, Any]) -> tuple[str, str]:
         code = application_code(latest.get("app"))
         if code and code in self.snapshot.applications:
             return code, "field"
