@@ -635,3 +635,19 @@ def test_the_current_month_before_its_first_dump_publishes_empty_and_passes_the_
     ).fetchall())
     assert loads[current] == 0 and loads[previous] == 16
     assert etl_run(mart, result.run_id)["status"] == "SUCCESS"
+
+
+def test_unreachable_mongodb_with_credentials_is_named_without_them(
+    resources: dict[str, Any], mart: psycopg.Connection, instance: DagsterInstance,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "m0ngo-s3cret-sentinel"
+    cmdb = MongoResource(url=f"mongodb://finops:{secret}@127.0.0.1:1/?authSource=admin", timeout_ms=300)
+    result = run_months({**resources, "cmdb": cmdb}, instance, MARCH)
+
+    assert not result.success
+    summary = etl_run(mart, result.run_id)["error_summary"]
+    assert "MongoDB 127.0.0.1:1 (database cmdb_raw) is unreachable" in summary
+    events = "\n".join(str(event) for event in instance.all_logs(result.run_id))
+    for text in (summary, events, caplog.text):
+        assert secret not in text
