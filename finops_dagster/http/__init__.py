@@ -1,0 +1,1 @@
+"""The HTTP source machinery every API domain shares: settings, auth, retries, circuit breaker, pagination."""
