@@ -16,6 +16,8 @@ from finops_dagster.checks.reconciliation import build_reconciliation_check
 from finops_dagster.checks.views import views_match_fact_releve
 from finops_dagster.checks.volume import build_volume_check
 from finops_dagster.domains.open_legacy.asset import open_legacy_releves
+from finops_dagster.domains.private_cloud.asset import private_cloud_releves
+from finops_dagster.domains.private_cloud.resource import private_cloud_from_env
 from finops_dagster.mart.assets import build_fact_releve, materialized_views
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.reference.assets import applications, reference_data
@@ -27,12 +29,21 @@ from finops_dagster.settings import enabled_domains
 
 DOMAIN_ASSETS: dict[str, AssetsDefinition] = {
     "open_legacy": open_legacy_releves,
+    "private_cloud": private_cloud_releves,
 }
 
 
 def resources_from_env() -> dict[str, Any]:
+    """Only what the enabled domains need, so a disabled domain needs no settings."""
     postgres = postgres_from_env()
-    return {"postgres": postgres, "cmdb": mongo_from_env(), "run_ledger": RunLedger(postgres=postgres)}
+    resources: dict[str, Any] = {
+        "postgres": postgres,
+        "cmdb": mongo_from_env(),
+        "run_ledger": RunLedger(postgres=postgres),
+    }
+    if "private_cloud" in enabled_domains():
+        resources["private_cloud"] = private_cloud_from_env()
+    return resources
 
 
 def build_definitions(resources: Mapping[str, Any] | None = None) -> Definitions:

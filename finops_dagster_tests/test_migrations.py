@@ -133,7 +133,7 @@ def test_edited_applied_file_is_refused(empty_db_url: str, tmp_path: Path) -> No
             apply_migrations(conn, directory)
 
         # a new file next to the edited one is not applied either: the runner stops before anything
-        (directory / "004_more.sql").write_text("CREATE TABLE finops.more (id int);")
+        (directory / "900_more.sql").write_text("CREATE TABLE finops.more (id int);")
         with pytest.raises(MigrationError, match=r"002_mart\.sql"):
             apply_migrations(conn, directory)
         assert _recorded(conn) == SHIPPED
@@ -142,11 +142,11 @@ def test_edited_applied_file_is_refused(empty_db_url: str, tmp_path: Path) -> No
 
 def test_database_ahead_of_the_code_is_refused(empty_db_url: str, tmp_path: Path) -> None:
     directory = _migrations_copy(tmp_path)
-    (directory / "004_from_the_future.sql").write_text("CREATE TABLE finops.future (id int);")
+    (directory / "900_from_the_future.sql").write_text("CREATE TABLE finops.future (id int);")
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         apply_migrations(conn, directory)
-        with pytest.raises(MigrationError, match=r"004_from_the_future\.sql.*this code does not have"):
-            apply_migrations(conn)  # the shipped directory, which lacks 004
+        with pytest.raises(MigrationError, match=r"900_from_the_future\.sql.*this code does not have"):
+            apply_migrations(conn)  # the shipped directory, which lacks 900
 
 
 @pytest.mark.parametrize("bad_name", ["4_short.sql", "004-dashes.sql", "004_UpperCase.sql", "views.sql"])
@@ -162,14 +162,14 @@ def test_badly_named_file_is_refused(empty_db_url: str, tmp_path: Path, bad_name
 
 def test_failing_migration_is_rolled_back_entirely(empty_db_url: str, tmp_path: Path) -> None:
     directory = _migrations_copy(tmp_path)
-    (directory / "004_broken.sql").write_text(
+    (directory / "900_broken.sql").write_text(
         "CREATE TABLE finops.half_done (id int);\n"
         "INSERT INTO finops.half_done VALUES (1);\n"
         "ALTER TABLE finops.etl_runs ADD COLUMN half_done_flag boolean;\n"
         "SELECT finops.no_such_function();\n"
     )
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        with pytest.raises(MigrationError, match=r"004_broken\.sql.*no_such_function"):
+        with pytest.raises(MigrationError, match=r"900_broken\.sql.*no_such_function"):
             apply_migrations(conn, directory)
 
         # the files before it are applied and recorded; nothing of the broken one remains
@@ -186,8 +186,8 @@ def test_failing_migration_is_rolled_back_entirely(empty_db_url: str, tmp_path: 
         ).fetchone() == (0,)
 
         # once fixed, the file applies
-        (directory / "004_broken.sql").write_text("CREATE TABLE finops.half_done (id int);\n")
-        assert apply_migrations(conn, directory) == ["004_broken.sql"]
+        (directory / "900_broken.sql").write_text("CREATE TABLE finops.half_done (id int);\n")
+        assert apply_migrations(conn, directory) == ["900_broken.sql"]
 
 
 def test_concurrent_appliers_serialize_on_the_advisory_lock(empty_db_url: str) -> None:

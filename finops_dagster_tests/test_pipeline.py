@@ -134,6 +134,7 @@ SETTINGS = (
 def _default_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in SETTINGS:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FINOPS_DOMAINS_ENABLED", "open_legacy")
 
 
 @pytest.fixture
@@ -199,6 +200,7 @@ def march(server_url: str, template_db: str) -> Iterator[PublishedMonth]:
                 psycopg.connect(url, autocommit=True) as mart:
             for setting in SETTINGS:
                 patch.delenv(setting, raising=False)
+            patch.setenv("FINOPS_DOMAINS_ENABLED", "open_legacy")
             yield PublishedMonth(mart, run_months(resources, instance, MARCH))
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
@@ -570,7 +572,7 @@ def test_cli_asset_materialize_records_a_manual_run_and_is_idempotent(
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("FINOPS_", "POSTGRES_", "MONGO_", "DAGSTER_"))}
     env.update(POSTGRES_URL=mart_url, MONGO_URL="demo://?cis=200&months=2&today=2026-11-22",
-               DAGSTER_HOME=str(home))
+               DAGSTER_HOME=str(home), FINOPS_DOMAINS_ENABLED="open_legacy")
     dagster = Path(sys.executable).with_name("dagster")
     command = [str(dagster), "asset", "materialize", "-m", "finops_dagster.definitions",
                "--select", "*open_legacy_releves*", "--partition", "2026-10-01"]

@@ -28,6 +28,7 @@ def _clean_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         "FINOPS_TIMEZONE",
     ):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FINOPS_DOMAINS_ENABLED", "open_legacy")
 
 
 def test_nightly_months_previous_and_current() -> None:
@@ -113,7 +114,8 @@ def test_nightly_job_covers_the_current_month(resources: dict[str, Any]) -> None
     assert month_start(month_start(today) - dt.timedelta(days=1)).isoformat() in keys
 
 
-def test_enabled_domains_default() -> None:
+def test_enabled_domains_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FINOPS_DOMAINS_ENABLED")
     assert enabled_domains() == AVAILABLE_DOMAINS
 
 

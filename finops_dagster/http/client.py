@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +31,30 @@ from finops_dagster.http.settings import HttpSettings
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
 RETRY_AFTER_CAP_S = 300.0
+
+
+class _NoSecretsInLogs(logging.Filter):
+    """Keep keys out of the HTTP libraries' own log lines.
+
+    httpx logs every request URL at INFO, query included, and httpcore logs every response header at
+    DEBUG (a Link or Location header repeats the query, Set-Cookie carries a session): a query can
+    carry a key, so URLs lose their query and response headers are not logged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                arg.copy_with(query=None) if isinstance(arg, httpx.URL) and arg.query else arg
+                for arg in record.args
+            )
+        elif isinstance(record.msg, str) and record.msg.startswith("receive_response_headers.complete "):
+            record.msg = "receive_response_headers.complete (headers not logged)"
+        return True
+
+
+_NO_SECRETS_IN_LOGS = _NoSecretsInLogs()
+for _logger in ("httpx", "httpcore.http11", "httpcore.http2"):
+    logging.getLogger(_logger).addFilter(_NO_SECRETS_IN_LOGS)
 
 
 @dataclass(frozen=True)
@@ -69,7 +95,7 @@ class HttpSource:
         self.http = httpx.Client(
             base_url=settings.base_url,
             timeout=settings.timeout_s,
-            verify=settings.ca_bundle or True,
+            verify=ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else True,
             transport=transport,
             headers={"Accept": "application/json", "User-Agent": "finops-dagster"},
         )
@@ -96,7 +122,9 @@ class HttpSource:
         headers: Mapping[str, str] | None = None,
     ) -> JsonResponse:
         """One logical call, retried as the policy says; returns the decoded JSON body."""
-        url_path = self.http.build_request(method, path).url.path
+        target = self.http.build_request(method, path).url
+        url_path = target.path
+        self._refuse_other_hosts(target, method)
         deadline = self.clock() + self.settings.retry_budget_s
         attempt = 0
         refreshed = False
@@ -121,6 +149,18 @@ class HttpSource:
             except _Retry as retry:
                 delay = self._delay(attempt, retry, method, url_path, deadline)
                 self.sleep(delay)
+
+    def _refuse_other_hosts(self, target: httpx.URL, method: str) -> None:
+        """Credentials stay with their source: a next link to another host is not followed."""
+        base = httpx.URL(self.settings.base_url)
+        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+            raise SourceError(
+                self.name,
+                f"refusing to call another host ({target.host}) with this source's credentials; "
+                "a next link must stay on the configured base URL",
+                method=method,
+                path=target.path,
+            )
 
     def _send(
         self,

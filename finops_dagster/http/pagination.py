@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from finops_dagster.http.client import HttpSource, JsonResponse
 from finops_dagster.http.errors import SourceError
@@ -32,11 +33,20 @@ def follow(
             return
         if following in seen:
             raise SourceError(
-                source, f"pagination loops: page cursor {str(following)[:80]!r} was already visited"
+                source, f"pagination loops: page cursor {_shown(following)!r} was already visited"
             )
         seen.add(following)
         cursor = following
     raise SourceError(source, f"pagination never ends: more than {max_pages} pages")
+
+
+def _shown(cursor: Hashable) -> str:
+    """A cursor fit for a message: a next link shows only its path (its query can carry a key)."""
+    text = str(cursor)
+    if "://" in text or text.startswith("/"):
+        parts = urlsplit(text)
+        return parts.path + ("?…" if parts.query else "")
+    return text[:80]
 
 
 def by_link_header(
@@ -64,11 +74,12 @@ def by_next_url(
     next_url_of: Callable[[JsonResponse], str | None],
     *,
     max_pages: int = MAX_PAGES,
+    headers: dict[str, str] | None = None,
 ) -> Iterator[T]:
     """A next link in the body (Nova `tenant_usages_links`, Azure `nextLink`)."""
 
     def fetch(cursor: str | None) -> tuple[list[T], str | None]:
-        response = client.get(cursor, None) if cursor else client.get(path, params)
+        response = client.get(cursor, None, headers) if cursor else client.get(path, params, headers)
         return items_of(response.body), next_url_of(response)
 
     return follow(client.name, fetch, max_pages=max_pages)

@@ -8,6 +8,7 @@ or FINOPS_CA_BUNDLE points at the organisation's CA certificates (the spec's tru
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,14 @@ def http_settings(source: str, prefix: str) -> HttpSettings:
     ca_bundle = os.environ.get(f"{prefix}_CA_BUNDLE") or os.environ.get("FINOPS_CA_BUNDLE") or None
     if ca_bundle and not Path(ca_bundle).is_file():
         raise SettingError(f"{prefix}_CA_BUNDLE / FINOPS_CA_BUNDLE: no such file {ca_bundle}")
+    if ca_bundle:
+        try:
+            ssl.create_default_context(cafile=ca_bundle)
+        except ssl.SSLError as error:
+            raise SettingError(
+                f"{prefix}_CA_BUNDLE / FINOPS_CA_BUNDLE: {ca_bundle} holds no usable "
+                f"PEM certificate ({error.reason or error})"
+            ) from None
     return HttpSettings(
         source=source,
         base_url=base_url.rstrip("/"),

@@ -163,8 +163,9 @@ def _outcome(context: InitResourceContext, run_id: str) -> tuple[str, int, str |
     if not failures:
         return ("ABORTED", 0, "the run was cancelled") if interrupted else ("SUCCESS", 0, None)
     first = failures[0]
-    summary = (_blocking_check_summary(instance, run_id, first.step_key, first.dagster_event)
-               or _failure_summary(first.step_key, first.dagster_event))
+    summary = _blocking_check_summary(
+        instance, run_id, first.step_key, first.dagster_event
+    ) or _failure_summary(first.step_key, first.dagster_event)
     kind = "ABORTED" if interrupted or "Interrupted" in summary else "FAILED"
     return kind, len(failures), summary
 

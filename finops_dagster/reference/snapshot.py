@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -40,6 +41,28 @@ class ReferenceSnapshot:
 
     def domain_of(self, product: Product) -> str:
         return self.family_domains[product.family_id]
+
+    def application_by_rules(self, value_of: Callable[[str], str | None]) -> str | None:
+        """The first rule (by priority) whose pattern matches its field and names a known application.
+
+        A rule's application may be a template such as `{application}`, filled from the pattern's
+        named groups and upper-cased: one rule then serves a whole naming convention
+        (`pay-012-prod` → `PAY-012`).
+        """
+        for rule in self.rules:
+            value = value_of(rule.field)
+            match = rule.pattern.search(value) if value else None
+            if match is None:
+                continue
+            application = rule.application_id
+            if "{" in application:
+                try:
+                    application = application.format(**match.groupdict()).strip().upper()
+                except (KeyError, IndexError):
+                    continue
+            if application in self.applications:
+                return application
+        return None
 
 
 def read_snapshot(conn: psycopg.Connection, domain_id: str) -> ReferenceSnapshot:

@@ -221,10 +221,11 @@ class OpenLegacyFold:
         for related_code, _ in sorted(related.items(), key=lambda item: (-item[1], item[0])):
             if related_code in self.snapshot.applications:
                 return related_code, "relation"
-        for rule in self.snapshot.rules:
-            value = text_value(latest.get(rule.field, latest.get(f"f_{rule.field}")))
-            if value and rule.pattern.search(value) and rule.application_id in self.snapshot.applications:
-                return rule.application_id, "rule"
+        by_rule = self.snapshot.application_by_rules(
+            lambda field: text_value(latest.get(field, latest.get(f"f_{field}")))
+        )
+        if by_rule is not None:
+            return by_rule, "rule"
         return UNALLOCATED_APPLICATION, "unallocated"
 
     def _ref(self, ci: CiMonth) -> str:

@@ -1,0 +1,186 @@
+"""Metered usage → priced relevés, for the domains priced internally with the rate cards.
+
+A source says "tenant/namespace X used Q of product P this month"; this fold resolves X to an
+application (the source's own application field if it names a known one, else the domain's mapping
+rules, else the unallocated application), sums per application × product, prices with the rate
+card valid for the month, and keeps, per unit, what the source said before any of that: the
+reconciliation check compares it with relevés + rejects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
+from typing import Any
+
+from finops_dagster.reference.snapshot import ReferenceSnapshot
+from finops_dagster.releve import (
+    UNALLOCATED_APPLICATION,
+    DomainLoad,
+    Reject,
+    Releve,
+    quantize_money,
+    quantize_quantity,
+)
+
+PRECISION = 60
+
+
+@dataclass(frozen=True)
+class MeteredUsage:
+    """One source's measure of one product for one consumer over the month, in the product's unit."""
+
+    source: str
+    consumer: str
+    product_id: str
+    quantity: Decimal
+    application: str | None = None
+    fields: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass
+class _Group:
+    quantity: Decimal = Decimal(0)
+    records: int = 0
+    sources: set[str] = field(default_factory=set)
+
+
+class PricedUsageFold:
+    """Streaming: memory grows with applications × products × sources and with rejects."""
+
+    def __init__(
+        self,
+        *,
+        domain_id: str,
+        month: dt.date,
+        run_id: str,
+        snapshot: ReferenceSnapshot,
+        computed_at: dt.datetime,
+    ) -> None:
+        self.domain_id = domain_id
+        self.month = month
+        self.run_id = run_id
+        self.snapshot = snapshot
+        self.computed_at = computed_at
+        self.groups: dict[tuple[str, str, str], _Group] = {}
+        self.source_totals: dict[str, Decimal] = {}
+        self.rejects: list[Reject] = []
+        self.counters: Counter[str] = Counter()
+        self.unknown_applications: Counter[str] = Counter()
+        self.records = 0
+
+    def add(self, usage: MeteredUsage) -> None:
+        """Count one measure; an unknown product is a reject, never a silent drop."""
+        self.records += 1
+        product = self.snapshot.products.get(usage.product_id)
+        if product is None:
+            self.reject(usage.source, usage.consumer, f"unknown product {usage.product_id}", usage.fields)
+            return
+        with localcontext() as ctx:
+            ctx.prec = PRECISION
+            unit = product.usage_unit
+            self.source_totals[unit] = self.source_totals.get(unit, Decimal(0)) + usage.quantity
+            application, method = self._resolve(usage)
+            self.counters[f"resolved_by_{method}"] += 1
+            group = self.groups.setdefault((application, usage.product_id, usage.source), _Group())
+            group.quantity += usage.quantity
+            group.records += 1
+
+    def reject(
+        self,
+        source: str,
+        ref: str,
+        reason: str,
+        raw: dict[str, Any] | None,
+        *,
+        unit: str | None = None,
+        quantity: Decimal | None = None,
+    ) -> None:
+        """Record what could not be metered; a quantity with its unit also counts in the source totals."""
+        self.records += 1
+        if unit is not None and quantity is not None:
+            with localcontext() as ctx:
+                ctx.prec = PRECISION
+                self.source_totals[unit] = self.source_totals.get(unit, Decimal(0)) + quantity
+        self.rejects.append(
+            Reject(
+                domain_id=self.domain_id,
+                period_month=self.month,
+                run_id=self.run_id,
+                source=source,
+                source_ref=ref,
+                reason=reason,
+                usage_unit=unit,
+                usage_quantity=None if quantity is None else quantize_quantity(quantity),
+                raw_payload=raw,
+            )
+        )
+
+    def _resolve(self, usage: MeteredUsage) -> tuple[str, str]:
+        if usage.application:
+            code = usage.application.strip().upper()
+            if code in self.snapshot.applications:
+                return code, "source"
+            self.unknown_applications[code] += 1
+        fields = {"consumer": usage.consumer, **usage.fields}
+        by_rule = self.snapshot.application_by_rules(fields.get)
+        if by_rule is not None:
+            return by_rule, "rule"
+        return UNALLOCATED_APPLICATION, "unallocated"
+
+    def finish(self, details: dict[str, Any] | None = None) -> DomainLoad:
+        with localcontext() as ctx:
+            ctx.prec = PRECISION
+            releves = [r for key in sorted(self.groups) if (r := self._price(*key)) is not None]
+            totals = {unit: quantize_quantity(total) for unit, total in sorted(self.source_totals.items())}
+        summary: dict[str, Any] = {**dict(sorted(self.counters.items())), **(details or {})}
+        summary["unknown_application_refs"] = sum(self.unknown_applications.values())
+        summary["unknown_application_examples"] = [c for c, _ in self.unknown_applications.most_common(5)]
+        return DomainLoad(
+            domain_id=self.domain_id,
+            period_month=self.month,
+            releves=releves,
+            rejects=self.rejects,
+            source_totals=totals,
+            source_record_count=self.records,
+            details=summary,
+        )
+
+    def _price(self, application: str, product_id: str, source: str) -> Releve | None:
+        group = self.groups[(application, product_id, source)]
+        product = self.snapshot.products[product_id]
+        quantity = quantize_quantity(group.quantity)
+        rate = self.snapshot.rate_for(product_id, self.month)
+        if rate is None:
+            self.rejects.append(
+                Reject(
+                    domain_id=self.domain_id,
+                    period_month=self.month,
+                    run_id=self.run_id,
+                    source=source,
+                    source_ref=f"{application} / {product_id}",
+                    reason=f"no rate card for {product_id} valid in {self.month:%Y-%m}",
+                    usage_unit=product.usage_unit,
+                    usage_quantity=quantity,
+                )
+            )
+            return None
+        return Releve(
+            period_month=self.month,
+            application_id=application,
+            product_id=product_id,
+            family_id=product.family_id,
+            domain_id=self.snapshot.domain_of(product),
+            usage_quantity=quantity,
+            usage_unit=product.usage_unit,
+            unit_cost=rate.unit_cost,
+            total_cost=quantize_money(quantity * rate.unit_cost),
+            currency=rate.currency,
+            source=source,
+            run_id=self.run_id,
+            rate_card_version=rate.version,
+            source_record_count=group.records,
+            computed_at=self.computed_at,
+        )

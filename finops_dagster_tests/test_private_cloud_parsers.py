@@ -1,0 +1,570 @@
+"""The private-cloud parsers against the real sample bodies and against each malformed shape.
+
+Expected totals are computed here from the raw JSON by a separate plain loop (`Decimal(str(x))`),
+so a parser bug cannot hide behind its own arithmetic.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from finops_dagster.domains.private_cloud.opencost_allocation import (
+    IDLE_KEY,
+    UNALLOCATED_KEY,
+    Allocation,
+    parse_allocation_sets,
+)
+from finops_dagster.domains.private_cloud.openstack_usage import (
+    TenantUsage,
+    UsageProblem,
+    merge_tenant_usages,
+    next_marker_link,
+    parse_tenant_usages,
+)
+from finops_dagster.domains.private_cloud.problems import UsageProblem as SharedUsageProblem
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+OPENSTACK = SAMPLES / "openstack"
+OPENCOST = SAMPLES / "opencost"
+GET_ALL = OPENSTACK / "simple-tenant-usage-get-all.v2.40.json"
+GET_DETAIL = OPENSTACK / "simple-tenant-usage-get-detail.v2.40.json"
+ALLOCATION = OPENCOST / "allocation_compute_window2d_aggregate_namespace.json"
+SWAGGER = OPENCOST / "swagger.json"
+
+UTC = dt.UTC
+TENANT_A = "0000000e737461636b20342065000000"
+TENANT_B = "6f70656e737461636b20342065766572"
+DETAIL_NEXT = (
+    "http://openstack.example.com/v2.1/6f70656e737461636b20342065766572/os-simple-tenant-usage"
+    "?detailed=1&end=2016-10-12+18%3A22%3A04.868106&limit=1"
+    "&marker=1f1deceb-17b5-4c04-84c7-e0d4499c8fe0&start=2016-10-12+18%3A22%3A04.868106"
+)
+NOVA_TOTALS = {
+    "vcpu_hours": "total_vcpus_usage",
+    "memory_mib_hours": "total_memory_mb_usage",
+    "local_gib_hours": "total_local_gb_usage",
+    "server_hours": "total_hours",
+}
+OPENCOST_NUMBERS = {
+    "cpu_core_hours": "cpuCoreHours",
+    "ram_byte_hours": "ramByteHours",
+    "pv_byte_hours": "pvByteHours",
+    "gpu_hours": "gpuHours",
+    "total_cost": "totalCost",
+}
+
+
+def load(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def raw_sum(entries: list[dict[str, Any]], name: str) -> Decimal:
+    """The independent reference: the raw JSON numbers summed exactly, one by one."""
+    total = Decimal(0)
+    for entry in entries:
+        total += Decimal(str(entry[name]))
+    return total
+
+
+def swagger_example() -> str:
+    """The 200 example of /allocation/compute, which the spec carries as a JSON *string*."""
+    spec = load(SWAGGER)
+    response = spec["paths"]["/allocation/compute"]["get"]["responses"]["200"]
+    value = response["content"]["application/json"]["examples"]["0"]["value"]
+    assert isinstance(value, str)
+    return value
+
+
+def tenant_entry(tenant_id: Any = TENANT_B, **overrides: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "start": "2026-10-01T00:00:00",
+        "stop": "2026-11-01T00:00:00",
+        "total_hours": 744.0,
+        "total_local_gb_usage": 14880.0,
+        "total_memory_mb_usage": 1523712.0,
+        "total_vcpus_usage": 1488.0,
+    }
+    if tenant_id is not None:
+        entry["tenant_id"] = tenant_id
+    entry.update(overrides)
+    return entry
+
+
+def allocation_entry(**overrides: Any) -> dict[str, Any]:
+    """The sample's kube-system allocation, altered."""
+    entry = copy.deepcopy(load(ALLOCATION)["data"][0]["kube-system"])
+    entry.update(overrides)
+    return entry
+
+
+def opencost_body(*sets: dict[str, Any] | None) -> dict[str, Any]:
+    return {"code": 200, "status": "success", "data": list(sets)}
+
+
+# --- OpenStack: samples --------------------------------------------------------------------------
+
+
+def test_the_openstack_samples_are_the_two_expected_files() -> None:
+    assert sorted(path.name for path in OPENSTACK.glob("*.json")) == [GET_ALL.name, GET_DETAIL.name]
+
+
+@pytest.mark.parametrize("path", sorted(OPENSTACK.glob("*.json")), ids=lambda path: path.name)
+def test_every_openstack_sample_parses_to_its_exact_raw_totals(path: Path) -> None:
+    body = load(path)
+    raw_entries = body["tenant_usages"]
+
+    usages, problems = parse_tenant_usages(body)
+
+    assert problems == []
+    assert [usage.tenant_id for usage in usages] == [entry["tenant_id"] for entry in raw_entries]
+    for attribute, name in NOVA_TOTALS.items():
+        assert sum((getattr(usage, attribute) for usage in usages), Decimal(0)) == raw_sum(raw_entries, name)
+    assert [usage.servers for usage in usages] == [len(entry["server_usages"]) for entry in raw_entries]
+    for usage, entry in zip(usages, raw_entries, strict=True):
+        assert usage.start == dt.datetime.fromisoformat(entry["start"]).replace(tzinfo=UTC)
+        assert usage.stop == dt.datetime.fromisoformat(entry["stop"]).replace(tzinfo=UTC)
+
+
+def test_get_all_sample_gives_two_tenants_with_their_units_and_windows() -> None:
+    usages, problems = parse_tenant_usages(load(GET_ALL))
+
+    window = (
+        dt.datetime(2018, 10, 9, 11, 29, 4, 166194, tzinfo=UTC),
+        dt.datetime(2018, 10, 9, 12, 29, 4, 166194, tzinfo=UTC),
+    )
+    assert problems == []
+    assert usages == [
+        TenantUsage(TENANT_A, *window, Decimal("1.0"), Decimal("512.0"), Decimal("1.0"), Decimal("1.0"), 1),
+        TenantUsage(TENANT_B, *window, Decimal("2.0"), Decimal("1024.0"), Decimal("2.0"), Decimal("2.0"), 2),
+    ]
+    assert next_marker_link(load(GET_ALL)) is None
+
+
+def test_detail_sample_gives_one_tenant_and_the_next_marker_link() -> None:
+    body = load(GET_DETAIL)
+
+    usages, problems = parse_tenant_usages(body)
+
+    assert problems == []
+    assert usages == [
+        TenantUsage(
+            tenant_id=TENANT_B,
+            start=dt.datetime(2012, 10, 8, 20, 10, 44, 587336, tzinfo=UTC),
+            stop=dt.datetime(2012, 10, 8, 21, 10, 44, 587336, tzinfo=UTC),
+            vcpu_hours=Decimal("1"),
+            memory_mib_hours=Decimal("512"),
+            local_gib_hours=Decimal("1"),
+            server_hours=Decimal("1"),
+            servers=1,
+        )
+    ]
+    assert next_marker_link(body) == DETAIL_NEXT
+
+
+def test_float_totals_become_the_decimal_the_json_wrote_not_the_binary_expansion() -> None:
+    body = json.loads(
+        '{"tenant_usages": [{"tenant_id": "t", "start": "2026-10-01T00:00:00", "stop": "2026-10-02T00:00:00",'
+        ' "total_hours": 0.1, "total_local_gb_usage": 7042690751.326794, "total_memory_mb_usage": 1e-07,'
+        ' "total_vcpus_usage": 3}]}'
+    )
+
+    [usage], problems = parse_tenant_usages(body)
+
+    assert problems == []
+    assert str(usage.server_hours) == "0.1"
+    assert usage.server_hours != Decimal.from_float(0.1)
+    assert str(usage.local_gib_hours) == "7042690751.326794"
+    assert usage.memory_mib_hours == Decimal("0.0000001")
+    assert usage.vcpu_hours == Decimal(3)
+    assert usage.servers == 0  # summary body: no server_usages
+
+
+def test_offset_and_z_timestamps_are_normalised_to_utc() -> None:
+    body = {"tenant_usages": [tenant_entry(start="2026-10-01T02:00:00+02:00", stop="2026-11-01T00:00:00Z")]}
+
+    [usage], _ = parse_tenant_usages(body)
+
+    assert usage.start == dt.datetime(2026, 10, 1, 0, 0, tzinfo=UTC)
+    assert usage.stop == dt.datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+
+
+# --- OpenStack: pagination and merge -------------------------------------------------------------
+
+
+def test_a_tenant_split_over_two_pages_is_summed_once_merged() -> None:
+    page_1 = load(GET_DETAIL)  # TENANT_B, instance-2, and a next link
+    page_2 = {
+        "tenant_usages": [
+            {
+                "start": "2012-10-08T20:10:44.587336",
+                "stop": "2012-10-08T21:10:44.587336",
+                "tenant_id": TENANT_B,
+                "total_hours": 0.5,
+                "total_local_gb_usage": 10.0,
+                "total_memory_mb_usage": 1024.0,
+                "total_vcpus_usage": 1.0,
+                "server_usages": [{"instance_id": "i-3", "hours": 0.5, "vcpus": 2, "memory_mb": 2048}],
+            },
+            tenant_entry(TENANT_A, start="2012-10-08T20:10:44.587336", stop="2012-10-08T21:10:44.587336"),
+        ]
+    }
+    usages_1, problems_1 = parse_tenant_usages(page_1)
+    usages_2, problems_2 = parse_tenant_usages(page_2)
+    assert (problems_1, problems_2) == ([], [])
+    assert next_marker_link(page_1) == DETAIL_NEXT
+    assert next_marker_link(page_2) is None
+
+    merged = merge_tenant_usages(usages_1 + usages_2)
+
+    window = (
+        dt.datetime(2012, 10, 8, 20, 10, 44, 587336, tzinfo=UTC),
+        dt.datetime(2012, 10, 8, 21, 10, 44, 587336, tzinfo=UTC),
+    )
+    assert merged == [
+        TenantUsage(
+            TENANT_A,
+            *window,
+            Decimal("1488.0"),
+            Decimal("1523712.0"),
+            Decimal("14880.0"),
+            Decimal("744.0"),
+            0,
+        ),
+        TenantUsage(TENANT_B, *window, Decimal("2.0"), Decimal("1536.0"), Decimal("11.0"), Decimal("1.5"), 2),
+    ]
+    entries = page_1["tenant_usages"] + page_2["tenant_usages"]
+    for attribute, name in NOVA_TOTALS.items():
+        assert sum((getattr(usage, attribute) for usage in merged), Decimal(0)) == raw_sum(entries, name)
+
+
+def test_merge_spans_the_union_of_periods_and_sorts_by_tenant() -> None:
+    usages = parse_tenant_usages(load(GET_ALL))[0] + parse_tenant_usages(load(GET_DETAIL))[0]
+
+    merged = merge_tenant_usages(reversed(usages))
+
+    assert [usage.tenant_id for usage in merged] == [TENANT_A, TENANT_B]
+    tenant_b = merged[1]
+    assert tenant_b.start == dt.datetime(2012, 10, 8, 20, 10, 44, 587336, tzinfo=UTC)
+    assert tenant_b.stop == dt.datetime(2018, 10, 9, 12, 29, 4, 166194, tzinfo=UTC)
+    assert tenant_b.vcpu_hours == Decimal("3.0")
+    assert tenant_b.memory_mib_hours == Decimal("1536.0")
+    assert tenant_b.servers == 3
+    assert merged[0] == usages[0]
+    assert merge_tenant_usages([]) == []
+
+
+def test_next_marker_link_ignores_other_rels_and_refuses_unreadable_links() -> None:
+    previous_only = {"tenant_usages": [], "tenant_usages_links": [{"rel": "prev", "href": "p"}]}
+    padded_next = {"tenant_usages": [], "tenant_usages_links": [{"rel": "next", "href": " n "}]}
+    assert next_marker_link(previous_only) is None
+    assert next_marker_link(padded_next) == "n"
+    with pytest.raises(ValueError, match="'tenant_usages_links' is not a list"):
+        next_marker_link({"tenant_usages": [], "tenant_usages_links": {"rel": "next"}})
+    with pytest.raises(ValueError, match="the 'next' link has no href"):
+        next_marker_link({"tenant_usages": [], "tenant_usages_links": [{"rel": "next"}]})
+    with pytest.raises(ValueError, match="entry is not an object"):
+        next_marker_link({"tenant_usages": [], "tenant_usages_links": ["next"]})
+
+
+# --- OpenStack: malformed input ------------------------------------------------------------------
+
+
+def test_malformed_tenant_entries_become_problems_and_the_good_ones_survive() -> None:
+    nan_body = json.loads('{"tenant_id": "nan-tenant", "total_local_gb_usage": NaN}')
+    entries: list[Any] = [
+        tenant_entry("good-1"),
+        tenant_entry(None),
+        tenant_entry("negative", total_vcpus_usage=-1.0),
+        tenant_entry("text", total_memory_mb_usage="abc"),
+        tenant_entry(**nan_body),
+        tenant_entry("infinite", total_hours=float("inf")),
+        tenant_entry("boolean", total_hours=True),
+        tenant_entry("absent", total_hours=None),
+        tenant_entry("  "),
+        tenant_entry(42),
+        tenant_entry("bad-start", start="yesterday"),
+        tenant_entry("reversed", start="2026-11-01T00:00:00", stop="2026-10-01T00:00:00"),
+        tenant_entry("bad-servers", server_usages={"a": 1}),
+        tenant_entry("many", total_vcpus_usage=-2, total_memory_mb_usage="abc", stop=None),
+        "not an object",
+        tenant_entry("good-2", total_vcpus_usage="2.5"),
+    ]
+
+    usages, problems = parse_tenant_usages({"tenant_usages": entries})
+
+    assert [usage.tenant_id for usage in usages] == ["good-1", "good-2"]
+    assert usages[1].vcpu_hours == Decimal("2.5")
+    assert [(problem.ref, problem.reason) for problem in problems] == [
+        ("tenant_usages[1]", "tenant_id: missing"),
+        ("negative", "total_vcpus_usage: negative (-1.0)"),
+        ("text", "total_memory_mb_usage: not a number ('abc')"),
+        ("nan-tenant", "total_local_gb_usage: NaN"),
+        ("infinite", "total_hours: infinite (inf)"),
+        ("boolean", "total_hours: not a number (bool)"),
+        ("absent", "total_hours: missing"),
+        ("tenant_usages[8]", "tenant_id: missing"),
+        ("tenant_usages[9]", "tenant_id: not a string (int)"),
+        ("bad-start", "start: not an ISO 8601 timestamp ('yesterday')"),
+        ("reversed", "stop (2026-10-01T00:00:00) is before start (2026-11-01T00:00:00)"),
+        ("bad-servers", "server_usages: not a list (dict)"),
+        (
+            "many",
+            "total_vcpus_usage: negative (-2); total_memory_mb_usage: not a number ('abc'); stop: missing",
+        ),
+        ("tenant_usages[14]", "tenant usage entry is not an object (str)"),
+    ]
+    assert problems[0].raw == entries[1]
+    assert problems[2].raw is entries[3]
+    assert problems[-1].raw == {"value": "not an object"}
+    assert all(isinstance(problem, SharedUsageProblem) for problem in problems)
+    assert UsageProblem is SharedUsageProblem
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([{"tenant_id": TENANT_A}], "expected a JSON object with a 'tenant_usages' list, got list"),
+        (None, "got NoneType"),
+        ("<html>502 Bad Gateway</html>", "got str"),
+        ({}, "got no 'tenant_usages' key"),
+        ({"tenant_usage": {"tenant_id": TENANT_A}}, r"got no 'tenant_usages' key \(keys: tenant_usage\)"),
+        ({"tenant_usages": {"tenant_id": TENANT_A}}, "got dict"),
+        ({"tenant_usages": None}, "got NoneType"),
+    ],
+)
+def test_a_body_that_is_not_a_tenant_usage_listing_raises(body: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as raised:
+        parse_tenant_usages(body)
+    assert str(raised.value).startswith("os-simple-tenant-usage: ")
+
+
+def test_an_empty_listing_is_empty_not_an_error() -> None:
+    assert parse_tenant_usages({"tenant_usages": []}) == ([], [])
+
+
+# --- OpenCost: samples ---------------------------------------------------------------------------
+
+
+def test_allocation_sample_parses_to_its_exact_raw_totals() -> None:
+    body = load(ALLOCATION)
+    raw_entries = [entry for allocation_set in body["data"] for entry in allocation_set.values()]
+
+    allocations, problems = parse_allocation_sets(body)
+
+    assert problems == []
+    assert [allocation.key for allocation in allocations] == ["kube-system", "opencost", "prometheus"]
+    for attribute, name in OPENCOST_NUMBERS.items():
+        parsed_total = sum((getattr(allocation, attribute) for allocation in allocations), Decimal(0))
+        assert parsed_total == raw_sum(raw_entries, name)
+    assert sum((a.total_cost for a in allocations), Decimal(0)) == Decimal("0.456113")
+    assert sum((a.cpu_core_hours for a in allocations), Decimal(0)) == Decimal("22.548026")
+    assert sum((a.ram_byte_hours for a in allocations), Decimal(0)) == Decimal("12319888334.702093")
+    assert {(a.window_start, a.window_end) for a in allocations} == {
+        (dt.datetime(2023, 1, 18, 11, 38, 45, tzinfo=UTC), dt.datetime(2023, 1, 20, 11, 38, 45, tzinfo=UTC))
+    }
+    assert allocations[0] == Allocation(
+        key="kube-system",
+        window_start=dt.datetime(2023, 1, 18, 11, 38, 45, tzinfo=UTC),
+        window_end=dt.datetime(2023, 1, 20, 11, 38, 45, tzinfo=UTC),
+        cpu_core_hours=Decimal("21.588536"),
+        ram_byte_hours=Decimal("7042690751.326794"),
+        pv_byte_hours=Decimal(0),
+        gpu_hours=Decimal(0),
+        total_cost=Decimal("0.425469"),
+        properties={"cluster": "cluster-one", "namespace": "kube-system"},
+    )
+    assert allocations[1].properties == {
+        "cluster": "cluster-one",
+        "node": "ip-192-168-20-42.ap-southeast-2.compute.internal",
+        "controller": "opencost",
+        "controllerKind": "deployment",
+        "namespace": "opencost",
+        "pod": "opencost-75dc7dcc49-xdx5t",
+        "providerID": "i-064548f89b9d35c11",
+    }
+
+
+def test_the_example_embedded_in_the_swagger_parses_like_the_sample() -> None:
+    text = swagger_example()
+    body = json.loads(text)
+    assert body == load(ALLOCATION)
+
+    allocations, problems = parse_allocation_sets(body)
+
+    assert problems == []
+    assert allocations == parse_allocation_sets(load(ALLOCATION))[0]
+    raw_entries = list(body["data"][0].values())
+    assert sum((a.total_cost for a in allocations), Decimal(0)) == raw_sum(raw_entries, "totalCost")
+    assert sum((a.total_cost for a in allocations), Decimal(0)) == Decimal("0.456113")
+
+
+def test_a_client_decoding_floats_as_decimal_keeps_the_written_digits() -> None:
+    body = json.loads(swagger_example(), parse_float=Decimal)
+
+    allocations, problems = parse_allocation_sets(body)
+
+    assert problems == []
+    opencost = allocations[1]
+    assert str(opencost.cpu_core_hours) == "0.959490"  # the swagger writes 0.959490, the sample 0.95949
+    assert str(opencost.total_cost) == "0.030644"
+    assert sum((a.total_cost for a in allocations), Decimal(0)) == Decimal("0.456113")
+
+
+# --- OpenCost: idle, unallocated, several steps, properties ---------------------------------------
+
+
+def test_idle_and_unallocated_are_returned_as_ordinary_allocations_over_every_step() -> None:
+    day_1 = {"start": "2026-10-01T00:00:00Z", "end": "2026-10-02T00:00:00Z"}
+    day_2 = {"start": "2026-10-02T00:00:00Z", "end": "2026-10-03T00:00:00Z"}
+    body = opencost_body(
+        {
+            "team-a": allocation_entry(window=day_1, totalCost=1.25, pvs={"c1/pv-1": {"byteHours": 3.0}}),
+            IDLE_KEY: allocation_entry(window=day_1, totalCost=0.75, cpuCoreHours=12.5, properties=None),
+        },
+        None,  # a step without data
+        {
+            UNALLOCATED_KEY: allocation_entry(window=day_2, totalCost=0.1, rawAllocationOnly={"cpuMax": 1}),
+            "team-a": allocation_entry(window=day_2, totalCost=2.5, pvByteHours=1073741824.0, gpuHours=0.25),
+        },
+    )
+
+    allocations, problems = parse_allocation_sets(body)
+
+    assert problems == []
+    assert [(a.key, a.window_start.day, a.total_cost) for a in allocations] == [
+        ("team-a", 1, Decimal("1.25")),
+        (IDLE_KEY, 1, Decimal("0.75")),
+        (UNALLOCATED_KEY, 2, Decimal("0.1")),
+        ("team-a", 2, Decimal("2.5")),
+    ]
+    assert (IDLE_KEY, UNALLOCATED_KEY) == ("__idle__", "__unallocated__")
+    assert allocations[1].cpu_core_hours == Decimal("12.5")
+    assert allocations[1].properties == {}
+    assert allocations[3].pv_byte_hours == Decimal("1073741824.0")
+    assert allocations[3].gpu_hours == Decimal("0.25")
+    assert allocations[3].window_end == dt.datetime(2026, 10, 3, tzinfo=UTC)
+    assert sum((a.total_cost for a in allocations), Decimal(0)) == Decimal("4.60")
+
+
+def test_label_annotation_and_service_properties_are_flattened_with_opencost_prefixes() -> None:
+    properties = {
+        "cluster": "cluster-one",
+        "namespace": "shop",
+        "services": ["web", "api"],
+        "labels": {"app": "checkout", "team": "payments"},
+        "annotations": {"owner": "finops@example.org"},
+        "namespaceLabels": {"cost-center": "CC-42"},
+        "namespaceAnnotations": None,
+    }
+    body = opencost_body({"checkout": allocation_entry(properties=properties)})
+
+    [allocation], problems = parse_allocation_sets(body)
+
+    assert problems == []
+    assert allocation.properties == {
+        "cluster": "cluster-one",
+        "namespace": "shop",
+        "services": "web,api",
+        "label:app": "checkout",
+        "label:team": "payments",
+        "annotation:owner": "finops@example.org",
+        "namespaceLabel:cost-center": "CC-42",
+    }
+
+
+# --- OpenCost: malformed input -------------------------------------------------------------------
+
+
+def test_malformed_allocations_become_problems_and_the_good_ones_survive() -> None:
+    nan_entry = json.loads('{"ramByteHours": NaN}')
+    no_gpu = allocation_entry()
+    del no_gpu["gpuHours"]
+    allocation_set = {
+        "good": allocation_entry(),
+        "negative": allocation_entry(totalCost=-0.5),
+        "text": allocation_entry(cpuCoreHours="abc"),
+        "nan": allocation_entry(**nan_entry),
+        "no-gpu": no_gpu,
+        "no-window": allocation_entry(window=None),
+        "bad-window": allocation_entry(window={"start": "2023-01-18T11:38:45Z", "end": "soon"}),
+        "reversed": allocation_entry(window={"start": "2023-01-20T00:00:00Z", "end": "2023-01-18T00:00:00Z"}),
+        "bad-properties": allocation_entry(properties=["cluster-one"]),
+        "nested-property": allocation_entry(properties={"cluster": {"name": "x"}}),
+        "scalar": 0.5,
+        "": allocation_entry(),
+    }
+
+    allocations, problems = parse_allocation_sets(opencost_body(allocation_set))
+
+    assert [allocation.key for allocation in allocations] == ["good"]
+    assert [(problem.ref, problem.reason) for problem in problems] == [
+        ("data[0]/negative", "totalCost: negative (-0.5)"),
+        ("data[0]/text", "cpuCoreHours: not a number ('abc')"),
+        ("data[0]/nan", "ramByteHours: NaN"),
+        ("data[0]/no-gpu", "gpuHours: missing"),
+        ("data[0]/no-window", "window: missing"),
+        ("data[0]/bad-window", "window.end: not an ISO 8601 timestamp ('soon')"),
+        (
+            "data[0]/reversed",
+            "window.end (2023-01-18T00:00:00Z) is before window.start (2023-01-20T00:00:00Z)",
+        ),
+        ("data[0]/bad-properties", "properties: not an object (list)"),
+        ("data[0]/nested-property", "properties.cluster: unexpected object"),
+        ("data[0]/scalar", "allocation is not an object (float)"),
+        ("data[0]/", "key: empty"),
+    ]
+    assert problems[0].raw is allocation_set["negative"]
+    assert problems[9].raw == {"value": 0.5}
+    # Nothing lost: cost parsed + cost carried by the problems' raw entries = the source's cost.
+    parsed_cost = sum((a.total_cost for a in allocations), Decimal(0))
+    rejected_cost = sum(
+        (Decimal(str(p.raw["totalCost"])) for p in problems if "totalCost" in p.raw), Decimal(0)
+    )
+    assert parsed_cost + rejected_cost == raw_sum(
+        [entry for entry in allocation_set.values() if isinstance(entry, dict)], "totalCost"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"code": 400, "data": None, "message": "error parsing window (lastcentury): illegal window"},
+            r"answered code 400: error parsing window \(lastcentury\): illegal window",
+        ),
+        (
+            {"code": 500, "status": "error", "message": "Prometheus query failed: context deadline exceeded"},
+            "answered code 500: Prometheus query failed: context deadline exceeded",
+        ),
+        ({"code": 200, "status": "error", "message": "partial"}, "answered status 'error': partial"),
+        ({"code": "200", "data": []}, r"answered code '200' \(no message\)"),
+        ({"status": "success", "data": []}, r"answered code None \(no message\)"),
+        ({"code": 200, "status": "success"}, "got no 'data' key"),
+        ({"code": 200, "data": {"kube-system": {}}}, "'data' to be a list of allocation sets, got dict"),
+        ({"code": 200, "data": [["kube-system"]]}, r"data\[0\] is not an allocation set \(a map\), got list"),
+        ([{"code": 200}], "expected a JSON object, got list"),
+        ("upstream connect error", "expected a JSON object, got str"),
+    ],
+)
+def test_an_opencost_error_or_foreign_body_raises_with_its_message(body: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as raised:
+        parse_allocation_sets(body)
+    assert str(raised.value).startswith("OpenCost allocation: ")
+
+
+def test_a_very_long_opencost_message_is_cut_to_stay_readable() -> None:
+    with pytest.raises(ValueError) as raised:
+        parse_allocation_sets({"code": 500, "message": "x" * 5000})
+    assert str(raised.value) == "OpenCost allocation: answered code 500: " + "x" * 300
+
+
+def test_an_empty_allocation_response_is_empty_not_an_error() -> None:
+    assert parse_allocation_sets(opencost_body()) == ([], [])
+    assert parse_allocation_sets(opencost_body({}, None)) == ([], [])
