@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -30,12 +31,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    """`dagster dev` on the demo's data (the embedded server is started again if needed)."""
+    """`dagster dev` on the demo's data: the embedded server is started again if needed, and the
+    simulated private cloud is served from this process while the UI runs."""
     from finops_dagster.demo.run import prepare_environment
 
-    prepare_environment(cis=args.cis, months=args.months, today=args.today)
+    env = prepare_environment(cis=args.cis, months=args.months, today=args.today)
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    os.execv(dagster, [dagster, "dev", "-m", "finops_dagster.definitions", *args.dagster_args])
+    try:
+        return subprocess.call([dagster, "dev", "-m", "finops_dagster.definitions", *args.dagster_args])
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if env.private_cloud is not None:
+            env.private_cloud.close()
 
 
 def _demo_options(parser: argparse.ArgumentParser) -> None:

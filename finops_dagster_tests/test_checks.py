@@ -73,8 +73,8 @@ def levels(findings: list[VolumeFinding]) -> dict[str, str]:
 
 def test_within_thresholds_is_ok(history: psycopg.Connection) -> None:
     insert_load(history, "run-ok", APRIL, 11, "1100")
-    findings, without_history = volume_findings(history, DOMAIN, "run-ok", THRESHOLDS)
-    assert without_history == []
+    findings, not_compared = volume_findings(history, DOMAIN, "run-ok", THRESHOLDS)
+    assert not_compared == []
     assert [
         (f.period_month, f.metric, f.value, f.trailing_average, f.deviation, f.level) for f in findings
     ] == [
@@ -120,10 +120,20 @@ def test_month_without_history_is_reported(history: psycopg.Connection) -> None:
     first = dt.date(2024, 6, 1)
     insert_load(history, "run-mixed", first, 5, "500")
     insert_load(history, "run-mixed", APRIL, 10, "1000")
-    findings, without_history = volume_findings(history, DOMAIN, "run-mixed", THRESHOLDS)
-    assert without_history == [first]
+    findings, not_compared = volume_findings(history, DOMAIN, "run-mixed", THRESHOLDS)
+    assert not_compared == [(first, "no published history")]
     assert {f.period_month for f in findings} == {APRIL}
     assert levels(findings) == {"releves": "OK", "total_cost": "OK"}
+
+
+def test_month_in_progress_is_not_compared(history: psycopg.Connection) -> None:
+    insert_load(
+        history, "run-early", APRIL, 10, "50"
+    )  # 95 % below the trailing average, but April is running
+    findings, not_compared = volume_findings(history, DOMAIN, "run-early", THRESHOLDS, in_progress=APRIL)
+    assert (findings, not_compared) == ([], [(APRIL, "month in progress")])
+    findings, _ = volume_findings(history, DOMAIN, "run-early", THRESHOLDS, in_progress=dt.date(2099, 1, 1))
+    assert levels(findings) == {"releves": "OK", "total_cost": "ERROR"}
 
 
 def test_run_without_loads_has_no_findings(history: psycopg.Connection) -> None:

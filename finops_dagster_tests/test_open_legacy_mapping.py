@@ -125,8 +125,10 @@ def shipped_snapshot(applications: Iterable[str] = KNOWN_APPS) -> ReferenceSnaps
     rates: dict[str, list[Any]] = {}
     for rate in sorted(catalog.rates, key=lambda rate: (rate.product_id, rate.valid_from)):
         rates.setdefault(rate.product_id, []).append(rate)
-    rules = sorted((rule for rule in catalog.rules if rule.domain_id == DOMAIN_ID),
-                   key=lambda rule: (rule.priority, rule.rule_id))
+    rules = sorted(
+        (rule for rule in catalog.rules if rule.domain_id == DOMAIN_ID),
+        key=lambda rule: (rule.priority, rule.rule_id),
+    )
     return ReferenceSnapshot(
         products={product.product_id: product for product in catalog.products},
         family_domains={family.family_id: family.domain_id for family in catalog.families},
@@ -136,12 +138,26 @@ def shipped_snapshot(applications: Iterable[str] = KNOWN_APPS) -> ReferenceSnaps
     )
 
 
-def obs(day: dt.date, *, cls: Any = VM_CLASS, app: Any = None, name: str = "vm", cpus: Any = "4",
-        memory: Any = "8192", disks_size: Any = "100", second: int = 0) -> dict[str, Any]:
+def obs(
+    day: dt.date,
+    *,
+    cls: Any = VM_CLASS,
+    app: Any = None,
+    name: str = "vm",
+    cpus: Any = "4",
+    memory: Any = "8192",
+    disks_size: Any = "100",
+    second: int = 0,
+) -> dict[str, Any]:
     """One document of a CI as the client's aggregation yields it."""
     return {
-        "at": dt.datetime.combine(day, dt.time(2, 0, second)), "cls": cls, "name": name, "app": app,
-        "f_cpus": cpus, "f_memory": memory, "f_disks_size": disks_size,
+        "at": dt.datetime.combine(day, dt.time(2, 0, second)),
+        "cls": cls,
+        "name": name,
+        "app": app,
+        "f_cpus": cpus,
+        "f_memory": memory,
+        "f_disks_size": disks_size,
     }
 
 
@@ -149,11 +165,20 @@ def days(month: dt.date, count: int) -> list[dt.date]:
     return [month + dt.timedelta(days=offset) for offset in range(count)]
 
 
-def fold(cis: list[CiMonth], *, month: dt.date = MONTH, app_sys_ids: dict[str, str] | None = None,
-         snapshot: ReferenceSnapshot | None = None) -> DomainLoad:
+def fold(
+    cis: list[CiMonth],
+    *,
+    month: dt.date = MONTH,
+    app_sys_ids: dict[str, str] | None = None,
+    snapshot: ReferenceSnapshot | None = None,
+) -> DomainLoad:
     folder = OpenLegacyFold(
-        month=month, run_id="run-1", classes=load_class_catalog(), snapshot=snapshot or shipped_snapshot(),
-        application_sys_ids=app_sys_ids or {}, application_field="u_application",
+        month=month,
+        run_id="run-1",
+        classes=load_class_catalog(),
+        snapshot=snapshot or shipped_snapshot(),
+        application_sys_ids=app_sys_ids or {},
+        application_field="u_application",
         computed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     )
     folder.add_all(cis)
@@ -196,8 +221,12 @@ def test_average_over_the_month_dumps() -> None:
 def test_average_keeps_exact_decimals_for_non_round_quantities() -> None:
     three = days(MONTH, 3)
     # 1 vCPU in 1 of 3 dumps = 1/3 vCPU-month, quantized to 6 decimals, priced exactly.
-    load = fold([CiMonth("ci-a", [obs(three[0], app="PAYMENTS", cpus="1")], []),
-                 CiMonth("ci-b", [obs(day, app="BILLING") for day in three], [])])
+    load = fold(
+        [
+            CiMonth("ci-a", [obs(three[0], app="PAYMENTS", cpus="1")], []),
+            CiMonth("ci-b", [obs(day, app="BILLING") for day in three], []),
+        ]
+    )
     releve = by_key(load)[("PAYMENTS", "OL_VCPU")]
     assert releve.usage_quantity == Decimal("0.333333")
     # 0.333333 × 18.50 = 6.1666605, rounded half-even to the mart's 6 decimals
@@ -212,8 +241,11 @@ def test_resolution_by_field_relation_rule_then_unallocated() -> None:
             # 1. the field wins over a relation and a rule
             CiMonth("ci-1", [obs(day, app="PAYMENTS", name="bkp-001")], ["app-sys-billing"]),
             # 2. no field: the relation wins over a rule
-            CiMonth("ci-2", [obs(day, cpus="1", memory="1024", disks_size="10", name="bkp-002")],
-                    ["app-sys-billing"]),
+            CiMonth(
+                "ci-2",
+                [obs(day, cpus="1", memory="1024", disks_size="10", name="bkp-002")],
+                ["app-sys-billing"],
+            ),
             # 3. no field, no relation: the mapping rule (name ^bkp- → BACKUP)
             CiMonth("ci-3", [obs(day, cpus="2", memory="2048", disks_size="20", name="bkp-003")], []),
             # 4. nothing: unallocated
@@ -236,8 +268,10 @@ def test_resolution_by_field_relation_rule_then_unallocated() -> None:
         (UNALLOCATED_APPLICATION, "OL_DISK_GB"): Decimal("40.000000"),
     }
     assert {key: load.details[key] for key in load.details if key.startswith("resolved_by_")} == {
-        "resolved_by_field": 1, "resolved_by_relation": 1,
-        "resolved_by_rule": 1, "resolved_by_unallocated": 1,
+        "resolved_by_field": 1,
+        "resolved_by_relation": 1,
+        "resolved_by_rule": 1,
+        "resolved_by_unallocated": 1,
     }
     assert load.details["unknown_application_refs"] == 0
 
@@ -276,8 +310,11 @@ def test_latest_document_of_the_month_decides_the_application() -> None:
 
 def test_a_duplicate_extra_document_does_not_decide_the_application() -> None:
     first, last = days(MONTH, 2)
-    ci = CiMonth("ci-dup", [obs(first, app="PAYMENTS"), obs(last, app="PAYMENTS"),
-                            obs(last, app="BILLING", second=5)], [])
+    ci = CiMonth(
+        "ci-dup",
+        [obs(first, app="PAYMENTS"), obs(last, app="PAYMENTS"), obs(last, app="BILLING", second=5)],
+        [],
+    )
     load = fold([ci])
 
     assert {application for application, _ in quantities(load)} == {"PAYMENTS"}
@@ -286,11 +323,15 @@ def test_a_duplicate_extra_document_does_not_decide_the_application() -> None:
 
 def test_duplicates_within_a_dump_count_once_and_the_rest_is_rejected_with_quantity() -> None:
     first, second = days(MONTH, 2)
-    ci = CiMonth("ci-dup", [
-        obs(first, app="PAYMENTS", cpus="4", second=0),
-        obs(first, app="PAYMENTS", cpus="8", memory="16384", disks_size="300", second=1),  # duplicate
-        obs(second, app="PAYMENTS", cpus="4"),
-    ], [])
+    ci = CiMonth(
+        "ci-dup",
+        [
+            obs(first, app="PAYMENTS", cpus="4", second=0),
+            obs(first, app="PAYMENTS", cpus="8", memory="16384", disks_size="300", second=1),  # duplicate
+            obs(second, app="PAYMENTS", cpus="4"),
+        ],
+        [],
+    )
     load = fold([ci])
 
     assert quantities(load) == {
@@ -301,8 +342,11 @@ def test_duplicates_within_a_dump_count_once_and_the_rest_is_rejected_with_quant
     assert by_key(load)[("PAYMENTS", "OL_VCPU")].source_record_count == 2
     rejected = {(r.usage_unit, r.usage_quantity) for r in load.rejects}
     # the duplicate's quantities, averaged over the month's 2 dumps: 8/2 vCPU, (16+300)/2 GB
-    assert rejected == {("vCPU-month", Decimal("4.000000")), ("GB-month", Decimal("8.000000")),
-                        ("GB-month", Decimal("150.000000"))}
+    assert rejected == {
+        ("vCPU-month", Decimal("4.000000")),
+        ("GB-month", Decimal("8.000000")),
+        ("GB-month", Decimal("150.000000")),
+    }
     for reject in load.rejects:
         assert reject.reason.startswith("duplicate sys_id within a dump (1 extra documents on 2025-03-01)")
         assert reject.source_ref == "ci-dup (vm)"
@@ -324,18 +368,23 @@ def test_documents_without_sys_id_are_rejected() -> None:
 
 
 def test_unknown_and_missing_class_are_rejected() -> None:
-    load = fold([
-        CiMonth("ci-printer", [obs(MONTH, cls="cmdb_ci_printer", app="PAYMENTS", name="prn-1")], []),
-        CiMonth("ci-noclass", [obs(MONTH, cls=None, app="PAYMENTS", name="what-1")], []),
-        CiMonth("ci-ok", [obs(MONTH, app="PAYMENTS")], []),
-    ])
-    assert set(quantities(load)) == {("PAYMENTS", "OL_VCPU"), ("PAYMENTS", "OL_RAM_GB"),
-                                     ("PAYMENTS", "OL_DISK_GB")}
+    load = fold(
+        [
+            CiMonth("ci-printer", [obs(MONTH, cls="cmdb_ci_printer", app="PAYMENTS", name="prn-1")], []),
+            CiMonth("ci-noclass", [obs(MONTH, cls=None, app="PAYMENTS", name="what-1")], []),
+            CiMonth("ci-ok", [obs(MONTH, app="PAYMENTS")], []),
+        ]
+    )
+    assert set(quantities(load)) == {
+        ("PAYMENTS", "OL_VCPU"),
+        ("PAYMENTS", "OL_RAM_GB"),
+        ("PAYMENTS", "OL_DISK_GB"),
+    }
     assert quantities(load)[("PAYMENTS", "OL_VCPU")] == Decimal("4.000000")
     reasons = {r.source_ref: r.reason for r in load.rejects}
     assert reasons == {
         "ci-printer (prn-1)": "unknown CI class 'cmdb_ci_printer' in 1 document(s): not billable "
-                              "(add it to cmdb_classes.csv if it should be)",
+        "(add it to cmdb_classes.csv if it should be)",
         "ci-noclass (what-1)": "sys_class_name: missing in 1 document(s)",
     }
     assert all(r.usage_quantity is None for r in load.rejects)
@@ -343,11 +392,23 @@ def test_unknown_and_missing_class_are_rejected() -> None:
 
 def test_malformed_numbers_are_rejected_field_by_field() -> None:
     two = days(MONTH, 2)
-    load = fold([CiMonth("ci-bad", [obs(two[0], app="PAYMENTS", cpus="n/a"),
-                                    obs(two[1], app="PAYMENTS", cpus="-4", memory="NaN")], [])])
+    load = fold(
+        [
+            CiMonth(
+                "ci-bad",
+                [
+                    obs(two[0], app="PAYMENTS", cpus="n/a"),
+                    obs(two[1], app="PAYMENTS", cpus="-4", memory="NaN"),
+                ],
+                [],
+            )
+        ]
+    )
     # disks are fine in both dumps, RAM in one, CPUs in none
-    assert quantities(load) == {("PAYMENTS", "OL_DISK_GB"): Decimal("100.000000"),
-                                ("PAYMENTS", "OL_RAM_GB"): Decimal("4.000000")}
+    assert quantities(load) == {
+        ("PAYMENTS", "OL_DISK_GB"): Decimal("100.000000"),
+        ("PAYMENTS", "OL_RAM_GB"): Decimal("4.000000"),
+    }
     assert sorted(r.reason for r in load.rejects) == [
         "cpus: negative (-4) in 1 document(s)",
         "cpus: not a number ('n/a') in 1 document(s)",
@@ -360,12 +421,24 @@ def test_no_rate_card_for_the_month_rejects_with_quantity() -> None:
     load = fold([CiMonth("ci-1", [obs(month, app="PAYMENTS")], [])], month=month)
     assert load.releves == []
     assert sorted((r.source_ref, r.reason, r.usage_unit, r.usage_quantity) for r in load.rejects) == [
-        ("PAYMENTS / OL_DISK_GB", "no rate card for OL_DISK_GB valid in 2023-12", "GB-month",
-         Decimal("100.000000")),
-        ("PAYMENTS / OL_RAM_GB", "no rate card for OL_RAM_GB valid in 2023-12", "GB-month",
-         Decimal("8.000000")),
-        ("PAYMENTS / OL_VCPU", "no rate card for OL_VCPU valid in 2023-12", "vCPU-month",
-         Decimal("4.000000")),
+        (
+            "PAYMENTS / OL_DISK_GB",
+            "no rate card for OL_DISK_GB valid in 2023-12",
+            "GB-month",
+            Decimal("100.000000"),
+        ),
+        (
+            "PAYMENTS / OL_RAM_GB",
+            "no rate card for OL_RAM_GB valid in 2023-12",
+            "GB-month",
+            Decimal("8.000000"),
+        ),
+        (
+            "PAYMENTS / OL_VCPU",
+            "no rate card for OL_VCPU valid in 2023-12",
+            "vCPU-month",
+            Decimal("4.000000"),
+        ),
     ]
     assert load.source_totals == {"GB-month": Decimal("108.000000"), "vCPU-month": Decimal("4.000000")}
 
@@ -373,12 +446,14 @@ def test_no_rate_card_for_the_month_rejects_with_quantity() -> None:
 def test_no_rate_card_for_one_product_only() -> None:
     snapshot = shipped_snapshot()
     rates = {product: items for product, items in snapshot.rates.items() if product != "OL_DISK_GB"}
-    snapshot = ReferenceSnapshot(snapshot.products, snapshot.family_domains, rates, snapshot.rules,
-                                 snapshot.applications)
+    snapshot = ReferenceSnapshot(
+        snapshot.products, snapshot.family_domains, rates, snapshot.rules, snapshot.applications
+    )
     load = fold([CiMonth("ci-1", [obs(MONTH, app="PAYMENTS")], [])], snapshot=snapshot)
     assert set(quantities(load)) == {("PAYMENTS", "OL_VCPU"), ("PAYMENTS", "OL_RAM_GB")}
     assert [(r.reason, r.usage_quantity) for r in load.rejects] == [
-        ("no rate card for OL_DISK_GB valid in 2025-03", Decimal("100.000000"))]
+        ("no rate card for OL_DISK_GB valid in 2025-03", Decimal("100.000000"))
+    ]
 
 
 @pytest.mark.parametrize(
@@ -393,8 +468,11 @@ def test_pricing_uses_the_rate_valid_for_the_month(
 ) -> None:
     load = fold([CiMonth("ci-1", [obs(day, app="PAYMENTS") for day in days(month, 3)], [])], month=month)
     releves = by_key(load)
-    expected = {"OL_VCPU": (Decimal(4), vcpu), "OL_RAM_GB": (Decimal(8), ram),
-                "OL_DISK_GB": (Decimal(100), disk)}
+    expected = {
+        "OL_VCPU": (Decimal(4), vcpu),
+        "OL_RAM_GB": (Decimal(8), ram),
+        "OL_DISK_GB": (Decimal(100), disk),
+    }
     for product_id, (quantity, unit_cost) in expected.items():
         releve = releves[("PAYMENTS", product_id)]
         assert releve.unit_cost == unit_cost
@@ -438,7 +516,8 @@ def dump_documents(response: dict[str, Any], *, table: str, at: dt.datetime) -> 
 
 def sample_snapshot(mart: psycopg.Connection) -> ReferenceSnapshot:
     load_applications_into_mart(
-        mart, [ApplicationRecord("PAYMENTS", "Payments Platform", "GRP-PAY", "Payments")], source="cmdb")
+        mart, [ApplicationRecord("PAYMENTS", "Payments Platform", "GRP-PAY", "Payments")], source="cmdb"
+    )
     return read_snapshot(mart, DOMAIN_ID)
 
 
@@ -457,22 +536,27 @@ def test_sample_records_are_read_into_exact_releves(mart: psycopg.Connection, cm
     servers = sample["table_api_response_cmdb_ci_server_display_value_false"]
     relations = sample["table_api_response_cmdb_rel_ci_exclude_reference_link_true"]["result"]
     db = cmdb.db()
-    db["cmdb_ci"].insert_many([
-        # night 1: the Table API answers; night 2: the mongoexport line of the same server
-        *dump_documents(servers, table="cmdb_ci_server", at=night_1),
-        *dump_documents(vms, table="cmdb_ci_vmware_instance", at=night_1),
-        *dump_documents(vms, table="cmdb_ci_vmware_instance", at=night_2),
-        sample["typical_mongoexport_line_of_the_same_server_record"],
-        application("PAYMENTS", day=night_1.date(), sys_id=PAYMENTS_SYS_ID),
-        application("PAYMENTS", day=night_2.date(), sys_id=PAYMENTS_SYS_ID),
-    ])
-    db["cmdb_rel_ci"].insert_many([{**relation, "_ingested_at": at} for relation in relations
-                                   for at in (night_1, night_2)])
+    db["cmdb_ci"].insert_many(
+        [
+            # night 1: the Table API answers; night 2: the mongoexport line of the same server
+            *dump_documents(servers, table="cmdb_ci_server", at=night_1),
+            *dump_documents(vms, table="cmdb_ci_vmware_instance", at=night_1),
+            *dump_documents(vms, table="cmdb_ci_vmware_instance", at=night_2),
+            sample["typical_mongoexport_line_of_the_same_server_record"],
+            application("PAYMENTS", day=night_1.date(), sys_id=PAYMENTS_SYS_ID),
+            application("PAYMENTS", day=night_2.date(), sys_id=PAYMENTS_SYS_ID),
+        ]
+    )
+    db["cmdb_rel_ci"].insert_many(
+        [{**relation, "_ingested_at": at} for relation in relations for at in (night_1, night_2)]
+    )
 
     client = CmdbClient(db, CmdbLayout())
     assert client.application_sys_ids(SAMPLE_MONTH) == {PAYMENTS_SYS_ID: "PAYMENTS"}
-    seen = {ci.sys_id: (len(ci.observations), ci.relation_parents)
-            for ci in client.ci_months(SAMPLE_MONTH, ["cpu_count", "cpus"])}
+    seen = {
+        ci.sys_id: (len(ci.observations), ci.relation_parents)
+        for ci in client.ci_months(SAMPLE_MONTH, ["cpu_count", "cpus"])
+    }
     assert seen == {SERVER_SYS_ID: (2, [PAYMENTS_SYS_ID, PAYMENTS_SYS_ID]), VM_SYS_ID: (2, [])}
 
     load = read_month(client, sample_snapshot(mart), SAMPLE_MONTH, "run-sample")
@@ -484,14 +568,45 @@ def test_sample_records_are_read_into_exact_releves(mart: psycopg.Connection, cm
     assert load.details["resolved_by_field"] == 2
     # server (4 vCPU, 16384 MB, 200 GB) + VMware instance (4, "16,384" shown / 16384 stored, 200 GB),
     # both in both dumps, both for PAYMENTS; priced with the May 2025 rate card
-    assert [(r.application_id, r.product_id, r.usage_quantity, r.unit_cost, r.total_cost,
-             r.rate_card_version, r.source_record_count) for r in load.releves] == [
-        ("PAYMENTS", "OL_DISK_GB", Decimal("400.000000"), Decimal("0.085000"), Decimal("34.000000"),
-         "RC-2024.1", 4),
-        ("PAYMENTS", "OL_RAM_GB", Decimal("32.000000"), Decimal("4.200000"), Decimal("134.400000"),
-         "RC-2024.1", 4),
-        ("PAYMENTS", "OL_VCPU", Decimal("8.000000"), Decimal("18.500000"), Decimal("148.000000"),
-         "RC-2024.1", 4),
+    assert [
+        (
+            r.application_id,
+            r.product_id,
+            r.usage_quantity,
+            r.unit_cost,
+            r.total_cost,
+            r.rate_card_version,
+            r.source_record_count,
+        )
+        for r in load.releves
+    ] == [
+        (
+            "PAYMENTS",
+            "OL_DISK_GB",
+            Decimal("400.000000"),
+            Decimal("0.085000"),
+            Decimal("34.000000"),
+            "RC-2024.1",
+            4,
+        ),
+        (
+            "PAYMENTS",
+            "OL_RAM_GB",
+            Decimal("32.000000"),
+            Decimal("4.200000"),
+            Decimal("134.400000"),
+            "RC-2024.1",
+            4,
+        ),
+        (
+            "PAYMENTS",
+            "OL_VCPU",
+            Decimal("8.000000"),
+            Decimal("18.500000"),
+            Decimal("148.000000"),
+            "RC-2024.1",
+            4,
+        ),
     ]
     assert load.source_totals == {"GB-month": Decimal("432.000000"), "vCPU-month": Decimal("8.000000")}
 
@@ -505,11 +620,14 @@ def test_each_sample_record_alone_is_the_linux_server(
     sample = load_sample()
     night = dt.datetime(2025, 5, 15, 2, 0, 4, 512000)
     documents = {
-        "server": lambda: dump_documents(sample["table_api_response_cmdb_ci_server_display_value_false"],
-                                         table="cmdb_ci_server", at=night),
+        "server": lambda: dump_documents(
+            sample["table_api_response_cmdb_ci_server_display_value_false"], table="cmdb_ci_server", at=night
+        ),
         "vmware": lambda: dump_documents(
             sample["table_api_response_cmdb_ci_vmware_instance_display_value_all"],
-            table="cmdb_ci_vmware_instance", at=night),
+            table="cmdb_ci_vmware_instance",
+            at=night,
+        ),
         "mongoexport": lambda: [sample["typical_mongoexport_line_of_the_same_server_record"]],
     }[record]()
     relation = sample["table_api_response_cmdb_rel_ci_exclude_reference_link_true"]["result"][0]
@@ -546,7 +664,8 @@ def test_sample_vmware_record_without_its_class_is_rejected(
 
     assert load.releves == []
     assert [(r.source_ref, r.reason) for r in load.rejects] == [
-        (f"{VM_SYS_ID} (lnx-pay-app-01)", "sys_class_name: missing in 1 document(s)")]
+        (f"{VM_SYS_ID} (lnx-pay-app-01)", "sys_class_name: missing in 1 document(s)")
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -560,20 +679,64 @@ def test_client_orders_duplicates_of_one_dump_by_id_and_groups_sys_id_shapes(
     at = dt.datetime(2025, 5, 3, 2, 0, 0)
     later = dt.datetime(2025, 5, 4, 2, 0, 0)
     first_id, second_id = ObjectId("000000000000000000000001"), ObjectId("000000000000000000000002")
-    base = {"sys_class_name": "cmdb_ci_vmware_instance", "name": "vm-x", "memory": "1024",
-            "disks_size": "10", "u_application": "PAYMENTS"}
-    cmdb.db()["cmdb_ci"].insert_many([
-        # inserted out of order: the document with the smaller _id is the one that counts
-        {**base, "_id": second_id, "sys_id": "ci-x", "cpus": "8", "_ingested_at": at},
-        {**base, "_id": first_id, "sys_id": "ci-x", "cpus": "2", "_ingested_at": at},
-        # the next dump carries the same CI as a reference object
-        {**base, "sys_id": {"value": "ci-x", "link": "https://x/api"}, "cpus": "2", "_ingested_at": later},
-    ])
+    base = {
+        "sys_class_name": "cmdb_ci_vmware_instance",
+        "name": "vm-x",
+        "memory": "1024",
+        "disks_size": "10",
+        "u_application": "PAYMENTS",
+    }
+    cmdb.db()["cmdb_ci"].insert_many(
+        [
+            # inserted out of order: the document with the smaller _id is the one that counts
+            {**base, "_id": second_id, "sys_id": "ci-x", "cpus": "8", "_ingested_at": at},
+            {**base, "_id": first_id, "sys_id": "ci-x", "cpus": "2", "_ingested_at": at},
+            # the next dump carries the same CI as a reference object
+            {
+                **base,
+                "sys_id": {"value": "ci-x", "link": "https://x/api"},
+                "cpus": "2",
+                "_ingested_at": later,
+            },
+        ]
+    )
 
     load = read_month(CmdbClient(cmdb.db(), CmdbLayout()), sample_snapshot(mart), SAMPLE_MONTH, "run-x")
 
     assert load.details["cis"] == 1
     assert by_key(load)[("PAYMENTS", "OL_VCPU")].usage_quantity == Decimal("2.000000")
     assert [(r.usage_unit, r.usage_quantity) for r in load.rejects if r.usage_unit == "vCPU-month"] == [
-        ("vCPU-month", Decimal("4.000000"))]  # the duplicate's 8 vCPU over 2 dumps
+        ("vCPU-month", Decimal("4.000000"))
+    ]  # the duplicate's 8 vCPU over 2 dumps
     assert all(r.raw_payload is not None and r.raw_payload["f_cpus"] == "8" for r in load.rejects)
+
+
+def test_client_keeps_documents_without_sys_id_apart(mart: psycopg.Connection, cmdb: MongoResource) -> None:
+    at = dt.datetime(2025, 5, 3, 2, 0, 0)
+    base = {
+        "sys_class_name": "cmdb_ci_vmware_instance",
+        "cpus": "2",
+        "memory": "1024",
+        "disks_size": "10",
+        "u_application": "PAYMENTS",
+        "_ingested_at": at,
+    }
+    cmdb.db()["cmdb_ci"].insert_many(
+        [
+            {**base, "sys_id": "ci-ok", "name": "vm-ok"},
+            {**base, "name": "vm-anonymous-1"},
+            {**base, "name": "vm-anonymous-2", "sys_id": None},
+        ]
+    )
+
+    cis = list(CmdbClient(cmdb.db(), CmdbLayout()).ci_months(SAMPLE_MONTH, ["cpus"]))
+
+    assert sorted((ci.sys_id or "-", len(ci.observations)) for ci in cis) == [
+        ("-", 1),
+        ("-", 1),
+        ("ci-ok", 1),
+    ]
+    load = read_month(CmdbClient(cmdb.db(), CmdbLayout()), sample_snapshot(mart), SAMPLE_MONTH, "run-x")
+    assert sorted(
+        r.source_ref for r in load.rejects if "without sys_id" in r.reason and r.usage_unit == "vCPU-month"
+    ) == ["no sys_id (vm-anonymous-1)", "no sys_id (vm-anonymous-2)"]

@@ -2,8 +2,9 @@
 
 The deviation is |value − trailing average| / trailing average. Above FINOPS_VOLUME_WARN_DEVIATION
 the check warns (alert only); above FINOPS_VOLUME_ERROR_DEVIATION it fails with ERROR, which blocks
-the publish. A month with no published history, or with no source data yet (the current month before its
-first dump), passes with a note.
+the publish. Not compared, and said so: the month in progress (month-to-date figures of sources
+that accumulate, such as hours of use, would look like a collapse every morning of a new month),
+a month with no source data, and a month with no published history.
 """
 
 import datetime as dt
@@ -21,6 +22,7 @@ from dagster import (
     asset_check,
 )
 
+from finops_dagster.releve import month_start
 from finops_dagster.resources.postgres import PostgresResource
 from finops_dagster.settings import VolumeThresholds, volume_thresholds
 
@@ -44,23 +46,32 @@ class VolumeFinding:
 
 
 def volume_findings(
-    conn: psycopg.Connection, domain_id: str, run_id: str, thresholds: VolumeThresholds
-) -> tuple[list[VolumeFinding], list[dt.date]]:
-    """Per month loaded by the run: one finding per metric, and the months without history."""
+    conn: psycopg.Connection,
+    domain_id: str,
+    run_id: str,
+    thresholds: VolumeThresholds,
+    *,
+    in_progress: dt.date | None = None,
+) -> tuple[list[VolumeFinding], list[tuple[dt.date, str]]]:
+    """Per month loaded by the run: one finding per metric, and the months not compared with why."""
+    current = in_progress or month_start(dt.datetime.now(dt.UTC))
     findings: list[VolumeFinding] = []
-    without_history: list[dt.date] = []
+    not_compared: list[tuple[dt.date, str]] = []
     loads = conn.execute(
         "SELECT period_month, releve_count, total_cost, source_record_count FROM finops.domain_load "
         "WHERE domain_id = %s AND run_id = %s ORDER BY period_month",
         (domain_id, run_id),
     ).fetchall()
     for month, count, cost, source_records in loads:
+        if month >= current:
+            not_compared.append((month, "month in progress"))
+            continue
         if source_records == 0:
-            without_history.append(month)
+            not_compared.append((month, "no source data"))
             continue
         row = conn.execute(TRAILING_QUERY, (domain_id, month, thresholds.trailing_months, month)).fetchone()
         if row is None or not row[2]:
-            without_history.append(month)
+            not_compared.append((month, "no published history"))
             continue
         for metric, value, average in (("releves", Decimal(count), row[0]), ("total_cost", cost, row[1])):
             deviation = abs(value - average) / average if average else Decimal(0 if value == 0 else 1)
@@ -72,7 +83,7 @@ def volume_findings(
                 else "OK"
             )
             findings.append(VolumeFinding(month, metric, value, average, deviation, level))
-    return findings, without_history
+    return findings, not_compared
 
 
 def build_volume_check(asset_key: AssetKey, domain_id: str) -> AssetChecksDefinition:
@@ -81,7 +92,7 @@ def build_volume_check(asset_key: AssetKey, domain_id: str) -> AssetChecksDefini
         """Row count and total cost per month within the configured deviation of the trailing months."""
         thresholds = volume_thresholds()
         with postgres.connect() as conn:
-            findings, without_history = volume_findings(conn, domain_id, context.run.run_id, thresholds)
+            findings, not_compared = volume_findings(conn, domain_id, context.run.run_id, thresholds)
         errors = [f for f in findings if f.level == "ERROR"]
         warnings = [f for f in findings if f.level == "WARN"]
         flagged = errors or warnings
@@ -102,9 +113,9 @@ def build_volume_check(asset_key: AssetKey, domain_id: str) -> AssetChecksDefini
             if flagged
             else "volumes within thresholds"
         )
-        if without_history:
-            months = ", ".join(f"{month:%Y-%m}" for month in without_history)
-            description += f"; no history or no source data yet for {months}"
+        if not_compared:
+            skipped = ", ".join(f"{month:%Y-%m} ({why})" for month, why in not_compared)
+            description += f"; not compared: {skipped}"
         return AssetCheckResult(
             passed=not flagged,
             severity=AssetCheckSeverity.ERROR if errors else AssetCheckSeverity.WARN,

@@ -19,10 +19,21 @@ from pathlib import Path
 import psycopg
 
 from finops_dagster.demo.embedded_postgres import ensure_database, start_embedded
+from finops_dagster.demo.estate import build_estate
+from finops_dagster.demo.private_cloud import (
+    PrivateCloudSimulator,
+    RunningServer,
+    private_cloud_tenants,
+    serve,
+)
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG
 from finops_dagster.releve import month_start
+from finops_dagster.settings import enabled_domains
 
 REPO_INSTANCE_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
+
+
+PRIVATE_CLOUD_URLS = ("FINOPS_OPENSTACK_URL", "FINOPS_OPENCOST_URL", "FINOPS_USAGE_API_URL")
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,7 @@ class DemoEnvironment:
     mongo_url: str
     dagster_home: Path
     embedded: bool
+    private_cloud: RunningServer | None
 
 
 def demo_dir() -> Path:
@@ -53,7 +65,21 @@ def prepare_environment(*, cis: int, months: int, today: dt.date) -> DemoEnviron
         os.environ["DAGSTER_HOME"] = str(home)
     if not os.environ.get("DAGSTER_POSTGRES_URL"):
         os.environ["DAGSTER_POSTGRES_URL"] = ensure_database(postgres_url, "dagster")
-    return DemoEnvironment(postgres_url, os.environ["MONGO_URL"], Path(os.environ["DAGSTER_HOME"]), embedded)
+    simulated = start_simulated_private_cloud(today)
+    return DemoEnvironment(
+        postgres_url, os.environ["MONGO_URL"], Path(os.environ["DAGSTER_HOME"]), embedded, simulated
+    )
+
+
+def start_simulated_private_cloud(today: dt.date) -> RunningServer | None:
+    """Serve the generated private cloud on localhost and point the domain's settings at it, unless
+    the domain is disabled or real private-cloud APIs are configured."""
+    if "private_cloud" not in enabled_domains() or any(os.environ.get(name) for name in PRIVATE_CLOUD_URLS):
+        return None
+    simulator = PrivateCloudSimulator(private_cloud_tenants(build_estate()), today=today)
+    server = serve(simulator)
+    os.environ.update(server.environment())
+    return server
 
 
 def demo_months(today: dt.date, months: int) -> tuple[str, str]:
@@ -73,6 +99,8 @@ def run_demo(*, cis: int, months: int, today: dt.date) -> int:
 
     first, last = demo_months(today, months)
     print("PostgreSQL: " + (f"embedded server ({demo_dir() / 'pgdata'})" if env.embedded else "POSTGRES_URL"))
+    if env.private_cloud is not None:
+        print(f"Private cloud: simulated OpenStack, OpenCost and usage API on {env.private_cloud.url}")
     print(
         "MongoDB:    "
         + (
@@ -137,7 +165,9 @@ def _money(value: Decimal) -> str:
 def print_next_steps(env: DemoEnvironment) -> None:
     print("\nOpen the same data in the Dagster UI:")
     print("  finops-dagster dev        # then http://127.0.0.1:3000")
-    print("or by hand:")
+    print("or by hand (the simulated private cloud lives only as long as the demo or `finops-dagster dev`,")
+    print("so by hand the CMDB domain alone is enabled):")
+    print("  export FINOPS_DOMAINS_ENABLED=open_legacy")
     print(f"  export POSTGRES_URL='{env.postgres_url}'")
     print(f"  export MONGO_URL='{env.mongo_url}'")
     print(

@@ -70,8 +70,10 @@ class PostgresResource(ConfigurableResource):
         return self._open(autocommit=autocommit)
 
     @contextmanager
-    def connect(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
-        """A connection to a migrated mart; committed on success, rolled back on error."""
+    def connect(self, *, autocommit: bool = True) -> Iterator[psycopg.Connection]:
+        """A connection to a migrated mart. Autocommit: every write of the project runs in an explicit
+        `conn.transaction()` block, which is then a real transaction (not a savepoint of an implicit
+        one left open across a long source read)."""
         self.ensure_migrated()
         with self._open(autocommit=autocommit) as conn:
             yield conn

@@ -152,7 +152,13 @@ class CmdbClient:
                 }
             },
             {"$sort": {"sys_id": 1, "_ingested_at": 1, "_id": 1}},
-            {"$group": {"_id": {"$ifNull": ["$sys_id.value", "$sys_id"]}, "obs": {"$push": observation}}},
+            # a document without sys_id groups alone (keyed by its _id), never with all the others
+            {
+                "$group": {
+                    "_id": {"$ifNull": ["$sys_id.value", "$sys_id", {"no_sys_id": "$_id"}]},
+                    "obs": {"$push": observation},
+                }
+            },
             {"$sort": {"_id": 1}},
         ]
         cis = self._cis.aggregate(pipeline, allowDiskUse=True, batchSize=CURSOR_BATCH)

@@ -1,0 +1,635 @@
+"""The private_cloud domain end to end: real sockets, a real mart, real Dagster runs.
+
+The simulated private cloud (finops_dagster/demo/private_cloud.py) serves Keystone + Nova, OpenCost
+and the in-house usage API over HTTP for a small estate; each test runs the `finops_nightly` job in
+process against a PostgreSQL database of its own. Expected relevés are recomputed here from the
+simulator's own bodies and quantities and the rate card's prices, not with the pipeline's code.
+
+The private_cloud asset's clock (`utc_now`) is set to the simulator's, so "the last 14 days" of
+OpenCost and "the current month" mean the same day on both sides of the socket.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from dagster import DagsterInstance, ExecuteInProcessResult, instance_for_test
+from pytest_httpserver import HTTPServer
+
+import finops_dagster.domains.private_cloud.asset as private_cloud_asset
+from finops_dagster.demo.estate import Estate, build_estate
+from finops_dagster.demo.private_cloud import (
+    IDLE_KEY,
+    UNALLOCATED_KEY,
+    Credentials,
+    PrivateCloudSimulator,
+    RunningServer,
+    Tenant,
+    private_cloud_tenants,
+    serve,
+)
+from finops_dagster.domains.private_cloud.openstack import KeystoneToken, OpenStackUsage
+from finops_dagster.domains.private_cloud.resource import private_cloud_from_env
+from finops_dagster.http.auth import OidcClientCredentials
+from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG
+from finops_dagster.pipeline import build_definitions
+from finops_dagster.releve import next_month
+from finops_dagster.resources.mongo import MongoResource
+from finops_dagster.settings import SettingError
+from finops_dagster_tests.cmdb_documents import application
+
+TODAY = dt.date(2026, 10, 10)
+"""The simulators' day: OpenCost still shows 26 September - 9 October, Nova measures up to 10 October."""
+LATER = TODAY + dt.timedelta(days=40)
+SEPTEMBER = dt.date(2026, 9, 1)  # complete
+OCTOBER = dt.date(2026, 10, 1)  # the simulator's current month, measured up to yesterday
+OPENCOST_DAYS = 14
+DOMAIN = "private_cloud"
+UNALLOCATED = "UNALLOCATED"
+GIB = Decimal(1024**3)
+MIB_PER_GIB = Decimal(1024)
+SIX_DECIMALS = Decimal("0.000001")
+
+# reference/data/rate_cards.csv (RC-2024.1, EUR) and products.csv, written out independently
+RATES: dict[str, Decimal] = {
+    "PC_VCPU_HOUR": Decimal("0.0240"),
+    "PC_RAM_GIB_HOUR": Decimal("0.0052"),
+    "PC_LOCAL_DISK_GIB_HOUR": Decimal("0.00011"),
+    "PC_BLOCK_STORAGE_GIB_MONTH": Decimal("0.070"),
+    "PC_K8S_CPU_CORE_HOUR": Decimal("0.0310"),
+    "PC_K8S_RAM_GIB_HOUR": Decimal("0.0041"),
+    "PC_K8S_PV_GIB_HOUR": Decimal("0.00013"),
+}
+FAMILIES: dict[str, str] = {
+    "PC_VCPU_HOUR": "PC_COMPUTE",
+    "PC_RAM_GIB_HOUR": "PC_COMPUTE",
+    "PC_LOCAL_DISK_GIB_HOUR": "PC_STORAGE",
+    "PC_BLOCK_STORAGE_GIB_MONTH": "PC_STORAGE",
+    "PC_K8S_CPU_CORE_HOUR": "PC_CONTAINERS",
+    "PC_K8S_RAM_GIB_HOUR": "PC_CONTAINERS",
+    "PC_K8S_PV_GIB_HOUR": "PC_CONTAINERS",
+}
+USAGE_API_PRODUCTS = {  # usage_api_metrics.csv, factor 1
+    "vcpu_hours": "PC_VCPU_HOUR",
+    "ram_gib_hours": "PC_RAM_GIB_HOUR",
+    "block_storage_gib_month": "PC_BLOCK_STORAGE_GIB_MONTH",
+}
+SOURCE_SETTINGS = (
+    "FINOPS_OPENSTACK_", "FINOPS_OPENCOST_", "FINOPS_USAGE_API_", "FINOPS_PRIVATE_CLOUD_", "OIDC_", "HTTP_",
+    "FINOPS_CA_BUNDLE", "FINOPS_VOLUME_",
+)
+FACT_COLUMNS = (
+    "period_month, application_id, product_id, family_id, domain_id, usage_quantity, usage_unit, unit_cost, "
+    "total_cost, currency, source, rate_card_version, source_record_count"
+)
+DAILY_COLUMNS = "source, day, allocation_key, cpu_core_hours, ram_byte_hours, pv_byte_hours, properties"
+
+Key = tuple[str, str, str]  # (application, product, source)
+
+
+# --------------------------------------------------------------------------------------------
+# The estate, the pipeline harness
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def estate() -> Estate:
+    return build_estate(applications=40)
+
+
+@pytest.fixture(scope="module")
+def tenants(estate: Estate) -> list[Tenant]:
+    return private_cloud_tenants(estate, tenants=30)
+
+
+@dataclass
+class Pipeline:
+    """The nightly job against this test's mart, pointed at a simulated private cloud."""
+
+    resources: dict[str, Any]
+    instance: DagsterInstance
+    mart: psycopg.Connection
+    monkeypatch: pytest.MonkeyPatch
+    servers: ExitStack
+
+    def start(self, simulator: PrivateCloudSimulator) -> RunningServer:
+        """Serve the simulator and point the sources and the asset's clock at it."""
+        server = self.servers.enter_context(serve(simulator))
+        self.setenv(**server.environment())
+        self.monkeypatch.setattr(private_cloud_asset, "utc_now", lambda: simulator.now)
+        return server
+
+    def setenv(self, **settings: str | None) -> None:
+        for name, value in settings.items():
+            if value is None:
+                self.monkeypatch.delenv(name, raising=False)
+            else:
+                self.monkeypatch.setenv(name, value)
+
+    def run(self, first: dt.date, last: dt.date | None = None) -> ExecuteInProcessResult:
+        resources = {**self.resources, "private_cloud": private_cloud_from_env()}
+        job = build_definitions(resources).resolve_job_def("finops_nightly")
+        return job.execute_in_process(
+            instance=self.instance, raise_on_error=False,
+            tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: (last or first).isoformat()},
+        )
+
+
+@pytest.fixture
+def pipeline(
+    monkeypatch: pytest.MonkeyPatch, resources: dict[str, Any], mart: psycopg.Connection, estate: Estate
+) -> Iterator[Pipeline]:
+    for name in list(os.environ):
+        if name.startswith(SOURCE_SETTINGS):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("FINOPS_DOMAINS_ENABLED", DOMAIN)
+    # the application referential: every application of the estate, in the CMDB's last dump
+    resources["cmdb"].db()["cmdb_ci"].insert_many(
+        [application(app.code, day=TODAY - dt.timedelta(days=1), name=app.name, group=app.group_code)
+         for app in estate.applications])
+    with ExitStack() as servers, instance_for_test() as instance:
+        yield Pipeline(resources, instance, mart, monkeypatch, servers)
+
+
+# --------------------------------------------------------------------------------------------
+# What the simulator says, and the relevés that follow from it
+# --------------------------------------------------------------------------------------------
+
+
+def midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+
+
+def owner(tenant: Tenant | None) -> str:
+    """The application a tenant's usage belongs to: the simulator's truth, or unallocated."""
+    return tenant.application if tenant is not None and tenant.application else UNALLOCATED
+
+
+def measured_hours(simulator: PrivateCloudSimulator, month: dt.date) -> Decimal:
+    end = min(midnight(next_month(month)), simulator.now)
+    return Decimal(int((end - midnight(month)).total_seconds()) // 3600)
+
+
+def nova_tenant_usages(simulator: PrivateCloudSimulator, month: dt.date) -> list[dict[str, Any]]:
+    """The simulator's Nova answer for the month (one page holds this small estate)."""
+    body = simulator.nova_usage(midnight(month), min(midnight(next_month(month)), simulator.now), detailed=True)
+    assert "tenant_usages_links" not in body
+    return list(body["tenant_usages"])
+
+
+def opencost_days(simulator: PrivateCloudSimulator, month: dt.date) -> tuple[dt.date, dt.date]:
+    """[first, end) of the month's days the simulator still showed on its day (what a run persists)."""
+    first = max(month, simulator.today - dt.timedelta(days=OPENCOST_DAYS))
+    return first, max(first, min(next_month(month), simulator.today))
+
+
+def opencost_totals(simulator: PrivateCloudSimulator, month: dt.date) -> dict[str, list[Decimal]]:
+    """Per OpenCost key: [core-hours, RAM byte-hours, PV byte-hours] over the month's visible days."""
+    first, end = opencost_days(simulator, month)
+    totals: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0), Decimal(0)])
+    if first == end:
+        return totals
+    body = simulator.opencost_allocation(midnight(first), midnight(end))
+    assert len(body["data"]) == (end - first).days
+    for allocation_set in body["data"]:
+        for key, allocation in allocation_set.items():
+            for index, name in enumerate(("cpuCoreHours", "ramByteHours", "pvByteHours")):
+                totals[key][index] += Decimal(str(allocation[name]))
+    return totals
+
+
+def expected_quantities(
+    simulator: PrivateCloudSimulator, month: dt.date, opencost: PrivateCloudSimulator | None = None
+) -> dict[Key, Decimal]:
+    """(application, product, source) → quantity of the month, from the simulator's own numbers.
+
+    `opencost` is the simulator whose days were persisted, when that is another (earlier) one.
+    """
+    by_id = {tenant.id: tenant for tenant in simulator.tenants}
+    by_name = {tenant.name: tenant for tenant in simulator.tenants}
+    quantities: dict[Key, Decimal] = defaultdict(Decimal)
+    with localcontext() as ctx:
+        ctx.prec = 60
+        for usage in nova_tenant_usages(simulator, month):
+            app = owner(by_id[usage["tenant_id"]])
+            quantities[(app, "PC_VCPU_HOUR", "openstack")] += Decimal(str(usage["total_vcpus_usage"]))
+            quantities[(app, "PC_RAM_GIB_HOUR", "openstack")] += (
+                Decimal(str(usage["total_memory_mb_usage"])) / MIB_PER_GIB)
+            quantities[(app, "PC_LOCAL_DISK_GIB_HOUR", "openstack")] += Decimal(str(usage["total_local_gb_usage"]))
+        for key, (cpu, ram, pv) in opencost_totals(opencost or simulator, month).items():
+            app = owner(by_name.get(key))
+            quantities[(app, "PC_K8S_CPU_CORE_HOUR", "opencost")] += cpu
+            quantities[(app, "PC_K8S_RAM_GIB_HOUR", "opencost")] += ram / GIB
+            quantities[(app, "PC_K8S_PV_GIB_HOUR", "opencost")] += pv / GIB
+        for tenant, metric, _unit, quantity in simulator.usage_quantities(f"{month:%Y-%m}"):
+            quantities[(owner(tenant), USAGE_API_PRODUCTS[metric], "usage_api")] += quantity
+    return dict(quantities)
+
+
+def priced(quantities: dict[Key, Decimal]) -> dict[Key, tuple[Decimal, Decimal, Decimal]]:
+    """Key → (quantity, unit cost, total cost) with the relevé contract's six decimals."""
+    result = {}
+    for key, quantity in quantities.items():
+        rounded = quantity.quantize(SIX_DECIMALS)
+        rate = RATES[key[1]]
+        result[key] = (rounded, rate, (rounded * rate).quantize(SIX_DECIMALS))
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# What the mart holds
+# --------------------------------------------------------------------------------------------
+
+
+def releves(mart: psycopg.Connection, month: dt.date, source: str | None = None) -> dict[Key, Any]:
+    rows = mart.execute(
+        "SELECT application_id, product_id, source, usage_quantity, unit_cost, total_cost "
+        "FROM finops.fact_releve WHERE period_month = %s AND (%s::text IS NULL OR source = %s)",
+        (month, source, source)).fetchall()
+    return {(app, product, src): (quantity, unit, total) for app, product, src, quantity, unit, total in rows}
+
+
+def fact_rows(mart: psycopg.Connection, month: dt.date, source: str | None = None) -> list[tuple[Any, ...]]:
+    """fact_releve of a month without run_id and computed_at, in key order."""
+    return mart.execute(
+        f"SELECT {FACT_COLUMNS} FROM finops.fact_releve WHERE period_month = %s "
+        "AND (%s::text IS NULL OR source = %s) ORDER BY application_id, product_id, source",
+        (month, source, source)).fetchall()
+
+
+def full_fact_rows(mart: psycopg.Connection) -> list[tuple[Any, ...]]:
+    return mart.execute("SELECT * FROM finops.fact_releve ORDER BY 1, 2, 3, source").fetchall()
+
+
+def daily_rows(mart: psycopg.Connection, *, with_run: bool = False) -> list[tuple[Any, ...]]:
+    columns = f"{DAILY_COLUMNS}, run_id, read_at" if with_run else DAILY_COLUMNS
+    return mart.execute(
+        f"SELECT {columns} FROM finops.opencost_allocation_daily ORDER BY source, day, allocation_key"
+    ).fetchall()
+
+
+def etl_run(mart: psycopg.Connection, run_id: str) -> dict[str, Any]:
+    with mart.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        row = cur.execute("SELECT * FROM finops.etl_runs WHERE run_id = %s", (run_id,)).fetchone()
+    assert row is not None, f"no etl_runs row for {run_id}"
+    return row
+
+
+def failures(result: ExecuteInProcessResult) -> str:
+    return "; ".join(str(event.message) for event in result.all_events if event.is_failure)
+
+
+def run_texts(pipeline: Pipeline, result: ExecuteInProcessResult) -> dict[str, str]:
+    """Everything a run left for people to read: event log, events' data (materialization metadata,
+    check evaluations), the run record in Dagster and in etl_runs."""
+    return {
+        "event log": "\n".join(str(record) for record in pipeline.instance.all_logs(result.run_id)),
+        "events": "\n".join(f"{event.message} {event.event_specific_data}" for event in result.all_events),
+        "metadata": "\n".join(
+            str(materialization.metadata)
+            for node in ("private_cloud_releves", "fact_releve")
+            for materialization in result.asset_materializations_for_node(node)),
+        "dagster run": str(pipeline.instance.get_run_by_id(result.run_id)),
+        "etl_runs": str(etl_run(pipeline.mart, result.run_id)),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# 1. a month and the current month, from the three sources
+# --------------------------------------------------------------------------------------------
+
+
+def test_months_publish_every_source_priced_with_the_rate_card(
+    pipeline: Pipeline, tenants: list[Tenant]
+) -> None:
+    simulator = PrivateCloudSimulator(tenants, today=TODAY)
+    pipeline.start(simulator)
+    mart = pipeline.mart
+
+    result = pipeline.run(SEPTEMBER, OCTOBER)
+
+    assert result.success, failures(result)
+    evaluations = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert evaluations[("private_cloud_releves", "reconciliation")].passed
+    assert all(evaluation.passed for evaluation in evaluations.values()), evaluations
+    by_name = {tenant.name: tenant for tenant in tenants}
+    orphans = [tenant for tenant in tenants if tenant.application is None]
+    assert orphans and any(tenant.namespace for tenant in orphans) and any(tenant.inhouse for tenant in orphans)
+    grand_total = Decimal(0)
+    for month in (SEPTEMBER, OCTOBER):
+        expected = priced(expected_quantities(simulator, month))
+        found = releves(mart, month)
+        assert found == expected
+        assert {source for _, _, source in found} == {"openstack", "opencost", "usage_api"}
+        total = sum(total for _, _, total in expected.values())
+        assert mart.execute("SELECT sum(total_cost) FROM finops.fact_releve WHERE period_month = %s",
+                            (month,)).fetchone() == (total,)
+        grand_total += total
+        for row in mart.execute("SELECT product_id, family_id, domain_id, currency, rate_card_version, run_id "
+                                "FROM finops.fact_releve WHERE period_month = %s", (month,)):
+            assert row[1:] == (FAMILIES[row[0]], DOMAIN, "EUR", "RC-2024.1", result.run_id)
+
+        # Nova's vCPU-hours, summed exactly, are the OpenStack vCPU relevés over all applications,
+        # and all the vCPUs of the estate over the hours measured (servers are older than any month)
+        hours = measured_hours(simulator, month)
+        nova_vcpu_hours = sum(Decimal(str(u["total_vcpus_usage"])) for u in nova_tenant_usages(simulator, month))
+        assert nova_vcpu_hours == sum(tenant.vcpus for tenant in tenants) * hours
+        assert mart.execute(
+            "SELECT sum(usage_quantity) FROM finops.fact_releve WHERE period_month = %s "
+            "AND product_id = 'PC_VCPU_HOUR' AND source = 'openstack'", (month,)).fetchone() == (nova_vcpu_hours,)
+
+        # orphan tenants (sandbox-17, ...) land on UNALLOCATED, never on an application or nowhere
+        assert found[(UNALLOCATED, "PC_VCPU_HOUR", "openstack")][0] == sum(t.vcpus for t in orphans) * hours
+        orphan_inhouse = sum(q for t, m, _, q in simulator.usage_quantities(f"{month:%Y-%m}")
+                             if t.application is None and m == "vcpu_hours")
+        assert orphan_inhouse > 0
+        assert found[(UNALLOCATED, "PC_VCPU_HOUR", "usage_api")][0] == orphan_inhouse
+        assert {app for app, _, _ in found} <= {*(t.application for t in tenants if t.application), UNALLOCATED}
+
+        # OpenCost's __idle__ and __unallocated__ (and namespaces no tenant owns) are UNALLOCATED's
+        allocations = opencost_totals(simulator, month)
+        unowned = {key for key in allocations if owner(by_name.get(key)) == UNALLOCATED}
+        assert {IDLE_KEY, UNALLOCATED_KEY} <= unowned
+        assert allocations[IDLE_KEY][0] > 0 and allocations[UNALLOCATED_KEY][0] > 0
+        assert found[(UNALLOCATED, "PC_K8S_CPU_CORE_HOUR", "opencost")][0] == sum(
+            allocations[key][0] for key in unowned).quantize(SIX_DECIMALS)
+        assert not any(app.startswith("__") for app, _, _ in found)
+
+    # September is complete; October is measured up to the simulator's yesterday
+    assert measured_hours(simulator, SEPTEMBER) == 720 and measured_hours(simulator, OCTOBER) == 216
+    loads = dict(mart.execute(
+        "SELECT period_month, details->'opencost_days' FROM finops.domain_load WHERE run_id = %s "
+        "AND published_at IS NOT NULL", (result.run_id,)).fetchall())
+    assert loads == {SEPTEMBER: 5, OCTOBER: 9}
+    assert mart.execute("SELECT min(day), max(day), count(DISTINCT day) FROM finops.opencost_allocation_daily"
+                        ).fetchone() == (dt.date(2026, 9, 26), dt.date(2026, 10, 9), OPENCOST_DAYS)
+
+    # the views show the published months
+    assert mart.execute("SELECT period_month, domain_id, currency, total_cost FROM finops.mv_cost_domain_month "
+                        "ORDER BY 1").fetchall() == [
+        (month, DOMAIN, "EUR", mart.execute("SELECT sum(total_cost) FROM finops.fact_releve "
+                                            "WHERE period_month = %s", (month,)).fetchone()[0])
+        for month in (SEPTEMBER, OCTOBER)]
+
+    run = etl_run(mart, result.run_id)
+    assert (run["status"], run["periods"], run["errors_count"], run["error_summary"]) == (
+        "SUCCESS", ["2026-09-01", "2026-10-01"], 0, None)
+    assert run["records_inserted"] == mart.execute("SELECT count(*) FROM finops.fact_releve").fetchone()[0]
+    assert run["records_rejected"] == 0
+    assert grand_total > 0
+
+
+# --------------------------------------------------------------------------------------------
+# 2. OpenCost's short history: a month is computed from the days persisted for it
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_month_reprocessed_after_opencost_forgot_it_gives_the_same_releves(
+    pipeline: Pipeline, tenants: list[Tenant]
+) -> None:
+    mart = pipeline.mart
+    first_simulator = PrivateCloudSimulator(tenants, today=TODAY)
+    pipeline.start(first_simulator)
+    first = pipeline.run(SEPTEMBER)
+    assert first.success, failures(first)
+    september = fact_rows(mart, SEPTEMBER)
+    opencost_september = fact_rows(mart, SEPTEMBER, "opencost")
+    assert len(opencost_september) > 10
+    persisted = daily_rows(mart, with_run=True)
+    assert {row[1] for row in persisted} == {TODAY - dt.timedelta(days=n) for n in range(1, OPENCOST_DAYS + 1)}
+    assert {row[-2] for row in persisted} == {first.run_id}
+
+    # 40 days later: OpenCost no longer has anything of that window
+    later_simulator = PrivateCloudSimulator(tenants, today=LATER)
+    later = pipeline.start(later_simulator)
+    window = f"{midnight(TODAY - dt.timedelta(days=OPENCOST_DAYS)):%Y-%m-%dT%H:%M:%SZ},{midnight(TODAY):%Y-%m-%dT%H:%M:%SZ}"
+    answer = httpx.get(f"{later.opencost_url}/allocation/compute", timeout=10,
+                       params={"window": window, "aggregate": "namespace", "step": "1d"})
+    assert answer.status_code == 200 and answer.json()["data"] == []
+
+    second = pipeline.run(SEPTEMBER)
+
+    assert second.success, failures(second)
+    assert fact_rows(mart, SEPTEMBER, "opencost") == opencost_september
+    assert fact_rows(mart, SEPTEMBER) == september  # OpenStack and the usage API say the same again
+    assert releves(mart, SEPTEMBER, "opencost") == {
+        key: value for key, value in priced(expected_quantities(later_simulator, SEPTEMBER, first_simulator)).items()
+        if key[2] == "opencost"}
+    assert mart.execute("SELECT DISTINCT run_id FROM finops.fact_releve").fetchall() == [(second.run_id,)]
+    # the first window's rows are untouched (run and read time included); the later window is added
+    now_persisted = daily_rows(mart, with_run=True)
+    assert [row for row in now_persisted if row[1] < TODAY] == persisted
+    assert {row[1] for row in now_persisted if row[1] >= TODAY} == {
+        LATER - dt.timedelta(days=n) for n in range(1, OPENCOST_DAYS + 1)}
+    metadata = second.asset_materializations_for_node("private_cloud_releves")[0].metadata
+    assert metadata["opencost_days_persisted"].value == OPENCOST_DAYS
+    assert mart.execute("SELECT details->'opencost_days' FROM finops.domain_load WHERE run_id = %s",
+                        (second.run_id,)).fetchone() == (5,)
+    assert etl_run(mart, second.run_id)["status"] == "SUCCESS"
+
+
+# --------------------------------------------------------------------------------------------
+# 3. settings are checked at start
+# --------------------------------------------------------------------------------------------
+
+
+def test_an_enabled_source_without_its_settings_fails_at_start_naming_the_variable(
+    pipeline: Pipeline, tenants: list[Tenant], mart_url: str
+) -> None:
+    server = pipeline.start(PrivateCloudSimulator(tenants, today=TODAY))
+    pipeline.setenv(POSTGRES_URL=mart_url, MONGO_URL="mongomock://settings-test", FINOPS_USAGE_API_URL=None)
+
+    with pytest.raises(SettingError, match="FINOPS_USAGE_API_URL is not set"):
+        private_cloud_from_env()
+    with pytest.raises(SettingError, match="FINOPS_USAGE_API_URL is not set"):
+        build_definitions()
+
+    pipeline.setenv(FINOPS_PRIVATE_CLOUD_SOURCES="openstack,vmware")
+    with pytest.raises(SettingError, match="FINOPS_PRIVATE_CLOUD_SOURCES: unknown source 'vmware'"):
+        private_cloud_from_env()
+
+    # OpenStack alone needs only the OpenStack settings
+    pipeline.setenv(FINOPS_PRIVATE_CLOUD_SOURCES="openstack",
+                    **{name: None for name in server.environment() if not name.startswith("FINOPS_OPENSTACK_")})
+    assert not [name for name in os.environ if name.startswith(("FINOPS_OPENCOST_", "FINOPS_USAGE_API_"))]
+    assert private_cloud_from_env().sources == ["openstack"]
+    assert build_definitions().resources["private_cloud"].sources == ["openstack"]
+    result = pipeline.run(SEPTEMBER)
+    assert result.success, failures(result)
+    assert {row[10] for row in fact_rows(pipeline.mart, SEPTEMBER)} == {"openstack"}
+    assert pipeline.mart.execute("SELECT count(*) FROM finops.opencost_allocation_daily").fetchone() == (0,)
+
+    pipeline.setenv(FINOPS_OPENSTACK_APPLICATION_CREDENTIAL_SECRET=None)
+    with pytest.raises(SettingError, match="FINOPS_OPENSTACK_APPLICATION_CREDENTIAL_SECRET is not set"):
+        private_cloud_from_env()
+
+
+# --------------------------------------------------------------------------------------------
+# 4. strict policy, messages a person can act on, tokens fetched again
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_failing_usage_api_fails_the_run_and_leaves_the_published_month(
+    pipeline: Pipeline, tenants: list[Tenant], httpserver: HTTPServer
+) -> None:
+    mart = pipeline.mart
+    pipeline.start(PrivateCloudSimulator(tenants, today=TODAY))
+    assert pipeline.run(SEPTEMBER).success
+    published = full_fact_rows(mart)
+    views = mart.execute("SELECT * FROM finops.mv_cost_application_month ORDER BY 1, 2").fetchall()
+    assert published and views
+
+    httpserver.expect_request("/v1/usage").respond_with_json({"error": "internal"}, status=500)
+    pipeline.setenv(FINOPS_USAGE_API_URL=httpserver.url_for("/").rstrip("/"), FINOPS_USAGE_API_RETRIES="1",
+                    FINOPS_USAGE_API_RETRY_BUDGET_S="5")
+    result = pipeline.run(SEPTEMBER)
+
+    assert not result.success
+    assert set(result.get_failed_step_keys()) == {"private_cloud_releves"}
+    assert result.asset_materializations_for_node("fact_releve") == []
+    assert full_fact_rows(mart) == published
+    assert mart.execute("SELECT * FROM finops.mv_cost_application_month ORDER BY 1, 2").fetchall() == views
+    assert mart.execute("SELECT count(*) FROM finops.domain_load WHERE run_id = %s",
+                        (result.run_id,)).fetchone() == (0,)
+    assert [request.path for request, _ in httpserver.log] == ["/v1/usage", "/v1/usage"]
+    run = etl_run(mart, result.run_id)
+    assert (run["status"], run["errors_count"], run["records_inserted"]) == ("FAILED", 1, 0)
+    summary = run["error_summary"]
+    assert summary.startswith("private_cloud_releves: ")
+    assert summary.endswith("usage_api: gave up: server error (GET /v1/usage, HTTP 500, after 2 attempts)")
+    assert "Traceback" not in summary
+
+
+def test_revoked_tokens_are_fetched_again_once_and_the_run_succeeds(
+    pipeline: Pipeline, tenants: list[Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mart = pipeline.mart
+    server = pipeline.start(PrivateCloudSimulator(tenants, today=TODAY))
+    assert pipeline.run(SEPTEMBER).success
+    september = fact_rows(mart, SEPTEMBER)
+    server.revoke_tokens()  # between runs
+
+    fetched: Counter[str] = Counter()
+    for kind, cls in (("keystone", KeystoneToken), ("oidc", OidcClientCredentials)):
+        def counting_fetch(self: Any, http: httpx.Client, _kind: str = kind, _original: Any = cls.fetch) -> Any:
+            fetched[_kind] += 1
+            return _original(self, http)
+        monkeypatch.setattr(cls, "fetch", counting_fetch)
+    # and during the run: every time the OpenStack client is about to ask Keystone for the projects
+    project_names = OpenStackUsage.project_names
+
+    def names_after_revocation(self: OpenStackUsage) -> dict[str, str]:
+        server.revoke_tokens()
+        return project_names(self)
+
+    monkeypatch.setattr(OpenStackUsage, "project_names", names_after_revocation)
+    result = pipeline.run(SEPTEMBER, OCTOBER)
+
+    assert result.success, failures(result)
+    # Keystone: the first token, then one per revocation (before each month's project list);
+    # OIDC: the first token, then one when October's usage call met the revoked one
+    assert fetched == {"keystone": 3, "oidc": 2}
+    assert fact_rows(mart, SEPTEMBER) == september
+    assert etl_run(mart, result.run_id)["status"] == "SUCCESS"
+
+
+# --------------------------------------------------------------------------------------------
+# 5. no secret anywhere
+# --------------------------------------------------------------------------------------------
+
+SECRET_CREDENTIALS = Credentials(
+    application_credential_secret="app-cred-sentinel-5f0c2d9e",
+    password="keystone-password-sentinel-71aa",
+    oidc_client_secret="oidc-client-sentinel-b83e41",
+)
+WRONG_CLIENT_SECRET = "wrong-oidc-client-sentinel-0d9f"
+
+
+def test_no_secret_in_logs_events_metadata_or_run_records(
+    pipeline: Pipeline, tenants: list[Tenant], caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    pipeline.start(PrivateCloudSimulator(tenants, today=TODAY, credentials=SECRET_CREDENTIALS))
+    environment = dict(os.environ)
+    assert environment["FINOPS_OPENSTACK_APPLICATION_CREDENTIAL_SECRET"] == "app-cred-sentinel-5f0c2d9e"
+    assert environment["FINOPS_USAGE_API_OIDC_CLIENT_SECRET"] == "oidc-client-sentinel-b83e41"
+    tokens: list[str] = []
+    for cls in (KeystoneToken, OidcClientCredentials):
+        def recording_fetch(self: Any, http: httpx.Client, _original: Any = cls.fetch) -> Any:
+            token, lifetime = _original(self, http)
+            tokens.append(token)
+            return token, lifetime
+        monkeypatch.setattr(cls, "fetch", recording_fetch)
+    secrets = [SECRET_CREDENTIALS.application_credential_secret, SECRET_CREDENTIALS.password,
+               SECRET_CREDENTIALS.oidc_client_secret, WRONG_CLIENT_SECRET]
+
+    succeeded = pipeline.run(SEPTEMBER)
+
+    assert succeeded.success, failures(succeeded)
+    assert len(tokens) == 2  # a Keystone token and an OIDC token were issued and used
+    texts = {**run_texts(pipeline, succeeded), "logs": caplog.text}
+    assert "os-simple-tenant-usage" in texts["logs"] and "/oidc/token" in texts["logs"]  # the HTTP logs were kept
+    assert "private_cloud_releves" in texts["metadata"] and "releves" in texts["metadata"]
+    for where, text in texts.items():
+        for secret in (*secrets, *tokens):
+            assert secret not in text, f"a secret in the {where}"
+
+    # the usage API's client secret is wrong: the token endpoint refuses it
+    caplog.clear()
+    pipeline.setenv(FINOPS_USAGE_API_OIDC_CLIENT_SECRET=WRONG_CLIENT_SECRET)
+    failed = pipeline.run(SEPTEMBER)
+
+    assert not failed.success
+    summary = etl_run(pipeline.mart, failed.run_id)["error_summary"]
+    assert summary.startswith("private_cloud_releves: ")
+    assert summary.endswith("OIDC token endpoint: token request refused; check OIDC_CLIENT_ID/SECRET "
+                            "(POST /oidc/token, HTTP 401)")
+    texts = {**run_texts(pipeline, failed), "logs": caplog.text}
+    assert "OIDC token endpoint" in texts["event log"]
+    for where, text in texts.items():
+        for secret in (*secrets, *tokens):
+            assert secret not in text, f"a secret in the {where} of the failed run"
+
+
+# --------------------------------------------------------------------------------------------
+# 6. idempotence
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_same_month_twice_gives_identical_releves(pipeline: Pipeline, tenants: list[Tenant]) -> None:
+    mart = pipeline.mart
+    pipeline.start(PrivateCloudSimulator(tenants, today=TODAY))
+    rejects = ("SELECT period_month, source, source_ref, reason, usage_unit, usage_quantity, raw_payload "
+               "FROM finops.releve_reject ORDER BY 1, 2, 3, 4")
+    load = ("SELECT period_month, releve_count, reject_count, total_cost, source_record_count, source_totals, "
+            "details FROM finops.domain_load WHERE run_id = %s")
+
+    first = pipeline.run(SEPTEMBER)
+    assert first.success, failures(first)
+    after_first = fact_rows(mart, SEPTEMBER)
+    rejects_first = mart.execute(rejects).fetchall()
+    daily_first = daily_rows(mart)
+    load_first = mart.execute(load, (first.run_id,)).fetchall()
+
+    second = pipeline.run(SEPTEMBER)
+
+    assert second.success, failures(second)
+    assert len(after_first) > 50
+    assert fact_rows(mart, SEPTEMBER) == after_first
+    assert mart.execute("SELECT DISTINCT run_id FROM finops.fact_releve").fetchall() == [(second.run_id,)]
+    assert mart.execute(rejects).fetchall() == rejects_first
+    assert daily_rows(mart) == daily_first
+    assert mart.execute(load, (second.run_id,)).fetchall() == load_first
+    assert etl_run(mart, second.run_id)["records_inserted"] == len(after_first)
