@@ -7,7 +7,8 @@ only add start-up time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from dagster import AssetsDefinition, Definitions, in_process_executor
@@ -15,6 +16,8 @@ from dagster import AssetsDefinition, Definitions, in_process_executor
 from finops_dagster.checks.reconciliation import build_reconciliation_check
 from finops_dagster.checks.views import views_match_fact_releve
 from finops_dagster.checks.volume import build_volume_check
+from finops_dagster.domains.native.assets import native_releves, native_snapshots
+from finops_dagster.domains.native.resource import native_from_env
 from finops_dagster.domains.open_legacy.asset import open_legacy_releves
 from finops_dagster.domains.private_cloud.asset import private_cloud_releves
 from finops_dagster.domains.private_cloud.resource import private_cloud_from_env
@@ -27,9 +30,26 @@ from finops_dagster.schedules import build_nightly_schedule, nightly_job
 from finops_dagster.sensors import ALERT_SENSORS
 from finops_dagster.settings import enabled_domains
 
-DOMAIN_ASSETS: dict[str, AssetsDefinition] = {
-    "open_legacy": open_legacy_releves,
-    "private_cloud": private_cloud_releves,
+
+@dataclass(frozen=True)
+class Domain:
+    """A domain as the pipeline sees it: the asset fact_releve publishes, the assets that feed it,
+    and the resource (key and builder from the environment) its sources need, if any."""
+
+    releves: AssetsDefinition
+    feeders: tuple[AssetsDefinition, ...] = ()
+    resource_key: str | None = None
+    resource_from_env: Callable[[], Any] | None = None
+
+
+DOMAINS: dict[str, Domain] = {
+    "open_legacy": Domain(open_legacy_releves),
+    "private_cloud": Domain(
+        private_cloud_releves, resource_key="private_cloud", resource_from_env=private_cloud_from_env
+    ),
+    "native": Domain(
+        native_releves, feeders=(native_snapshots,), resource_key="native", resource_from_env=native_from_env
+    ),
 }
 
 
@@ -41,23 +61,27 @@ def resources_from_env() -> dict[str, Any]:
         "cmdb": mongo_from_env(),
         "run_ledger": RunLedger(postgres=postgres),
     }
-    if "private_cloud" in enabled_domains():
-        resources["private_cloud"] = private_cloud_from_env()
+    for name in enabled_domains():
+        domain = DOMAINS[name]
+        if domain.resource_key and domain.resource_from_env:
+            resources[domain.resource_key] = domain.resource_from_env()
     return resources
 
 
 def build_definitions(resources: Mapping[str, Any] | None = None) -> Definitions:
     """Everything the pipeline is, for the enabled domains (FINOPS_DOMAINS_ENABLED)."""
-    domains = [DOMAIN_ASSETS[name] for name in enabled_domains()]
+    enabled = {name: DOMAINS[name] for name in enabled_domains()}
+    domains = [domain.releves for domain in enabled.values()]
     checks = [
-        build(domain.key, name)
-        for name, domain in zip(enabled_domains(), domains, strict=True)
+        build(domain.releves.key, name)
+        for name, domain in enabled.items()
         for build in (build_reconciliation_check, build_volume_check)
     ]
     return Definitions(
         assets=[
             reference_data,
             applications,
+            *(feeder for domain in enabled.values() for feeder in domain.feeders),
             *domains,
             build_fact_releve([d.key for d in domains]),
             materialized_views,

@@ -76,7 +76,12 @@ class PricedUsageFold:
         self.records += 1
         product = self.snapshot.products.get(usage.product_id)
         if product is None:
-            self.reject(usage.source, usage.consumer, f"unknown product {usage.product_id}", usage.fields)
+            self.reject(
+                usage.source,
+                usage.consumer,
+                f"unknown product {usage.product_id} ({usage.quantity}): not in the product catalog",
+                usage.fields,
+            )
             return
         with localcontext() as ctx:
             ctx.prec = PRECISION

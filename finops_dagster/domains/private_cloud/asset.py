@@ -85,6 +85,7 @@ def private_cloud_releves(
     now = utc_now()
     staged = []
     extra: dict[str, MetadataValue] = {}
+    refused: dict[dt.date, list[UsageProblem]] = {}
     with postgres.connect() as conn, private_cloud.connected() as sources:
         snapshot = read_snapshot(conn, DOMAIN_ID)
         if sources.opencost is not None:
@@ -94,8 +95,10 @@ def private_cloud_releves(
                 context.log.warning(
                     f"OpenCost entry skipped for persistence: {problem.ref}: {problem.reason}"
                 )
+                # a reject of the month its window belongs to, when this run computes that month
+                refused.setdefault(_problem_month(problem, months[-1]), []).append(problem)
         for month in months:
-            load = read_month(sources, (conn, snapshot), month, context.run_id, now)
+            load = read_month(sources, (conn, snapshot), month, context.run_id, now, refused.get(month))
             staged.append(stage_domain_load(conn, load, context.run_id))
             context.log.info(
                 f"{DOMAIN_ID} {month:%Y-%m}: {len(load.releves)} relevés, total {load.total_cost}, "

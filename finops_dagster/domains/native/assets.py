@@ -1,0 +1,107 @@
+"""The native domain's assets: tonight's snapshots of the services, and the monthly relevés from them."""
+
+import datetime as dt
+
+from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
+
+from finops_dagster.domains.native.resource import NativeServicesResource
+from finops_dagster.domains.native.snapshots import month_figures, month_nights, month_problems, save_snapshot
+from finops_dagster.mart.etl_runs import RunLedger, utc_now
+from finops_dagster.mart.metadata import load_metadata
+from finops_dagster.mart.staging import stage_domain_load
+from finops_dagster.partitions import monthly_partitions
+from finops_dagster.priced_usage import MeteredUsage, PricedUsageFold
+from finops_dagster.reference.snapshot import ReferenceSnapshot, read_snapshot
+from finops_dagster.releve import DomainLoad, month_start
+from finops_dagster.resources.postgres import PostgresResource
+
+DOMAIN_ID = "native"
+
+
+class MissingSnapshots(RuntimeError):
+    """A past month has no persisted snapshot: the services cannot tell it any more."""
+
+
+@asset(group_name=DOMAIN_ID, kinds={"api", "postgres"})
+def native_snapshots(
+    context: AssetExecutionContext,
+    postgres: PostgresResource,
+    native: NativeServicesResource,
+    run_ledger: RunLedger,
+) -> MaterializeResult:
+    """What GitLab, Artifactory and the usage-report services say tonight, persisted per night:
+    they only know their current state, so this is the only history there will ever be."""
+    night = utc_now().date()
+    counts: dict[str, MetadataValue] = {}
+    with postgres.connect() as conn, native.connected() as sources:
+        for source in sources:
+            for snapshot in source.snapshot(night):
+                save_snapshot(conn, snapshot, context.run_id)
+                counts[f"{snapshot.source}_{snapshot.period_month:%Y_%m}_readings"] = MetadataValue.int(
+                    len(snapshot.readings)
+                )
+                context.log.info(
+                    f"{snapshot.source} {snapshot.period_month:%Y-%m} night {night}: "
+                    f"{len(snapshot.readings)} readings, {len(snapshot.problems)} problems"
+                )
+    return MaterializeResult(metadata={"night": MetadataValue.text(night.isoformat()), **counts})
+
+
+def read_month(
+    conn: object, snapshot: ReferenceSnapshot, month: dt.date, run_id: str, now: dt.datetime
+) -> DomainLoad:
+    """Price one month from its persisted nights only (never the APIs)."""
+    fold = PricedUsageFold(
+        domain_id=DOMAIN_ID, month=month, run_id=run_id, snapshot=snapshot, computed_at=now
+    )
+    for figure in month_figures(conn, month):  # type: ignore[arg-type]
+        fold.add(
+            MeteredUsage(
+                figure.source,
+                figure.consumer,
+                figure.product_id,
+                figure.quantity,
+                application=figure.application,
+                fields=figure.attributes,
+            )
+        )
+    for problem in month_problems(conn, month):  # type: ignore[arg-type]
+        fold.reject(problem.source, problem.ref, f"{problem.reason} ({problem.nights} night(s))", problem.raw)
+    nights = month_nights(conn, month)  # type: ignore[arg-type]
+    return fold.finish({f"nights_{source}": count for source, count in nights.items()})
+
+
+@asset(
+    name=f"{DOMAIN_ID}_releves",
+    partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=["applications", "reference_data", native_snapshots],
+    group_name=DOMAIN_ID,
+    kinds={"postgres"},
+)
+def native_releves(
+    context: AssetExecutionContext, postgres: PostgresResource, run_ledger: RunLedger
+) -> MaterializeResult:
+    """Native-service consumption as monthly relevés from the month's persisted snapshots: storage
+    averaged over the month's nights (GB-month), month-to-date counters at the month's last night,
+    priced with the rate card valid for the month (see domains/native/snapshots.py)."""
+    months = [dt.date.fromisoformat(key) for key in context.partition_keys]
+    now = utc_now()
+    staged = []
+    with postgres.connect() as conn:
+        reference = read_snapshot(conn, DOMAIN_ID)
+        for month in months:
+            if not month_nights(conn, month) and month < month_start(now):
+                raise MissingSnapshots(
+                    f"no native-service snapshot was persisted for {month:%Y-%m}: GitLab, Artifactory and "
+                    "the usage-report services only show their current state, so that month cannot be "
+                    "computed. "
+                    "Leave it out of the run."
+                )
+            load = read_month(conn, reference, month, context.run_id, now)
+            staged.append(stage_domain_load(conn, load, context.run_id))
+            context.log.info(
+                f"{DOMAIN_ID} {month:%Y-%m}: {len(load.releves)} relevés, total {load.total_cost}, "
+                f"{len(load.rejects)} rejects, nights {load.details}"
+            )
+    return MaterializeResult(metadata=load_metadata(staged))

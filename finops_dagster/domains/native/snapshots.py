@@ -1,0 +1,199 @@
+"""Nightly snapshots of services that only know their current state, and the month computed from them.
+
+GitLab and Artifactory report today's sizes; nobody can ask them what they held last month. So
+every run persists what each service says tonight (finops.native_snapshot), and a month's relevés
+are computed from that month's persisted nights only — reprocessing a past month never calls an API
+and gives the same result as the night it ran.
+
+Month rules, per product kind:
+- gauge (a level, e.g. bytes stored): the average over the month's nights that have a snapshot of the
+  source — the sum of what each night says divided by that number of nights; a consumer absent on a
+  night counts 0 that night (GB-month);
+- counter (month-to-date, e.g. CI minutes, a usage report of the month): the figures of the month's
+  last night that has a snapshot of the source.
+What a night could not read (a malformed project, an unparseable size) is kept with the night and
+becomes a reject of its month, counted once per consumer and reason with the number of nights.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One consumer's figure for one product, as a service stated it tonight."""
+
+    consumer: str
+    product_id: str
+    kind: str
+    quantity: Decimal
+    application: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Problem:
+    ref: str
+    reason: str
+    raw: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one source said on one night, for the month the figures belong to."""
+
+    source: str
+    period_month: dt.date
+    night: dt.date
+    readings: list[Reading]
+    problems: list[Problem]
+
+
+def save_snapshot(conn: psycopg.Connection, snapshot: Snapshot, run_id: str) -> None:
+    """Replace the source's snapshot of that night (a second run the same night supersedes the first)."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM finops.native_snapshot_night WHERE source = %s AND period_month = %s AND night = %s",
+            (snapshot.source, snapshot.period_month, snapshot.night),
+        )
+        cur.execute(
+            "INSERT INTO finops.native_snapshot_night (source, period_month, night, items, problems, run_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            (
+                snapshot.source,
+                snapshot.period_month,
+                snapshot.night,
+                len(snapshot.readings),
+                json.dumps(
+                    [{"ref": p.ref, "reason": p.reason, "raw": p.raw} for p in snapshot.problems], default=str
+                ),
+                run_id,
+            ),
+        )
+        with cur.copy(
+            "COPY finops.native_snapshot (source, period_month, night, consumer, product_id, kind, quantity, "
+            "application, attributes) FROM STDIN"
+        ) as copy:
+            for reading in _merged(snapshot.readings):
+                copy.write_row(
+                    (
+                        snapshot.source,
+                        snapshot.period_month,
+                        snapshot.night,
+                        reading.consumer,
+                        reading.product_id,
+                        reading.kind,
+                        reading.quantity,
+                        reading.application,
+                        json.dumps(reading.attributes),
+                    )
+                )
+
+
+def _merged(readings: Iterable[Reading]) -> Iterator[Reading]:
+    """One row per consumer and product (a service may list a consumer twice, e.g. across pages)."""
+    merged: dict[tuple[str, str], Reading] = {}
+    for reading in readings:
+        key = (reading.consumer, reading.product_id)
+        previous = merged.get(key)
+        merged[key] = (
+            reading
+            if previous is None
+            else Reading(
+                reading.consumer,
+                reading.product_id,
+                reading.kind,
+                previous.quantity + reading.quantity,
+                previous.application or reading.application,
+                {**reading.attributes, **previous.attributes},
+            )
+        )
+    yield from merged.values()
+
+
+MONTH_QUERY = """
+WITH nights AS (
+    SELECT source, count(*) AS nights, max(night) AS last_night
+    FROM finops.native_snapshot_night WHERE period_month = %(month)s GROUP BY source
+)
+SELECT s.source, s.consumer, s.product_id, s.kind,
+       CASE s.kind WHEN 'gauge' THEN sum(s.quantity) / n.nights
+                   ELSE sum(s.quantity) FILTER (WHERE s.night = n.last_night) END AS quantity,
+       (array_agg(s.application ORDER BY s.night DESC))[1] AS application,
+       (array_agg(s.attributes ORDER BY s.night DESC))[1] AS attributes,
+       count(*) AS readings
+FROM finops.native_snapshot s JOIN nights n USING (source)
+WHERE s.period_month = %(month)s
+GROUP BY s.source, s.consumer, s.product_id, s.kind, n.nights, n.last_night
+ORDER BY 1, 2, 3
+"""
+
+
+@dataclass(frozen=True)
+class MonthFigure:
+    source: str
+    consumer: str
+    product_id: str
+    kind: str
+    quantity: Decimal
+    application: str | None
+    attributes: dict[str, str]
+    readings: int
+
+
+def month_figures(conn: psycopg.Connection, month: dt.date) -> list[MonthFigure]:
+    """The month of every source from its persisted nights (see the module docstring)."""
+    rows = conn.execute(MONTH_QUERY, {"month": month}).fetchall()
+    return [
+        MonthFigure(
+            source=row[0],
+            consumer=row[1],
+            product_id=row[2],
+            kind=row[3],
+            quantity=row[4] or Decimal(0),
+            application=row[5],
+            attributes=dict(row[6] or {}),
+            readings=row[7],
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class MonthProblem:
+    source: str
+    ref: str
+    reason: str
+    nights: int
+    raw: dict[str, Any]
+
+
+def month_problems(conn: psycopg.Connection, month: dt.date) -> list[MonthProblem]:
+    rows = conn.execute(
+        """
+        SELECT source, p->>'ref', p->>'reason', count(*), (array_agg(p->'raw' ORDER BY night DESC))[1]
+        FROM finops.native_snapshot_night, jsonb_array_elements(problems) AS p
+        WHERE period_month = %s
+        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        """,
+        (month,),
+    ).fetchall()
+    return [MonthProblem(row[0], row[1], row[2], row[3], row[4] or {}) for row in rows]
+
+
+def month_nights(conn: psycopg.Connection, month: dt.date) -> dict[str, int]:
+    """How many nights each source has for the month (metadata, and the averaging denominator)."""
+    rows = conn.execute(
+        "SELECT source, count(*) FROM finops.native_snapshot_night WHERE period_month = %s "
+        "GROUP BY source ORDER BY source",
+        (month,),
+    ).fetchall()
+    return dict(rows)
