@@ -32,7 +32,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     """`dagster dev` on the demo's data: the embedded server is started again if needed, and the
-    simulated private cloud is served from this process while the UI runs."""
+    simulated private cloud and native services are served from this process while the UI runs."""
     from finops_dagster.demo.run import prepare_environment
 
     env = prepare_environment(cis=args.cis, months=args.months, today=args.today)
@@ -44,6 +44,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     finally:
         if env.private_cloud is not None:
             env.private_cloud.close()
+        if env.native is not None:
+            env.native.server.close()
 
 
 def _demo_options(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-AVAILABLE_DOMAINS: tuple[str, ...] = ("open_legacy", "private_cloud")
+AVAILABLE_DOMAINS: tuple[str, ...] = ("open_legacy", "private_cloud", "native")
 PLANNED_DOMAINS: tuple[str, ...] = ("open_legacy", "private_cloud", "public_cloud", "native")
 
 

@@ -20,6 +20,9 @@ import psycopg
 
 from finops_dagster.demo.embedded_postgres import ensure_database, start_embedded
 from finops_dagster.demo.estate import build_estate
+from finops_dagster.demo.native_services import NativeServicesSimulator
+from finops_dagster.demo.native_services import RunningServer as NativeServer
+from finops_dagster.demo.native_services import serve as serve_native
 from finops_dagster.demo.private_cloud import (
     PrivateCloudSimulator,
     RunningServer,
@@ -34,6 +37,7 @@ REPO_INSTANCE_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
 PRIVATE_CLOUD_URLS = ("FINOPS_OPENSTACK_URL", "FINOPS_OPENCOST_URL", "FINOPS_USAGE_API_URL")
+NATIVE_URLS = ("FINOPS_GITLAB_URL", "FINOPS_ARTIFACTORY_URL", "FINOPS_NATIVE_SERVICES")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,13 @@ class DemoEnvironment:
     dagster_home: Path
     embedded: bool
     private_cloud: RunningServer | None
+    native: SimulatedNative | None
+
+
+@dataclass(frozen=True)
+class SimulatedNative:
+    simulator: NativeServicesSimulator
+    server: NativeServer
 
 
 def demo_dir() -> Path:
@@ -66,9 +77,41 @@ def prepare_environment(*, cis: int, months: int, today: dt.date) -> DemoEnviron
     if not os.environ.get("DAGSTER_POSTGRES_URL"):
         os.environ["DAGSTER_POSTGRES_URL"] = ensure_database(postgres_url, "dagster")
     simulated = start_simulated_private_cloud(today)
+    native = start_simulated_native(today)
     return DemoEnvironment(
-        postgres_url, os.environ["MONGO_URL"], Path(os.environ["DAGSTER_HOME"]), embedded, simulated
+        postgres_url, os.environ["MONGO_URL"], Path(os.environ["DAGSTER_HOME"]), embedded, simulated, native
     )
+
+
+def start_simulated_native(today: dt.date) -> SimulatedNative | None:
+    """Serve simulated GitLab, Artifactory and Cube on localhost, unless the domain is disabled or real
+    services are configured."""
+    if "native" not in enabled_domains() or any(os.environ.get(name) for name in NATIVE_URLS):
+        return None
+    simulator = NativeServicesSimulator(build_estate(), today=today)
+    server = serve_native(simulator)
+    os.environ.update(server.environment())
+    return SimulatedNative(simulator, server)
+
+
+def replay_native_nights(env: DemoEnvironment, first: dt.date, today: dt.date) -> int:
+    """Persist the snapshots the nightly runs would have taken since `first` (the services only know
+    today, so a demo needs past nights to average): what `native_snapshots` does, night by night."""
+    if env.native is None:
+        return 0
+    from finops_dagster.domains.native.resource import native_from_env
+    from finops_dagster.domains.native.snapshots import save_snapshot
+    from finops_dagster.resources.postgres import PostgresResource
+
+    nights = [first + dt.timedelta(days=offset) for offset in range((today - first).days)]
+    with PostgresResource(url=env.postgres_url).connect() as conn, native_from_env().connected() as sources:
+        for night in nights:
+            env.native.simulator.night = night
+            for source in sources:
+                for snapshot in source.snapshot(night):
+                    save_snapshot(conn, snapshot, "demo-replay")
+    env.native.simulator.night = today
+    return len(nights)
 
 
 def start_simulated_private_cloud(today: dt.date) -> RunningServer | None:
@@ -101,6 +144,8 @@ def run_demo(*, cis: int, months: int, today: dt.date) -> int:
     print("PostgreSQL: " + (f"embedded server ({demo_dir() / 'pgdata'})" if env.embedded else "POSTGRES_URL"))
     if env.private_cloud is not None:
         print(f"Private cloud: simulated OpenStack, OpenCost and usage API on {env.private_cloud.url}")
+    if env.native is not None:
+        print(f"Native:     simulated GitLab, Artifactory and Cube on {env.native.server.url}")
     print(
         "MongoDB:    "
         + (
@@ -110,6 +155,9 @@ def run_demo(*, cis: int, months: int, today: dt.date) -> int:
         )
     )
     print(f"Months:     {first[:7]} … {last[:7]} in one run\n")
+    replayed = replay_native_nights(env, dt.date.fromisoformat(first), today)
+    if replayed:
+        print(f"Native services: replayed {replayed} past nights of snapshots from the simulated services")
     defs = build_definitions()
     job = defs.resolve_job_def("finops_nightly")
     print("Running the nightly job (generating the CMDB stand-in first; events go to the Dagster instance)…")
@@ -165,7 +213,7 @@ def _money(value: Decimal) -> str:
 def print_next_steps(env: DemoEnvironment) -> None:
     print("\nOpen the same data in the Dagster UI:")
     print("  finops-dagster dev        # then http://127.0.0.1:3000")
-    print("or by hand (the simulated private cloud lives only as long as the demo or `finops-dagster dev`,")
+    print("or by hand (the simulated services live only as long as the demo or `finops-dagster dev`,")
     print("so by hand the CMDB domain alone is enabled):")
     print("  export FINOPS_DOMAINS_ENABLED=open_legacy")
     print(f"  export POSTGRES_URL='{env.postgres_url}'")
