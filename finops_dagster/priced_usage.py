@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Any
 
+from finops_dagster.pricing import PricingRun, price
 from finops_dagster.reference.snapshot import ReferenceSnapshot
 from finops_dagster.releve import (
     UNALLOCATED_APPLICATION,
     DomainLoad,
     Reject,
     Releve,
-    quantize_money,
     quantize_quantity,
 )
 
@@ -63,6 +63,7 @@ class PricedUsageFold:
         self.month = month
         self.run_id = run_id
         self.snapshot = snapshot
+        self.pricing = PricingRun(snapshot, domain_id, month, run_id, computed_at)
         self.computed_at = computed_at
         self.groups: dict[tuple[str, str, str], _Group] = {}
         self.source_totals: dict[str, Decimal] = {}
@@ -155,37 +156,15 @@ class PricedUsageFold:
 
     def _price(self, application: str, product_id: str, source: str) -> Releve | None:
         group = self.groups[(application, product_id, source)]
-        product = self.snapshot.products[product_id]
-        quantity = quantize_quantity(group.quantity)
-        rate = self.snapshot.rate_for(product_id, self.month)
-        if rate is None:
-            self.rejects.append(
-                Reject(
-                    domain_id=self.domain_id,
-                    period_month=self.month,
-                    run_id=self.run_id,
-                    source=source,
-                    source_ref=f"{application} / {product_id}",
-                    reason=f"no rate card for {product_id} valid in {self.month:%Y-%m}",
-                    usage_unit=product.usage_unit,
-                    usage_quantity=quantity,
-                )
-            )
-            return None
-        return Releve(
-            period_month=self.month,
-            application_id=application,
+        priced = price(
+            self.pricing,
+            application=application,
             product_id=product_id,
-            family_id=product.family_id,
-            domain_id=self.snapshot.domain_of(product),
-            usage_quantity=quantity,
-            usage_unit=product.usage_unit,
-            unit_cost=rate.unit_cost,
-            total_cost=quantize_money(quantity * rate.unit_cost),
-            currency=rate.currency,
             source=source,
-            run_id=self.run_id,
-            rate_card_version=rate.version,
-            source_record_count=group.records,
-            computed_at=self.computed_at,
+            quantity=quantize_quantity(group.quantity),
+            records=group.records,
         )
+        if isinstance(priced, Reject):
+            self.rejects.append(priced)
+            return None
+        return priced

@@ -39,13 +39,13 @@ from finops_dagster.domains.open_legacy.servicenow import (
     parse_quantity,
     text_value,
 )
+from finops_dagster.pricing import PricingRun, price
 from finops_dagster.reference.snapshot import ReferenceSnapshot
 from finops_dagster.releve import (
     UNALLOCATED_APPLICATION,
     DomainLoad,
     Reject,
     Releve,
-    quantize_money,
     quantize_quantity,
 )
 
@@ -116,6 +116,7 @@ class OpenLegacyFold:
         self.dump_days: set[dt.date] = set()
         self.classes = classes
         self.snapshot = snapshot
+        self.pricing = PricingRun(snapshot, DOMAIN_ID, month, run_id, computed_at)
         self.application_sys_ids = application_sys_ids
         self.application_field = application_field
         self.computed_at = computed_at
@@ -305,40 +306,18 @@ class OpenLegacyFold:
 
     def _price(self, application: str, product_id: str) -> Releve | None:
         group = self.groups[(application, product_id)]
-        product = self.snapshot.products[product_id]
-        quantity = self._monthly(group.quantity_sum)
-        rate = self.snapshot.rate_for(product_id, self.month)
-        if rate is None:
-            self.rejects.append(
-                Reject(
-                    domain_id=DOMAIN_ID,
-                    period_month=self.month,
-                    run_id=self.run_id,
-                    source=SOURCE,
-                    source_ref=f"{application} / {product_id}",
-                    reason=f"no rate card for {product_id} valid in {self.month:%Y-%m}",
-                    usage_unit=product.usage_unit,
-                    usage_quantity=quantity,
-                )
-            )
-            return None
-        return Releve(
-            period_month=self.month,
-            application_id=application,
+        priced = price(
+            self.pricing,
+            application=application,
             product_id=product_id,
-            family_id=product.family_id,
-            domain_id=self.snapshot.domain_of(product),
-            usage_quantity=quantity,
-            usage_unit=product.usage_unit,
-            unit_cost=rate.unit_cost,
-            total_cost=quantize_money(quantity * rate.unit_cost),
-            currency=rate.currency,
             source=SOURCE,
-            run_id=self.run_id,
-            rate_card_version=rate.version,
-            source_record_count=group.observations,
-            computed_at=self.computed_at,
+            quantity=self._monthly(group.quantity_sum),
+            records=group.observations,
         )
+        if isinstance(priced, Reject):
+            self.rejects.append(priced)
+            return None
+        return priced
 
 
 def _jsonable(value: Any) -> Any:
