@@ -45,8 +45,8 @@ from finops_dagster.domains.native.problems import (
     identifier,
     quantity,
 )
+from finops_dagster_tests.samples import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 GITLAB = SAMPLES / "gitlab"
 ARTIFACTORY = SAMPLES / "artifactory"
 PROJECTS = GITLAB / "projects_list_statistics_doc_sample.json"

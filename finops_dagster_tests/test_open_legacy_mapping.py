@@ -13,7 +13,6 @@ import json
 import re
 from collections.abc import Iterable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -38,8 +37,9 @@ from finops_dagster.reference.snapshot import CompiledRule, ReferenceSnapshot, r
 from finops_dagster.releve import UNALLOCATED_APPLICATION, DomainLoad, Releve
 from finops_dagster.resources.mongo import MongoResource
 from finops_dagster_tests.cmdb_documents import application
+from finops_dagster_tests.samples import SAMPLES
 
-SAMPLE = Path("/work/shared/samples/servicenow/SYNTHETIC_cmdb_table_api_and_mongo_dump.json")
+SAMPLE = SAMPLES / "servicenow" / "SYNTHETIC_cmdb_table_api_and_mongo_dump.json"
 MAX = Decimal(4096)
 
 # --------------------------------------------------------------------------------------------

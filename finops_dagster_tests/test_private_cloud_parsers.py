@@ -29,8 +29,8 @@ from finops_dagster.domains.private_cloud.openstack_usage import (
     parse_tenant_usages,
 )
 from finops_dagster.domains.private_cloud.problems import UsageProblem as SharedUsageProblem
+from finops_dagster_tests.samples import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 OPENSTACK = SAMPLES / "openstack"
 OPENCOST = SAMPLES / "opencost"
 GET_ALL = OPENSTACK / "simple-tenant-usage-get-all.v2.40.json"
