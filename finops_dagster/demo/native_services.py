@@ -29,16 +29,10 @@ alike answer byte-identical JSON. Only OIDC tokens differ between runs (random, 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import calendar
 import datetime as dt
-import hmac
-import json
 import math
 import random
 import re
-import secrets
 import statistics
 import threading
 import time
@@ -46,12 +40,31 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import accumulate
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlencode
 
 from finops_dagster.demo.estate import Estate
+from finops_dagster.demo.simulated_http import PERIOD_PATTERN as PERIOD_PATTERN
+from finops_dagster.demo.simulated_http import (
+    BackgroundServer,
+    Reply,
+    Route,
+    SimulatedApiError,
+    SimulatedHandler,
+    SimulatedServer,
+    TokenStore,
+    bearer_refusal,
+    bearer_token,
+    decimal_text,
+    month_period,
+    oidc_token_reply,
+    same_secret,
+    start_thread,
+    token_page,
+    totals_by_measure,
+    usage_page_reply,
+)
 
 # --- GitLab ---------------------------------------------------------------------------------------
 
@@ -228,7 +241,6 @@ HOURS_QUANTUM = Decimal("0.01")
 GB_MONTH_QUANTUM = Decimal("0.000001")
 REPORT_DEFAULT_PAGE_SIZE = 100
 REPORT_MAX_PAGE_SIZE = 1000
-PERIOD_PATTERN = re.compile(r"^(?P<year>[0-9]{4})-(?P<month>0[1-9]|1[0-2])$")
 
 
 @dataclass(frozen=True)
@@ -240,16 +252,6 @@ class Credentials:
     oidc_client_id: str = "finops-dagster"
     oidc_client_secret: str = field(default="demo-oidc-client-secret", repr=False)
     token_ttl_seconds: int = 3600
-
-
-class SimulatedApiError(ValueError):
-    """A request the real API would refuse; ``status`` and ``code`` let the HTTP layer answer it."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 def midnight(night: dt.date) -> dt.datetime:
@@ -1050,7 +1052,7 @@ class NativeServicesSimulator:
         final for a past month, nothing for a month not started (nor on the night of its 1st).
         Storage is GB-month: the consumer's GB prorated on the days measured (6 decimals).
         """
-        first, days_in_month = _period(period)
+        first, days_in_month = month_period(period)
         end = min(self.night, first + dt.timedelta(days=days_in_month))
         measured = max(0, (end - first).days)
         quantities = []
@@ -1079,37 +1081,27 @@ class NativeServicesSimulator:
                 "consumer": consumer.key,
                 "product": product,
                 "unit": unit,
-                "quantity": _decimal_text(quantity),
+                "quantity": decimal_text(quantity),
             }
             for consumer, product, unit, quantity in self.cube_quantities(period)
         ]
 
     def cube_totals(self, period: str) -> dict[str, Decimal]:
         """Exact total per product of the period, what the pages must add up to."""
-        totals: dict[str, Decimal] = {}
-        for _, product, _, quantity in self.cube_quantities(period):
-            totals[product] = totals.get(product, Decimal(0)) + quantity
-        return totals
+        return totals_by_measure(self.cube_quantities(period))
 
     def cube_usage_report(
         self, period: str, *, page_token: str | None = None, page_size: int = REPORT_DEFAULT_PAGE_SIZE
     ) -> dict[str, Any]:
         """``GET /v1/usage-report``: one page; the token is opaque and bound to its period."""
-        if not 1 <= page_size <= REPORT_MAX_PAGE_SIZE:
-            raise SimulatedApiError(
-                "invalid_page_size", f"page_size must be between 1 and {REPORT_MAX_PAGE_SIZE}"
-            )
-        items = self.cube_items(period)
-        offset = _decode_page_token(page_token, period) if page_token else 0
-        if offset > len(items):
-            raise SimulatedApiError("invalid_page_token", "page_token is not valid for this period")
-        end = offset + page_size
-        return {
-            "service": CUBE_SERVICE,
-            "period": period,
-            "items": items[offset:end],
-            "next_page_token": _encode_page_token(period, end) if end < len(items) else None,
-        }
+        items, next_page_token = token_page(
+            self.cube_items,
+            period,
+            page_token=page_token,
+            page_size=page_size,
+            max_page_size=REPORT_MAX_PAGE_SIZE,
+        )
+        return {"service": CUBE_SERVICE, "period": period, "items": items, "next_page_token": next_page_token}
 
 
 def _namespace_reference(namespace: GitlabNamespace) -> dict[str, Any]:
@@ -1146,70 +1138,7 @@ def _offset_slice(items: list[Any], page: int, per_page: int) -> list[Any]:
     return items[(page - 1) * per_page : page * per_page]
 
 
-def _period(period: str) -> tuple[dt.date, int]:
-    """First day and length of a ``YYYY-MM`` period, or a 400."""
-    match = PERIOD_PATTERN.match(period or "")
-    if match is None:
-        raise SimulatedApiError("invalid_period", "period must be a month written YYYY-MM")
-    year, month = int(match["year"]), int(match["month"])
-    return dt.date(year, month, 1), calendar.monthrange(year, month)[1]
-
-
-def _decimal_text(value: Decimal) -> str:
-    """Plain decimal notation without exponent or trailing zeros: ``123.5``, ``720``."""
-    return format(value.normalize(), "f")
-
-
-def _encode_page_token(period: str, offset: int) -> str:
-    return base64.urlsafe_b64encode(f"v1|{period}|{offset}".encode()).decode().rstrip("=")
-
-
-def _decode_page_token(token: str, period: str) -> int:
-    """The offset a token stands for; a token of another period or a forged one is a 400."""
-    try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        version, token_period, offset = text.split("|")
-        if version != "v1" or token_period != period or not offset.isdigit():
-            raise ValueError(text)
-        return int(offset)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise SimulatedApiError("invalid_page_token", "page_token is not valid for this period") from None
-
-
 # --- HTTP -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Reply:
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class _TokenStore:
-    """Issued OIDC tokens and their real-clock expiry; thread-safe, as the server is threaded."""
-
-    def __init__(self, ttl_seconds: int) -> None:
-        self._ttl = ttl_seconds
-        self._tokens: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def issue(self) -> str:
-        token = secrets.token_hex(32)
-        with self._lock:
-            self._tokens[token] = time.time() + self._ttl
-        return token
-
-    def valid(self, token: str | None) -> bool:
-        if not token:
-            return False
-        with self._lock:
-            expires = self._tokens.get(token)
-        return expires is not None and time.time() < expires
-
-    def revoke_all(self) -> None:
-        with self._lock:
-            self._tokens.clear()
 
 
 class _RateLimiter:
@@ -1235,42 +1164,23 @@ class _RateLimiter:
             return self._count, float(window + 1)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(SimulatedServer[NativeServicesSimulator]):
     def __init__(self, address: tuple[str, int], simulator: NativeServicesSimulator) -> None:
-        super().__init__(address, _Handler)
-        self.simulator = simulator
-        self.oidc_tokens = _TokenStore(simulator.credentials.token_ttl_seconds)
+        super().__init__(address, _Handler, simulator)
+        self.oidc_tokens = TokenStore(simulator.credentials.token_ttl_seconds)
         self.gitlab_limiter = _RateLimiter()
 
 
 NAMESPACE_ROUTE = re.compile(r"^/gitlab/api/v4/namespaces/(?P<reference>[^/]+)$")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(SimulatedHandler):
     """Routes requests to the simulator; every answer has a Content-Length (keep-alive)."""
 
     server: _Server
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out as two writes: avoid delayed-ACK stalls
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests and the demo do not want an access log on stderr."""
-
-    def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        parts = urlsplit(self.path)
-        query = {key: values[-1] for key, values in parse_qs(parts.query, keep_blank_values=True).items()}
-        path = parts.path.rstrip("/") or "/"
-        routes = {
+    def route(self, path: str) -> tuple[str, Route] | None:
+        routes: dict[str, tuple[str, Route]] = {
             "/gitlab/api/v4/projects": ("GET", self._gitlab_projects),
             "/gitlab/api/v4/namespaces": ("GET", self._gitlab_namespaces),
             "/artifactory/api/storageinfo": ("GET", self._artifactory_storageinfo),
@@ -1282,54 +1192,26 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None and match is not None:
             reference = unquote(match["reference"])
             route = ("GET", lambda query, body: self._gitlab_namespace(reference))
-        if route is None:
-            reply = _Reply(
-                404,
-                {"error": "404 Not Found"}
-                if path.startswith("/gitlab/")
-                else {"error": {"code": "not_found", "message": f"no route {parts.path}"}},
-            )
-        elif route[0] != method:
-            reply = _Reply(
-                405,
-                {"error": {"code": "method_not_allowed", "message": f"{method} not allowed"}},
-                {"Allow": route[0]},
-            )
-        else:
-            try:
-                reply = route[1](query, body)
-            except Exception as error:  # a simulator bug must answer 500, not hang the client
-                reply = _Reply(
-                    500, {"error": {"code": "internal", "message": f"{type(error).__name__}: {error}"}}
-                )
-        self._send(reply)
+        return route
 
-    def _send(self, reply: _Reply) -> None:
-        if isinstance(reply.body, str):
-            payload, content_type = reply.body.encode(), "text/plain"
-        else:
-            payload, content_type = json.dumps(reply.body).encode(), "application/json"
-        self.send_response(reply.status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
+    def error_body(self, status: int, code: str, message: str) -> Any:
+        return {"error": {"code": code, "message": message}}
 
-    def _base(self) -> str:
-        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
-        return f"http://{host}"
+    def not_found_body(self, path: str, requested: str) -> Any:
+        """GitLab's own 404 under ``/gitlab/``."""
+        if path.startswith("/gitlab/"):
+            return {"error": "404 Not Found"}
+        return super().not_found_body(path, requested)
 
     # --- GitLab ---
 
-    def _gitlab_gate(self) -> _Reply | None:
+    def _gitlab_gate(self) -> Reply | None:
         """Rate limit first (Rack::Attack runs before authentication), then the token."""
         limit = self.server.simulator.gitlab_rate_limit
         over = self.server.gitlab_limiter.over(limit)
         if over is not None:
             observed, reset = over
-            return _Reply(
+            return Reply(
                 429,
                 "Retry later\n",
                 {
@@ -1344,13 +1226,12 @@ class _Handler(BaseHTTPRequestHandler):
         expected = self.server.simulator.credentials.gitlab_token
         given = self.headers.get("PRIVATE-TOKEN")
         if given is None:
-            scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
-            given = token.strip() if scheme.lower() == "bearer" else None
-        if given is not None and hmac.compare_digest(given.encode(), expected.encode()):
+            given = bearer_token(self.headers.get("Authorization"))
+        if same_secret(given, expected):
             return None
-        return _Reply(401, {"message": "401 Unauthorized"})
+        return Reply(401, {"message": "401 Unauthorized"})
 
-    def _gitlab_projects(self, query: dict[str, str], body: bytes) -> _Reply:
+    def _gitlab_projects(self, query: dict[str, str], body: bytes) -> Reply:
         refused = self._gitlab_gate()
         if refused is not None:
             return refused
@@ -1361,7 +1242,7 @@ class _Handler(BaseHTTPRequestHandler):
             per_page = _query_int(query, "per_page", GITLAB_DEFAULT_PER_PAGE)
             if query.get("pagination") == "keyset":
                 if query.get("order_by") != "id":
-                    return _Reply(405, {"error": KEYSET_UNAVAILABLE})
+                    return Reply(405, {"error": KEYSET_UNAVAILABLE})
                 id_after = _query_int(query, "id_after", None) if query.get("id_after") else None
                 id_before = _query_int(query, "id_before", None) if query.get("id_before") else None
                 items, following = simulator.gitlab_projects_keyset(
@@ -1378,9 +1259,9 @@ class _Handler(BaseHTTPRequestHandler):
                         key: value for key, value in query.items() if key not in ("id_after", "id_before")
                     }
                     params[cursor] = str(following)
-                    link = f"{self._base()}/gitlab/api/v4/projects?{urlencode(params)}"
+                    link = f"{self.base_url()}/gitlab/api/v4/projects?{urlencode(params)}"
                     headers["Link"] = f'<{link}>; rel="next"'
-                return _Reply(200, items, headers)
+                return Reply(200, items, headers)
             if query.get("order_by", "created_at") not in ("id", "created_at"):
                 raise SimulatedApiError("invalid_order_by", "order_by does not have a valid value")
             page = _query_int(query, "page", 1)
@@ -1388,8 +1269,8 @@ class _Handler(BaseHTTPRequestHandler):
                 page=page, per_page=per_page, sort=sort, statistics=statistics
             )
         except SimulatedApiError as error:
-            return _Reply(error.status, {"error": error.message})
-        return _Reply(
+            return Reply(error.status, {"error": error.message})
+        return Reply(
             200, items, self._offset_headers("/gitlab/api/v4/projects", query, page, per_page, total)
         )
 
@@ -1402,9 +1283,8 @@ class _Handler(BaseHTTPRequestHandler):
         following = page + 1 if page < pages else None
 
         def link(number: int) -> str:
-            return (
-                f"{self._base()}{path}?{urlencode({**query, 'page': str(number), 'per_page': str(per_page)})}"
-            )
+            params = {**query, "page": str(number), "per_page": str(per_page)}
+            return f"{self.base_url()}{path}?{urlencode(params)}"
 
         links = []
         if following is not None:
@@ -1420,7 +1300,7 @@ class _Handler(BaseHTTPRequestHandler):
             "Link": ", ".join(links),
         }
 
-    def _gitlab_namespaces(self, query: dict[str, str], body: bytes) -> _Reply:
+    def _gitlab_namespaces(self, query: dict[str, str], body: bytes) -> Reply:
         refused = self._gitlab_gate()
         if refused is not None:
             return refused
@@ -1429,84 +1309,48 @@ class _Handler(BaseHTTPRequestHandler):
             per_page = _query_int(query, "per_page", GITLAB_DEFAULT_PER_PAGE)
             items, total = self.server.simulator.gitlab_namespaces_page(page=page, per_page=per_page)
         except SimulatedApiError as error:
-            return _Reply(error.status, {"error": error.message})
-        return _Reply(
+            return Reply(error.status, {"error": error.message})
+        return Reply(
             200, items, self._offset_headers("/gitlab/api/v4/namespaces", query, page, per_page, total)
         )
 
-    def _gitlab_namespace(self, reference: str) -> _Reply:
+    def _gitlab_namespace(self, reference: str) -> Reply:
         refused = self._gitlab_gate()
         if refused is not None:
             return refused
         simulator = self.server.simulator
         try:
-            return _Reply(200, simulator.gitlab_namespace(simulator.find_namespace(reference)))
+            return Reply(200, simulator.gitlab_namespace(simulator.find_namespace(reference)))
         except SimulatedApiError as error:
-            return _Reply(error.status, {"message": error.message})
+            return Reply(error.status, {"message": error.message})
 
     # --- Artifactory ---
 
-    def _artifactory_storageinfo(self, query: dict[str, str], body: bytes) -> _Reply:
-        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+    def _artifactory_storageinfo(self, query: dict[str, str], body: bytes) -> Reply:
         expected = self.server.simulator.credentials.artifactory_token
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-            return _Reply(
+        if not same_secret(bearer_token(self.headers.get("Authorization")), expected):
+            return Reply(
                 401,
                 {"errors": [{"status": 401, "message": "Bad credentials"}]},
                 {"WWW-Authenticate": 'Basic realm="Artifactory Realm"'},
             )
-        return _Reply(200, self.server.simulator.artifactory_storageinfo())
+        return Reply(200, self.server.simulator.artifactory_storageinfo())
 
     # --- OIDC and Cube ---
 
-    def _oidc_token(self, query: dict[str, str], body: bytes) -> _Reply:
-        credentials = self.server.simulator.credentials
-        form = {key: values[-1] for key, values in parse_qs(body.decode("utf-8", "replace")).items()}
-        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
-        basic = _basic_credentials(self.headers.get("Authorization"))
-        if basic is not None:
-            client_id, client_secret = basic
-        headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-        if form.get("grant_type") != "client_credentials":
-            return _Reply(400, {"error": "unsupported_grant_type"}, headers)
-        if not (
-            hmac.compare_digest(client_id.encode(), credentials.oidc_client_id.encode())
-            and hmac.compare_digest(client_secret.encode(), credentials.oidc_client_secret.encode())
-        ):
-            return _Reply(
-                401,
-                {"error": "invalid_client", "error_description": "Invalid client credentials"},
-                {**headers, "WWW-Authenticate": 'Basic realm="oidc"'},
-            )
-        answer = {
-            "access_token": self.server.oidc_tokens.issue(),
-            "expires_in": credentials.token_ttl_seconds,
-            "token_type": "Bearer",
-        }
-        if form.get("scope"):
-            answer["scope"] = form["scope"]
-        return _Reply(200, answer, headers)
+    def _oidc_token(self, query: dict[str, str], body: bytes) -> Reply:
+        return oidc_token_reply(
+            body,
+            self.headers.get("Authorization"),
+            self.server.oidc_tokens,
+            self.server.simulator.credentials,
+        )
 
-    def _cube_usage_report(self, query: dict[str, str], body: bytes) -> _Reply:
-        authorization = self.headers.get("Authorization") or ""
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not self.server.oidc_tokens.valid(token.strip()):
-            problem = ', error="invalid_token"' if authorization else ""
-            return _Reply(
-                401,
-                {"error": {"code": "unauthorized", "message": "a valid bearer token is required"}},
-                {"WWW-Authenticate": f'Bearer realm="usage-report"{problem}'},
-            )
-        try:
-            size_text = query.get("page_size") or str(REPORT_DEFAULT_PAGE_SIZE)
-            if not re.fullmatch(r"[0-9]+", size_text):
-                raise SimulatedApiError("invalid_page_size", "page_size must be an integer")
-            answer = self.server.simulator.cube_usage_report(
-                query.get("period", ""), page_token=query.get("page_token") or None, page_size=int(size_text)
-            )
-        except SimulatedApiError as error:
-            return _Reply(error.status, {"error": {"code": error.code, "message": error.message}})
-        return _Reply(200, answer)
+    def _cube_usage_report(self, query: dict[str, str], body: bytes) -> Reply:
+        refused = bearer_refusal(self.headers.get("Authorization"), self.server.oidc_tokens, "usage-report")
+        if refused is not None:
+            return refused
+        return usage_page_reply(query, self.server.simulator.cube_usage_report, REPORT_DEFAULT_PAGE_SIZE)
 
 
 def _query_int(query: dict[str, str], name: str, default: int | None) -> int:
@@ -1521,26 +1365,8 @@ def _query_int(query: dict[str, str], name: str, default: int | None) -> int:
     return int(text)
 
 
-def _basic_credentials(header: str | None) -> tuple[str, str] | None:
-    """``client_secret_basic``: the client id and secret from an ``Authorization: Basic`` header."""
-    if not header or not header.lower().startswith("basic "):
-        return None
-    try:
-        decoded = base64.b64decode(header[6:].strip()).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    client_id, _, secret = decoded.partition(":")
-    return client_id, secret
-
-
-class RunningServer:
+class RunningServer(BackgroundServer[_Server]):
     """A simulator served on a background thread; ``close()`` (or ``with``) stops it."""
-
-    def __init__(self, server: _Server, thread: threading.Thread) -> None:
-        self._server = server
-        self._thread = thread
-        host, port = server.server_address[:2]
-        self.url = f"http://{host!s}:{port}"
 
     @property
     def simulator(self) -> NativeServicesSimulator:
@@ -1590,19 +1416,6 @@ class RunningServer:
         """Forget every issued OIDC token, as a rotated identity provider would: clients get 401 next."""
         self._server.oidc_tokens.revoke_all()
 
-    def close(self) -> None:
-        """Stop serving and release the port; idempotent."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-        self._server.server_close()
-
-    def __enter__(self) -> RunningServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 def serve(simulator: NativeServicesSimulator, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
     """Serve the simulator over HTTP on a daemon thread (port 0: any free port, see ``.url``).
@@ -1610,11 +1423,4 @@ def serve(simulator: NativeServicesSimulator, host: str = "127.0.0.1", port: int
     Standard library only (``ThreadingHTTPServer``), so the demo needs no test dependency.
     """
     server = _Server((host, port), simulator)
-    thread = threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": 0.05},
-        name="native-services-simulator",
-        daemon=True,
-    )
-    thread.start()
-    return RunningServer(server, thread)
+    return RunningServer(server, start_thread(server, "native-services-simulator"))

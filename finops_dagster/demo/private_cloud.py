@@ -20,28 +20,40 @@ clock ``now`` is midnight UTC of ``today``, so the current month is measured up 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import calendar
 import datetime as dt
-import hmac
 import json
 import random
 import re
 import secrets
 import statistics
-import threading
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import accumulate
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 from finops_dagster.demo.estate import Estate
+from finops_dagster.demo.simulated_http import PERIOD_PATTERN as PERIOD_PATTERN
+from finops_dagster.demo.simulated_http import (
+    BackgroundServer,
+    Reply,
+    Route,
+    SimulatedApiError,
+    SimulatedHandler,
+    SimulatedServer,
+    TokenStore,
+    bearer_refusal,
+    decimal_text,
+    month_period,
+    oidc_token_reply,
+    same_secret,
+    start_thread,
+    token_page,
+    totals_by_measure,
+    usage_page_reply,
+)
 
 ENVIRONMENTS: tuple[tuple[str, float, float], ...] = (
     ("prod", 0.40, 1.00),
@@ -135,7 +147,6 @@ USAGE_METRICS: tuple[tuple[str, str], ...] = (
 USAGE_DEFAULT_PAGE_SIZE = 100
 USAGE_MAX_PAGE_SIZE = 1000
 GIB_MONTH_QUANTUM = Decimal("0.000001")
-PERIOD_PATTERN = re.compile(r"^(?P<year>[0-9]{4})-(?P<month>0[1-9]|1[0-2])$")
 
 
 @dataclass(frozen=True)
@@ -224,15 +235,6 @@ class Tenant:
     def local_gb(self) -> int:
         """GiB of local disk of the tenant's servers."""
         return sum(server.flavor.local_gb for server in self.servers)
-
-
-class SimulatedApiError(ValueError):
-    """A request the real API would refuse with 400; ``code`` is a stable machine-readable reason."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def private_cloud_tenants(estate: Estate, *, tenants: int = 120, seed: int = 42) -> list[Tenant]:
@@ -602,7 +604,7 @@ class PrivateCloudSimulator:
         cached = self._quantities.get(period)
         if cached is not None:
             return list(cached)
-        first, days_in_month = _period(period)
+        first, days_in_month = month_period(period)
         measured = max(0, min((self.today - first).days, days_in_month))
         hours = Decimal(measured * 24)
         quantities: list[tuple[Tenant, str, str, Decimal]] = []
@@ -636,36 +638,27 @@ class PrivateCloudSimulator:
                 "tenant": tenant.name,
                 "metric": metric,
                 "unit": unit,
-                "quantity": _decimal_text(quantity),
+                "quantity": decimal_text(quantity),
             }
             for tenant, metric, unit, quantity in self.usage_quantities(period)
         ]
 
     def usage_totals(self, period: str) -> dict[str, Decimal]:
         """Exact total per metric of the month, what the pages must add up to."""
-        totals: dict[str, Decimal] = {}
-        for _, metric, _, quantity in self.usage_quantities(period):
-            totals[metric] = totals.get(metric, Decimal(0)) + quantity
-        return totals
+        return totals_by_measure(self.usage_quantities(period))
 
     def usage_page(
         self, period: str, *, page_token: str | None = None, page_size: int = USAGE_DEFAULT_PAGE_SIZE
     ) -> dict[str, Any]:
         """``GET /v1/usage``: one page of the month; the token is opaque and bound to its period."""
-        if not 1 <= page_size <= USAGE_MAX_PAGE_SIZE:
-            raise SimulatedApiError(
-                "invalid_page_size", f"page_size must be between 1 and {USAGE_MAX_PAGE_SIZE}"
-            )
-        items = self.usage_items(period)
-        offset = _decode_page_token(page_token, period) if page_token else 0
-        if offset > len(items):
-            raise SimulatedApiError("invalid_page_token", "page_token is not valid for this period")
-        end = offset + page_size
-        return {
-            "period": period,
-            "items": items[offset:end],
-            "next_page_token": _encode_page_token(period, end) if end < len(items) else None,
-        }
+        items, next_page_token = token_page(
+            self.usage_items,
+            period,
+            page_token=page_token,
+            page_size=page_size,
+            max_page_size=USAGE_MAX_PAGE_SIZE,
+        )
+        return {"period": period, "items": items, "next_page_token": next_page_token}
 
 
 SYSTEM_NAMESPACES: tuple[tuple[str, Namespace], ...] = (
@@ -821,106 +814,24 @@ def _allocation(
     return {key: round(value, 6) if isinstance(value, float) else value for key, value in values.items()}
 
 
-def _period(period: str) -> tuple[dt.date, int]:
-    """First day and length of a ``YYYY-MM`` period, or a 400."""
-    match = PERIOD_PATTERN.match(period or "")
-    if match is None:
-        raise SimulatedApiError("invalid_period", "period must be a month written YYYY-MM")
-    year, month = int(match["year"]), int(match["month"])
-    return dt.date(year, month, 1), calendar.monthrange(year, month)[1]
-
-
-def _decimal_text(value: Decimal) -> str:
-    """Plain decimal notation without exponent or trailing zeros: ``123.5``, ``720``."""
-    return format(value.normalize(), "f")
-
-
-def _encode_page_token(period: str, offset: int) -> str:
-    return base64.urlsafe_b64encode(f"v1|{period}|{offset}".encode()).decode().rstrip("=")
-
-
-def _decode_page_token(token: str, period: str) -> int:
-    """The offset a token stands for; a token of another period or a forged one is a 400."""
-    try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        version, token_period, offset = text.split("|")
-        if version != "v1" or token_period != period or not offset.isdigit():
-            raise ValueError(text)
-        return int(offset)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise SimulatedApiError("invalid_page_token", "page_token is not valid for this period") from None
-
-
 # --- HTTP -----------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class _TokenStore:
-    """Issued tokens and their real-clock expiry; thread-safe, as the server is threaded."""
-
-    def __init__(self, ttl_seconds: int) -> None:
-        self._ttl = ttl_seconds
-        self._tokens: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def issue(self) -> tuple[str, float]:
-        token = secrets.token_hex(32)
-        expires = time.time() + self._ttl
-        with self._lock:
-            self._tokens[token] = expires
-        return token, expires
-
-    def valid(self, token: str | None) -> bool:
-        if not token:
-            return False
-        with self._lock:
-            expires = self._tokens.get(token)
-        return expires is not None and time.time() < expires
-
-    def revoke_all(self) -> None:
-        with self._lock:
-            self._tokens.clear()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(SimulatedServer[PrivateCloudSimulator]):
     def __init__(self, address: tuple[str, int], simulator: PrivateCloudSimulator) -> None:
-        super().__init__(address, _Handler)
-        self.simulator = simulator
+        super().__init__(address, _Handler, simulator)
         ttl = simulator.credentials.token_ttl_seconds
-        self.keystone_tokens = _TokenStore(ttl)
-        self.oidc_tokens = _TokenStore(ttl)
+        self.keystone_tokens = TokenStore(ttl)
+        self.oidc_tokens = TokenStore(ttl)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(SimulatedHandler):
     """Routes requests to the simulator; every answer is JSON with a Content-Length (keep-alive)."""
 
     server: _Server
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out as two writes: avoid 40 ms delayed-ACK stalls
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests and the demo do not want an access log on stderr."""
-
-    def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        parts = urlsplit(self.path)
-        query = {key: values[-1] for key, values in parse_qs(parts.query, keep_blank_values=True).items()}
-        routes = {
+    def route(self, path: str) -> tuple[str, Route] | None:
+        routes: dict[str, tuple[str, Route]] = {
             "/identity/v3": ("GET", self._identity_version),
             "/identity/v3/auth/tokens": ("POST", self._keystone_token),
             "/identity/v3/projects": ("GET", self._keystone_projects),
@@ -929,45 +840,22 @@ class _Handler(BaseHTTPRequestHandler):
             "/oidc/token": ("POST", self._oidc_token),
             "/usage-api/v1/usage": ("GET", self._usage),
         }
-        route = routes.get(parts.path.rstrip("/") or "/")
-        if route is None:
-            reply = _Reply(404, {"error": {"code": 404, "message": f"no route {parts.path}"}})
-        elif route[0] != method:
-            reply = _Reply(
-                405, {"error": {"code": 405, "message": f"{method} not allowed"}}, {"Allow": route[0]}
-            )
-        else:
-            try:
-                reply = route[1](query, body)
-            except Exception as error:  # a simulator bug must answer 500, not hang the client
-                reply = _Reply(500, {"error": {"code": 500, "message": f"{type(error).__name__}: {error}"}})
-        self._send(reply)
+        return routes.get(path)
 
-    def _send(self, reply: _Reply) -> None:
-        payload = json.dumps(reply.body).encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def _base(self) -> str:
-        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
-        return f"http://{host}"
+    def error_body(self, status: int, code: str, message: str) -> Any:
+        return {"error": {"code": status, "message": message}}
 
     # --- Keystone ---
 
-    def _identity_version(self, query: dict[str, str], body: bytes) -> _Reply:
-        return _Reply(
+    def _identity_version(self, query: dict[str, str], body: bytes) -> Reply:
+        return Reply(
             200,
             {
                 "version": {
                     "id": "v3.14",
                     "status": "stable",
                     "updated": "2020-04-07T00:00:00Z",
-                    "links": [{"rel": "self", "href": f"{self._base()}/identity/v3/"}],
+                    "links": [{"rel": "self", "href": f"{self.base_url()}/identity/v3/"}],
                     "media-types": [
                         {"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}
                     ],
@@ -975,7 +863,7 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
-    def _keystone_token(self, query: dict[str, str], body: bytes) -> _Reply:
+    def _keystone_token(self, query: dict[str, str], body: bytes) -> Reply:
         credentials = self.server.simulator.credentials
         try:
             identity = json.loads(body or b"null")["auth"]["identity"]
@@ -999,7 +887,7 @@ class _Handler(BaseHTTPRequestHandler):
             return _keystone_error(401, "Unauthorized", "The request you have made requires authentication.")
         token, expires = self.server.keystone_tokens.issue()
         issued = expires - credentials.token_ttl_seconds
-        base = self._base()
+        base = self.base_url()
         user_id = _name_id("user", credentials.username)
         project_id = _name_id("project", credentials.project)
         token_body: dict[str, Any] = {
@@ -1031,12 +919,12 @@ class _Handler(BaseHTTPRequestHandler):
                 "name": credentials.application_credential_name,
                 "restricted": True,
             }
-        return _Reply(201, {"token": token_body}, {"X-Subject-Token": token})
+        return Reply(201, {"token": token_body}, {"X-Subject-Token": token})
 
-    def _keystone_authorized(self) -> _Reply | None:
+    def _keystone_authorized(self) -> Reply | None:
         if self.server.keystone_tokens.valid(self.headers.get("X-Auth-Token")):
             return None
-        return _Reply(
+        return Reply(
             401,
             {
                 "error": {
@@ -1045,23 +933,23 @@ class _Handler(BaseHTTPRequestHandler):
                     "message": "The request you have made requires authentication.",
                 }
             },
-            {"WWW-Authenticate": f'Keystone uri="{self._base()}/identity"'},
+            {"WWW-Authenticate": f'Keystone uri="{self.base_url()}/identity"'},
         )
 
-    def _keystone_projects(self, query: dict[str, str], body: bytes) -> _Reply:
+    def _keystone_projects(self, query: dict[str, str], body: bytes) -> Reply:
         refused = self._keystone_authorized()
         if refused is not None:
             return refused
-        return _Reply(200, self.server.simulator.keystone_projects(f"{self._base()}/identity/v3"))
+        return Reply(200, self.server.simulator.keystone_projects(f"{self.base_url()}/identity/v3"))
 
     # --- Nova ---
 
-    def _nova_usage(self, query: dict[str, str], body: bytes) -> _Reply:
+    def _nova_usage(self, query: dict[str, str], body: bytes) -> Reply:
         refused = self._keystone_authorized()
         if refused is not None:
             return refused
         version = _nova_version(self.headers)
-        if isinstance(version, _Reply):
+        if isinstance(version, Reply):
             return version
         text = f"{version[0]}.{version[1]}"
         headers = {
@@ -1089,16 +977,16 @@ class _Handler(BaseHTTPRequestHandler):
                 limit=limit,
                 marker=query.get("marker"),
                 microversion=version,
-                link_base=f"{self._base()}/compute/v2.1",
+                link_base=f"{self.base_url()}/compute/v2.1",
                 link_params=query,
             )
         except SimulatedApiError as error:
-            return _Reply(400, {"badRequest": {"code": 400, "message": error.message}}, headers)
-        return _Reply(200, answer, headers)
+            return Reply(400, {"badRequest": {"code": 400, "message": error.message}}, headers)
+        return Reply(200, answer, headers)
 
     # --- OpenCost ---
 
-    def _opencost_allocation(self, query: dict[str, str], body: bytes) -> _Reply:
+    def _opencost_allocation(self, query: dict[str, str], body: bytes) -> Reply:
         try:
             start, end = _opencost_window(query.get("window", ""))
             aggregate = query.get("aggregate", "")
@@ -1110,89 +998,53 @@ class _Handler(BaseHTTPRequestHandler):
             step = _opencost_duration(query["step"]) if query.get("step") else None
             answer = self.server.simulator.opencost_allocation(start, end, step=step)
         except SimulatedApiError as error:
-            return _Reply(400, {"code": 400, "status": "error", "message": error.message})
-        return _Reply(200, answer)
+            return Reply(400, {"code": 400, "status": "error", "message": error.message})
+        return Reply(200, answer)
 
     # --- OIDC and the generic usage API ---
 
-    def _oidc_token(self, query: dict[str, str], body: bytes) -> _Reply:
-        credentials = self.server.simulator.credentials
-        form = {key: values[-1] for key, values in parse_qs(body.decode("utf-8", "replace")).items()}
-        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
-        basic = _basic_credentials(self.headers.get("Authorization"))
-        if basic is not None:
-            client_id, client_secret = basic
-        headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-        if form.get("grant_type") != "client_credentials":
-            return _Reply(400, {"error": "unsupported_grant_type"}, headers)
-        if not (
-            hmac.compare_digest(client_id.encode(), credentials.oidc_client_id.encode())
-            and hmac.compare_digest(client_secret.encode(), credentials.oidc_client_secret.encode())
-        ):
-            return _Reply(
-                401,
-                {"error": "invalid_client", "error_description": "Invalid client credentials"},
-                {**headers, "WWW-Authenticate": 'Basic realm="oidc"'},
-            )
-        token, _ = self.server.oidc_tokens.issue()
-        answer = {"access_token": token, "expires_in": credentials.token_ttl_seconds, "token_type": "Bearer"}
-        if form.get("scope"):
-            answer["scope"] = form["scope"]
-        return _Reply(200, answer, headers)
+    def _oidc_token(self, query: dict[str, str], body: bytes) -> Reply:
+        return oidc_token_reply(
+            body,
+            self.headers.get("Authorization"),
+            self.server.oidc_tokens,
+            self.server.simulator.credentials,
+        )
 
-    def _usage(self, query: dict[str, str], body: bytes) -> _Reply:
-        authorization = self.headers.get("Authorization") or ""
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not self.server.oidc_tokens.valid(token.strip()):
-            problem = 'error="invalid_token"' if authorization else ""
-            return _Reply(
-                401,
-                {"error": {"code": "unauthorized", "message": "a valid bearer token is required"}},
-                {"WWW-Authenticate": f'Bearer realm="usage-api"{", " + problem if problem else ""}'},
-            )
-        try:
-            size_text = query.get("page_size") or str(USAGE_DEFAULT_PAGE_SIZE)
-            if not re.fullmatch(r"[0-9]+", size_text):
-                raise SimulatedApiError("invalid_page_size", "page_size must be an integer")
-            answer = self.server.simulator.usage_page(
-                query.get("period", ""), page_token=query.get("page_token") or None, page_size=int(size_text)
-            )
-        except SimulatedApiError as error:
-            return _Reply(400, {"error": {"code": error.code, "message": error.message}})
-        return _Reply(200, answer)
+    def _usage(self, query: dict[str, str], body: bytes) -> Reply:
+        refused = bearer_refusal(self.headers.get("Authorization"), self.server.oidc_tokens, "usage-api")
+        if refused is not None:
+            return refused
+        return usage_page_reply(query, self.server.simulator.usage_page, USAGE_DEFAULT_PAGE_SIZE)
 
 
-def _keystone_error(status: int, title: str, message: str) -> _Reply:
-    return _Reply(status, {"error": {"code": status, "title": title, "message": message}})
-
-
-def _same(given: Any, expected: str) -> bool:
-    return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
+def _keystone_error(status: int, title: str, message: str) -> Reply:
+    return Reply(status, {"error": {"code": status, "title": title, "message": message}})
 
 
 def _application_credential_ok(given: Mapping[str, Any], credentials: Credentials) -> bool:
     """By id, or by name with its user (Keystone's two forms), and the secret."""
     if "id" in given:
-        known = _same(given["id"], credentials.application_credential_id)
+        known = same_secret(given["id"], credentials.application_credential_id)
     else:
         user = given.get("user") or {}
-        known = _same(given.get("name"), credentials.application_credential_name) and (
-            _same(user.get("name"), credentials.username)
-            or _same(user.get("id"), _name_id("user", credentials.username))
+        known = same_secret(given.get("name"), credentials.application_credential_name) and (
+            same_secret(user.get("name"), credentials.username)
+            or same_secret(user.get("id"), _name_id("user", credentials.username))
         )
-    return known and _same(given.get("secret"), credentials.application_credential_secret)
+    return known and same_secret(given.get("secret"), credentials.application_credential_secret)
 
 
 def _password_ok(user: Mapping[str, Any], credentials: Credentials) -> bool:
     """By user id, or by user name within its domain (by name or id), and the password."""
     if "id" in user:
-        known = _same(user["id"], _name_id("user", credentials.username))
+        known = same_secret(user["id"], _name_id("user", credentials.username))
     else:
         domain = user.get("domain") or {}
-        known = _same(user.get("name"), credentials.username) and (
+        known = same_secret(user.get("name"), credentials.username) and (
             domain.get("name") == credentials.user_domain or domain.get("id") == "default"
         )
-    return known and _same(user.get("password"), credentials.password)
+    return known and same_secret(user.get("password"), credentials.password)
 
 
 def _keystone_time(epoch: float) -> str:
@@ -1216,7 +1068,7 @@ def _catalog_entry(kind: str, name: str, url: str) -> dict[str, Any]:
     }
 
 
-def _nova_version(headers: Any) -> tuple[int, int] | _Reply:
+def _nova_version(headers: Any) -> tuple[int, int] | Reply:
     """The requested compute microversion: 2.1 by default, ``latest`` = the maximum, else 400/406."""
     value = headers.get("OpenStack-API-Version") or ""
     if value:
@@ -1230,7 +1082,7 @@ def _nova_version(headers: Any) -> tuple[int, int] | _Reply:
         return NOVA_MAX_VERSION
     match = re.fullmatch(r"([0-9]+)\.([0-9]+)", value)
     if match is None:
-        return _Reply(
+        return Reply(
             400, {"badRequest": {"code": 400, "message": f"API Version String {value} is of invalid format."}}
         )
     version = (int(match[1]), int(match[2]))
@@ -1239,7 +1091,7 @@ def _nova_version(headers: Any) -> tuple[int, int] | _Reply:
         message = (
             f"Version {value} is not supported by the API. Minimum is {lowest} and maximum is {highest}."
         )
-        return _Reply(406, {"computeFault": {"code": 406, "message": message}})
+        return Reply(406, {"computeFault": {"code": 406, "message": message}})
     return version
 
 
@@ -1281,26 +1133,8 @@ def _opencost_duration(text: str) -> dt.timedelta:
     return dt.timedelta(**{unit: int(match[1])})
 
 
-def _basic_credentials(header: str | None) -> tuple[str, str] | None:
-    """``client_secret_basic``: the client id and secret from an ``Authorization: Basic`` header."""
-    if not header or not header.lower().startswith("basic "):
-        return None
-    try:
-        decoded = base64.b64decode(header[6:].strip()).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    client_id, _, secret = decoded.partition(":")
-    return client_id, secret
-
-
-class RunningServer:
+class RunningServer(BackgroundServer[_Server]):
     """A simulator served on a background thread; ``close()`` (or ``with``) stops it."""
-
-    def __init__(self, server: _Server, thread: threading.Thread) -> None:
-        self._server = server
-        self._thread = thread
-        host, port = server.server_address[:2]
-        self.url = f"http://{host!s}:{port}"
 
     @property
     def identity_url(self) -> str:
@@ -1353,19 +1187,6 @@ class RunningServer:
         self._server.keystone_tokens.revoke_all()
         self._server.oidc_tokens.revoke_all()
 
-    def close(self) -> None:
-        """Stop serving and release the port; idempotent."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(timeout=10)
-        self._server.server_close()
-
-    def __enter__(self) -> RunningServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 def serve(simulator: PrivateCloudSimulator, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
     """Serve the simulator over HTTP on a daemon thread (port 0: any free port, see ``.url``).
@@ -1373,11 +1194,4 @@ def serve(simulator: PrivateCloudSimulator, host: str = "127.0.0.1", port: int =
     Standard library only (``ThreadingHTTPServer``), so the demo needs no test dependency.
     """
     server = _Server((host, port), simulator)
-    thread = threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": 0.05},
-        name="private-cloud-simulator",
-        daemon=True,
-    )
-    thread.start()
-    return RunningServer(server, thread)
+    return RunningServer(server, start_thread(server, "private-cloud-simulator"))

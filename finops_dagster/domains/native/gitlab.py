@@ -102,7 +102,7 @@ class GitLab:
             if (
                 not isinstance(namespace, dict)
                 or namespace.get("parent_id")
-                or namespace.get("kind") != "group"
+                or namespace.get("kind") not in ("group", "user")
             ):
                 continue
             parsed = parse_namespace(self.client.get(f"/namespaces/{int(namespace['id'])}").body)
@@ -112,7 +112,7 @@ class GitLab:
                         f"namespace/{parsed.namespace_id}",
                         "NT_GITLAB_CI_MINUTES",
                         "counter",
-                        parsed.monthly_minutes_used,
+                        _minutes_used(parsed),
                         attributes={"namespace": parsed.full_path.lower()},
                     )
                 )
