@@ -9,8 +9,9 @@ Month rules, per product kind:
 - gauge (a level, e.g. bytes stored): the average over the month's nights that have a snapshot of the
   source — the sum of what each night says divided by that number of nights; a consumer absent on a
   night counts 0 that night (GB-month);
-- counter (month-to-date, e.g. CI minutes, a usage report of the month): the figures of the month's
-  last night that has a snapshot of the source.
+- counter (month-to-date, e.g. CI minutes, a usage report of the month): each consumer's latest
+  reading of the month — an empty or partial last night (a refused report, one namespace that did
+  not answer) never turns a month's usage back to zero.
 What a night could not read (a malformed project, an unparseable size) is kept with the night and
 becomes a reject of its month, counted once per consumer and reason with the number of nights.
 """
@@ -121,18 +122,18 @@ def _merged(readings: Iterable[Reading]) -> Iterator[Reading]:
 
 MONTH_QUERY = """
 WITH nights AS (
-    SELECT source, count(*) AS nights, max(night) AS last_night
+    SELECT source, count(*) AS nights
     FROM finops.native_snapshot_night WHERE period_month = %(month)s GROUP BY source
 )
 SELECT s.source, s.consumer, s.product_id, s.kind,
        CASE s.kind WHEN 'gauge' THEN sum(s.quantity) / n.nights
-                   ELSE sum(s.quantity) FILTER (WHERE s.night = n.last_night) END AS quantity,
+                   ELSE (array_agg(s.quantity ORDER BY s.night DESC))[1] END AS quantity,
        (array_agg(s.application ORDER BY s.night DESC))[1] AS application,
        (array_agg(s.attributes ORDER BY s.night DESC))[1] AS attributes,
        count(*) AS readings
 FROM finops.native_snapshot s JOIN nights n USING (source)
 WHERE s.period_month = %(month)s
-GROUP BY s.source, s.consumer, s.product_id, s.kind, n.nights, n.last_night
+GROUP BY s.source, s.consumer, s.product_id, s.kind, n.nights
 ORDER BY 1, 2, 3
 """
 
