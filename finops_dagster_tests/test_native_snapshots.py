@@ -28,7 +28,7 @@ def test_gauges_average_over_the_nights_and_an_absent_night_counts_zero(mart: ps
     assert figures(mart) == {("gitlab", "p1"): Decimal(20), ("gitlab", "p2"): Decimal(4)}
 
 
-def test_counters_keep_each_consumers_latest_reading_even_after_an_empty_night(mart: psycopg.Connection) -> None:
+def test_counters_keep_each_latest_reading_even_after_an_empty_night(mart: psycopg.Connection) -> None:
     report = [("team-a", "900"), ("team-b", "50")]
     save_snapshot(mart, Snapshot("cube", OCTOBER, night(31), [
         Reading(c, "NT_CUBE_QUERY_HOURS", "counter", Decimal(q)) for c, q in report], []), "run")
