@@ -383,3 +383,14 @@ def test_refresh_only_the_selected_views_and_refuses_unknown(mart: psycopg.Conne
     assert {name for name, done in populated.items() if done} == {"mv_cost_domain_month", "mv_history_domain"}
     with pytest.raises(ValueError, match="mv_nope"):
         refresh_views(mart, ["mv_nope"])
+
+
+def test_an_older_empty_load_never_wipes_a_newer_published_month(mart: psycopg.Connection) -> None:
+    stage(mart, MARCH, "run-old", {})  # e.g. the month before its first dump: nothing yet
+    stage(mart, MARCH, "run-new", RUN1)
+    publish_run(mart, "run-new", [MARCH])
+
+    with pytest.raises(PublishError, match=r"run run-new published this month after this run loaded it"):
+        publish_run(mart, "run-old", [MARCH])
+
+    assert month_rows(mart, MARCH) == expected("run-new", RUN1)

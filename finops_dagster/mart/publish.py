@@ -75,15 +75,15 @@ def _publish_month(conn: psycopg.Connection, run_id: str, month: dt.date) -> Pub
     releves = 0
     total = Decimal(0)
     for domain_id, expected_rows, expected_cost in loads:
+        winner = _superseded_by(conn, run_id, month, domain_id)
+        if winner is not None:
+            raise PublishError(
+                f"{domain_id} {month:%Y-%m}: run {winner} published this month after this run loaded it, "
+                "which discarded this run's staged relevés; nothing published. Run the month again "
+                "to publish fresh data"
+            )
         inserted, cost = _replace_domain_month(conn, run_id, month, domain_id)
         if inserted != expected_rows or cost != expected_cost:
-            winner = _published_since_loaded(conn, run_id, month, domain_id)
-            if winner is not None:
-                raise PublishError(
-                    f"{domain_id} {month:%Y-%m}: run {winner} published this month after this run loaded it, "
-                    "which discarded this run's staged relevés; nothing published. Run the month again "
-                    "to publish fresh data"
-                )
             raise PublishError(
                 f"{domain_id} {month:%Y-%m}: staged relevés of this run changed since they were loaded "
                 f"({inserted} rows / {cost} instead of {expected_rows} / {expected_cost}); nothing published"
@@ -94,16 +94,15 @@ def _publish_month(conn: psycopg.Connection, run_id: str, month: dt.date) -> Pub
     return PublishedMonth(month, tuple(load[0] for load in loads), releves, total)
 
 
-def _published_since_loaded(
-    conn: psycopg.Connection, run_id: str, month: dt.date, domain_id: str
-) -> str | None:
-    """Another run that published this domain-month after this run staged it (and so discarded it)."""
+def _superseded_by(conn: psycopg.Connection, run_id: str, month: dt.date, domain_id: str) -> str | None:
+    """The run whose publish discarded this run's staged load of the domain-month, if any.
+
+    Checked by marker, not by row counts: an empty load (a month with nothing yet, or everything
+    rejected) discarded by a newer publish still has "0 rows as expected".
+    """
     row = conn.execute(
-        "SELECT other.run_id FROM finops.domain_load AS other JOIN finops.domain_load AS mine "
-        "ON mine.domain_id = other.domain_id AND mine.period_month = other.period_month "
-        "WHERE mine.run_id = %s AND mine.domain_id = %s AND mine.period_month = %s "
-        "AND other.run_id <> mine.run_id AND other.published_at >= mine.loaded_at "
-        "ORDER BY other.published_at DESC LIMIT 1",
+        "SELECT superseded_by FROM finops.domain_load "
+        "WHERE run_id = %s AND domain_id = %s AND period_month = %s",
         (run_id, domain_id, month),
     ).fetchone()
     return row[0] if row else None
@@ -146,4 +145,9 @@ def _discard_superseded(conn: psycopg.Connection, run_id: str, month: dt.date, d
         "UPDATE finops.domain_load SET published_at = now() "
         "WHERE domain_id = %s AND period_month = %s AND run_id = %s",
         (domain_id, month, run_id),
+    )
+    conn.execute(
+        "UPDATE finops.domain_load SET superseded_by = %s WHERE domain_id = %s AND period_month = %s "
+        "AND run_id <> %s AND published_at IS NULL AND superseded_by IS NULL",
+        (run_id, domain_id, month, run_id),
     )
