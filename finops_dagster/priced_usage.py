@@ -73,17 +73,22 @@ class PricedUsageFold:
         self.records = 0
 
     def add(self, usage: MeteredUsage) -> None:
-        """Count one measure; an unknown product is a reject, never a silent drop."""
-        self.records += 1
+        """Count one measure; an unknown product is a reject with its quantity, never a silent drop."""
         product = self.snapshot.products.get(usage.product_id)
         if product is None:
+            unit = usage.fields.get("unit")
+            name = usage.product_id.removeprefix("unmapped:")
             self.reject(
                 usage.source,
                 usage.consumer,
-                f"unknown product {usage.product_id} ({usage.quantity}): not in the product catalog",
+                f"unknown product {name} ({usage.quantity} {unit or ''}): "
+                "not in the product catalog or the source's product mapping",
                 usage.fields,
+                unit=unit,
+                quantity=usage.quantity if unit else None,
             )
             return
+        self.records += 1
         with localcontext() as ctx:
             ctx.prec = PRECISION
             unit = product.usage_unit

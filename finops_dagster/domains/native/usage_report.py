@@ -28,6 +28,7 @@ from finops_dagster.settings import SettingError, env_int
 
 PRODUCTS_FILE = Path(__file__).resolve().parent / "usage_report_products.csv"
 PATH = "/v1/usage-report"
+NO_CONSUMER = "(no consumer)"
 
 
 def service_names() -> list[str]:
@@ -129,14 +130,18 @@ class UsageReportService:
         if not quantity.is_finite() or quantity < 0:
             return Problem(ref, f"quantity {raw.get('quantity')} is not a non-negative number", raw)
         if not consumer and not application:
-            return Problem(ref, "neither application nor consumer", raw)
-        product_id = self.products.get((str(raw.get("product")), str(raw.get("unit"))))
+            consumer = NO_CONSUMER  # nobody owns it: the unallocated application, never dropped
+        unit = str(raw.get("unit"))
+        product_id = self.products.get((str(raw.get("product")), unit))
         if product_id is None:
-            return Problem(
-                ref,
-                f"unknown product {raw.get('product')!r} in unit {raw.get('unit')!r} "
-                f"({quantity}): add it to usage_report_products.csv",
-                raw,
+            # kept as a reading of an unknown product: the month's reject carries its quantity and unit
+            return Reading(
+                consumer or str(application),
+                f"unmapped:{raw.get('product')}",
+                "counter",
+                quantity,
+                application,
+                {"consumer": consumer.lower(), "unit": unit},
             )
         return Reading(
             consumer or str(application),

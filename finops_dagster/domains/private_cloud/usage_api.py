@@ -31,6 +31,7 @@ SOURCE = "usage_api"
 PREFIX = "FINOPS_USAGE_API"
 METRICS_FILE = Path(__file__).resolve().parent / "usage_api_metrics.csv"
 PATH = "/v1/usage"
+NO_TENANT = "(no tenant)"
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class UsageApi:
         if isinstance(quantity, str):
             return UsageProblem(ref, f"quantity {quantity}", raw)
         if not tenant and not raw.get("application"):
-            return UsageProblem(ref, "neither application nor tenant", raw)
+            tenant = NO_TENANT  # nobody owns it: the unallocated application, never dropped
         mapping = self.metrics.get((str(raw.get("metric")), str(raw.get("unit"))))
         if mapping is None:
             return UnmappedQuantity(
