@@ -50,7 +50,6 @@ def build_fact_releve(domain_assets: Sequence[AssetKey]) -> AssetsDefinition:
         with postgres.connect() as conn:
             published = publish_run(conn, context.run_id, months)
         rows = sum(month.releves for month in published)
-        run_ledger.add_published(rows)
         total = sum((month.total_cost for month in published), Decimal(0))
         table = ["| month | domains | relevés | total cost |", "|---|---|---:|---:|"] + [
             f"| {m.period_month:%Y-%m} | {', '.join(m.domains)} | {m.releves} | {m.total_cost} |"

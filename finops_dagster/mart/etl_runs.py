@@ -45,6 +45,14 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 SUMMARY_LIMIT = 500
 
 
+RECORD_OUTCOME = """
+UPDATE finops.etl_runs
+SET status = %s, ended_at = now(), errors_count = %s, error_summary = %s,
+    records_rejected = (SELECT coalesce(sum(reject_count), 0) FROM finops.domain_load WHERE run_id = %s)
+WHERE run_id = %s
+"""
+
+
 def trigger_type(tags: Mapping[str, str]) -> str:
     """SCHEDULE, BACKFILL or MANUAL (UI launch, CLI, dg launch), from the run's tags."""
     if tags.get(SCHEDULE_TAG):
@@ -128,29 +136,18 @@ class RunLedger(ConfigurableResource):
         conn, run_id = self._conn, self._run_id
         if conn is None or run_id is None:
             return
+        status, failures, summary = _outcome(context, run_id)
+        outcome = (status, failures, summary, run_id, run_id)
         try:
-            status, failures, summary = _outcome(context, run_id)
-            conn.execute(
-                """
-                UPDATE finops.etl_runs
-                SET status = %s, ended_at = now(), errors_count = %s, error_summary = %s,
-                    records_rejected = (SELECT coalesce(sum(reject_count), 0) FROM finops.domain_load
-                                        WHERE run_id = %s)
-                WHERE run_id = %s
-                """,
-                (status, failures, summary, run_id, run_id),
-            )
+            conn.execute(RECORD_OUTCOME, outcome)
+        except psycopg.OperationalError:
+            # the ledger's connection sat idle for the whole run and was dropped (idle timeout, network):
+            # record the outcome on a fresh one rather than leave the run for the next one to abort
+            with self.postgres.open_connection(autocommit=True) as fresh:
+                fresh.execute(RECORD_OUTCOME, outcome)
         finally:
             conn.close()
             self._conn = None
-
-    def add_published(self, rows: int) -> None:
-        """Count relevés this run published (etl_runs.records_inserted)."""
-        if self._conn is not None:
-            self._conn.execute(
-                "UPDATE finops.etl_runs SET records_inserted = records_inserted + %s WHERE run_id = %s",
-                (rows, self._run_id),
-            )
 
 
 def _outcome(context: InitResourceContext, run_id: str) -> tuple[str, int, str | None]:

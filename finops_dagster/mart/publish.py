@@ -57,6 +57,10 @@ def publish_run(conn: psycopg.Connection, run_id: str, months: list[dt.date]) ->
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MART_NAMESPACE, PUBLISH_KEY))
         for month in sorted(months):
             published.append(_publish_month(conn, run_id, month))
+        conn.execute(
+            "UPDATE finops.etl_runs SET records_inserted = records_inserted + %s WHERE run_id = %s",
+            (sum(month.releves for month in published), run_id),
+        )
     return published
 
 

@@ -118,6 +118,9 @@ def _rate(row: dict[str, str]) -> Rate:
     unit_cost = Decimal(_required(row, "unit_cost"))
     if not unit_cost.is_finite() or unit_cost < 0:
         raise ValueError(f"unit_cost {unit_cost} must be a finite number >= 0")
+    exponent = unit_cost.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -6:
+        raise ValueError(f"unit_cost {unit_cost} has more than 6 decimals: the mart stores prices at 6")
     currency = _required(row, "currency")
     if not re.fullmatch(r"[A-Z]{3}", currency):
         raise ValueError(f"currency {currency!r} is not an ISO 4217 code")

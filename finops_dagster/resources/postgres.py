@@ -37,12 +37,23 @@ class PostgresResource(ConfigurableResource):
     _migrate_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def conninfo(self) -> str:
-        overrides: dict[str, Any] = {"connect_timeout": self.connect_timeout_s}
+        overrides: dict[str, Any] = {
+            "connect_timeout": self.connect_timeout_s,
+            # long-lived connections (the run ledger's) notice a dead peer instead of hanging
+            "keepalives": 1,
+            "keepalives_idle": 60,
+        }
         if self.user:
             overrides["user"] = self.user
         if self.password:
             overrides["password"] = self.password
-        return make_conninfo(self.url, **overrides)
+        try:
+            return make_conninfo(self.url, **overrides)
+        except psycopg.ProgrammingError:
+            raise SettingError(
+                "POSTGRES_URL is not a valid libpq URL or key=value string (is a special character of the "
+                "password percent-encoded?)"
+            ) from None
 
     def describe(self) -> str:
         """Where the mart is, fit for a log line or an error: host, port and database only."""

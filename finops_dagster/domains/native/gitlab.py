@@ -29,6 +29,7 @@ from finops_dagster.domains.native.gitlab_payloads import (
 from finops_dagster.domains.native.snapshots import Problem, Reading, Snapshot
 from finops_dagster.http.auth import auth_from_env
 from finops_dagster.http.client import HttpSource
+from finops_dagster.http.errors import SourceError
 from finops_dagster.http.pagination import by_link_header, by_page_number
 from finops_dagster.http.settings import http_settings
 from finops_dagster.releve import month_start
@@ -96,7 +97,7 @@ class GitLab:
             "/namespaces",
             {"per_page": self.per_page},
             "page",
-            lambda body: body if isinstance(body, list) else [],
+            _namespaces_page,
         )
         for namespace in namespaces:
             if (
@@ -129,6 +130,12 @@ def _minutes_used(minutes: NamespaceMinutes) -> Decimal:
     return (
         minutes.total_minutes_used if minutes.total_minutes_used is not None else minutes.monthly_minutes_used
     )
+
+
+def _namespaces_page(body: Any) -> list[Any]:
+    if not isinstance(body, list):
+        raise SourceError(SOURCE, "unexpected answer: /namespaces did not return a list", path="/namespaces")
+    return body
 
 
 def _projects_page(body: Any) -> list[Any]:
