@@ -27,6 +27,7 @@ import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult, instance_for_test
 from pytest_httpserver import HTTPServer
 
+import finops_dagster.demo.private_cloud as private_cloud_demo
 import finops_dagster.domains.private_cloud.asset as private_cloud_asset
 from finops_dagster.demo.estate import Estate, build_estate
 from finops_dagster.demo.private_cloud import (
@@ -687,3 +688,168 @@ def test_the_same_month_twice_gives_identical_releves(pipeline: Pipeline, tenant
     assert daily_rows(mart) == daily_first
     assert mart.execute(load, (second.run_id,)).fetchall() == load_first
     assert etl_run(mart, second.run_id)["records_inserted"] == len(after_first)
+
+
+# --------------------------------------------------------------------------------------------
+# 7. a day read again replaces the day; refusals are persisted per day like the allocations
+# --------------------------------------------------------------------------------------------
+
+APP_LABEL = "label:app"
+OPENCOST_SUMMED = ("cpuCoreHours", "ramByteHours", "pvByteHours", "gpuHours", "totalCost")
+
+
+class ByAppLabel(PrivateCloudSimulator):
+    """OpenCost aggregating by the `app` label: each namespace's allocation summed under its tenant's
+    application, `__unallocated__` for namespaces without one (system namespaces, orphans)."""
+
+    def opencost_allocation(self, start: dt.datetime, end: dt.datetime, **kwargs: Any) -> dict[str, Any]:
+        body = super().opencost_allocation(start, end, **kwargs)
+        applications = {tenant.name: tenant.application for tenant in self.tenants}
+        regrouped = []
+        for allocation_set in body["data"]:
+            by_app: dict[str, dict[str, Any]] = {}
+            for name, allocation in allocation_set.items():
+                key = name if name == IDLE_KEY else applications.get(name) or UNALLOCATED_KEY
+                if key not in by_app:
+                    by_app[key] = {**allocation, "name": key,
+                                   "properties": {"cluster": allocation["properties"]["cluster"]}}
+                else:
+                    for field_name in OPENCOST_SUMMED:
+                        by_app[key][field_name] += allocation[field_name]
+            regrouped.append(dict(sorted(by_app.items())))
+        return {**body, "data": regrouped}
+
+
+def serve_app_label_aggregate(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Let the simulated OpenCost take `aggregate=label:app` when it is a `ByAppLabel` (it only
+    aggregates by namespace); return the aggregates it was asked for."""
+    asked: list[str] = []
+    original = private_cloud_demo._Handler._opencost_allocation
+
+    def allocation(self: Any, query: dict[str, str], body: bytes) -> Any:
+        asked.append(query.get("aggregate", ""))
+        if query.get("aggregate") == APP_LABEL and isinstance(self.server.simulator, ByAppLabel):
+            query = {**query, "aggregate": "namespace"}
+        return original(self, query, body)
+
+    monkeypatch.setattr(private_cloud_demo._Handler, "_opencost_allocation", allocation)
+    return asked
+
+
+def opencost_core_hours(mart: psycopg.Connection, month: dt.date) -> tuple[Decimal, Decimal]:
+    """(the persisted days' core-hours, the published relevés' core-hours) of the month."""
+    persisted = mart.execute(
+        "SELECT sum(cpu_core_hours) FROM finops.opencost_allocation_daily WHERE day >= %s AND day < %s",
+        (month, next_month(month))).fetchone()
+    published = mart.execute(
+        "SELECT sum(usage_quantity) FROM finops.fact_releve WHERE period_month = %s AND source = 'opencost' "
+        "AND product_id = 'PC_K8S_CPU_CORE_HOUR'", (month,)).fetchone()
+    assert persisted is not None and published is not None
+    return persisted[0], published[0]
+
+
+def test_a_day_read_again_under_another_aggregate_replaces_the_day(
+    pipeline: Pipeline, tenants: list[Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mart = pipeline.mart
+    asked = serve_app_label_aggregate(monkeypatch)
+    namespace_simulator = PrivateCloudSimulator(tenants, today=TODAY)
+    pipeline.start(namespace_simulator)
+    first = pipeline.run(SEPTEMBER)
+    assert first.success, failures(first)
+    by_namespace = sum((cpu for cpu, _, _ in opencost_totals(namespace_simulator, SEPTEMBER).values()),
+                       Decimal(0))
+    persisted, published = opencost_core_hours(mart, SEPTEMBER)
+    assert persisted == by_namespace > 0
+    assert abs(published - by_namespace) < Decimal("0.0001")
+
+    # the same days, read again with FINOPS_OPENCOST_AGGREGATE=label:app
+    app_simulator = ByAppLabel(tenants, today=TODAY)
+    pipeline.start(app_simulator)
+    pipeline.setenv(FINOPS_OPENCOST_AGGREGATE=APP_LABEL)
+    second = pipeline.run(SEPTEMBER)
+
+    assert second.success, failures(second)
+    assert asked == ["namespace", APP_LABEL]
+    app_totals = opencost_totals(app_simulator, SEPTEMBER)
+    by_app = sum((cpu for cpu, _, _ in app_totals.values()), Decimal(0))
+    assert abs(by_app - by_namespace) < Decimal("0.0001")  # the same usage, keyed otherwise
+    # every day read holds the second read's keys only, each day once, all written by the second run
+    rows = daily_rows(mart, with_run=True)
+    assert {row[2] for row in rows} == set(app_totals) == {
+        *(t.application for t in tenants if t.namespace and t.application), IDLE_KEY, UNALLOCATED_KEY}
+    assert len(rows) == OPENCOST_DAYS * len(app_totals)
+    assert {row[-2] for row in rows} == {second.run_id}
+    # the month counts one read, not both
+    persisted, published = opencost_core_hours(mart, SEPTEMBER)
+    assert persisted == by_app
+    assert abs(published - by_app) < Decimal("0.0001")
+    assert published < by_namespace * Decimal("1.5")
+
+
+def test_a_refused_entry_stays_a_reject_of_its_month_after_opencost_forgot_it(
+    pipeline: Pipeline, tenants: list[Tenant]
+) -> None:
+    mart = pipeline.mart
+    rejects = ("SELECT period_month, source, source_ref, reason, usage_unit, usage_quantity, raw_payload "
+               "FROM finops.releve_reject WHERE run_id = %s ORDER BY 1, 2, 3, 4")
+    pipeline.start(OneBadOpenCostEntry(tenants, today=TODAY))
+    first = pipeline.run(SEPTEMBER)
+    assert first.success, failures(first)
+    first_rejects = mart.execute(rejects, (first.run_id,)).fetchall()
+    assert [row[:6] for row in first_rejects] == [
+        (SEPTEMBER, "opencost", "data[2]/kube-system", "cpuCoreHours: negative (-1.5)", None, None)]
+    assert first_rejects[0][6]["window"]["start"] == BAD_DAY
+    assert mart.execute("SELECT source, day, ref, reason, run_id FROM finops.opencost_refused_daily"
+                        ).fetchall() == [("opencost", dt.date(2025, 9, 28), "data[2]/kube-system",
+                                          "cpuCoreHours: negative (-1.5)", first.run_id)]
+
+    # 40 days later OpenCost no longer serves September: the month is computed from what was persisted
+    pipeline.start(PrivateCloudSimulator(tenants, today=LATER))
+    second = pipeline.run(SEPTEMBER)
+
+    assert second.success, failures(second)
+    assert mart.execute(rejects, (second.run_id,)).fetchall() == first_rejects
+    assert etl_run(mart, second.run_id)["records_rejected"] == 1
+    load = mart.execute("SELECT reject_count FROM finops.domain_load WHERE run_id = %s", (second.run_id,))
+    assert load.fetchall() == [(1,)]
+
+
+class KubeSystemOverTwoDays(PrivateCloudSimulator):
+    """OpenCost answers kube-system's allocation of 28 September over a 36-hour window."""
+
+    def opencost_allocation(self, start: dt.datetime, end: dt.datetime, **kwargs: Any) -> dict[str, Any]:
+        body = super().opencost_allocation(start, end, **kwargs)
+        for allocation_set in body["data"]:
+            if allocation_set["kube-system"]["window"]["start"] == BAD_DAY:
+                allocation_set["kube-system"]["window"] = {"start": BAD_DAY, "end": "2025-09-29T12:00:00Z"}
+        return body
+
+
+def test_an_allocation_whose_window_is_not_one_day_becomes_a_reject(
+    pipeline: Pipeline, tenants: list[Tenant]
+) -> None:
+    mart = pipeline.mart
+    pipeline.start(PrivateCloudSimulator(tenants, today=TODAY))
+    assert pipeline.run(SEPTEMBER).success  # 28 September's kube-system persisted first, as a day
+    pipeline.start(KubeSystemOverTwoDays(tenants, today=TODAY))
+
+    result = pipeline.run(SEPTEMBER)
+
+    assert result.success, failures(result)
+    reason = "window is not one day: 2025-09-28T00:00:00Z–2025-09-29T12:00:00Z"
+    assert mart.execute(
+        "SELECT period_month, source, source_ref, reason, usage_quantity, raw_payload->'window' "
+        "FROM finops.releve_reject WHERE run_id = %s", (result.run_id,)).fetchall() == [
+        (SEPTEMBER, "opencost", "kube-system", reason, None,
+         {"start": BAD_DAY, "end": "2025-09-29T12:00:00Z"})]
+    assert mart.execute("SELECT day, ref, reason FROM finops.opencost_refused_daily").fetchall() == [
+        (dt.date(2025, 9, 28), "kube-system", reason)]
+    # the day read again no longer holds kube-system: its usage is the reject, not also an allocation
+    assert mart.execute("SELECT count(*) FROM finops.opencost_allocation_daily WHERE allocation_key = "
+                        "'kube-system' AND day = '2025-09-28'").fetchone() == (0,)
+    assert mart.execute("SELECT count(*) FROM finops.opencost_allocation_daily "
+                        "WHERE allocation_key = 'kube-system'").fetchone() == (OPENCOST_DAYS - 1,)
+    assert etl_run(mart, result.run_id)["records_rejected"] == 1
+    metadata = result.asset_materializations_for_node("private_cloud_releves")[0].metadata
+    assert metadata["opencost_entries_refused"].value == 1

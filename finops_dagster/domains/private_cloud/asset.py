@@ -25,9 +25,9 @@ def read_month(
     month: dt.date,
     run_id: str,
     now: dt.datetime,
-    opencost_refused: list[UsageProblem] | None = None,
 ) -> DomainLoad:
-    """Meter and price one month from every enabled source (plus OpenCost entries refused when read)."""
+    """Meter and price one month from every enabled source; OpenCost's from its persisted days, the
+    entries refused when read included (rejects of the month of their day)."""
     conn, snapshot = conn_snapshot
     fold = PricedUsageFold(
         domain_id=DOMAIN_ID, month=month, run_id=run_id, snapshot=snapshot, computed_at=now
@@ -36,7 +36,8 @@ def read_month(
     if sources.openstack is not None:
         _fold_items(fold, "openstack", sources.openstack.metered(month, now))
     if sources.opencost is not None:
-        _fold_items(fold, "opencost", [*(opencost_refused or []), *sources.opencost.metered(conn, month)])  # type: ignore[arg-type]
+        refused = sources.opencost.refused(conn, month)  # type: ignore[arg-type]
+        _fold_items(fold, "opencost", [*refused, *sources.opencost.metered(conn, month)])  # type: ignore[arg-type]
         details["opencost_days"] = sources.opencost.persisted_days(conn, month)  # type: ignore[arg-type]
     if sources.usage_api is not None:
         _fold_items(fold, sources.usage_api.client.name, sources.usage_api.metered(month))
@@ -51,17 +52,6 @@ def _fold_items(fold: PricedUsageFold, source: str, items: object) -> None:
             fold.reject(source, item.ref, item.reason, item.raw, unit=item.unit, quantity=item.quantity)
         elif isinstance(item, UsageProblem):
             fold.reject(source, item.ref, item.reason, item.raw)
-
-
-def _problem_month(problem: UsageProblem, fallback: dt.date) -> dt.date:
-    """The month of the OpenCost window an unusable entry belongs to (the run's last month if unknown)."""
-    window = problem.raw.get("window") if isinstance(problem.raw.get("window"), dict) else {}
-    start = window.get("start") if window else problem.raw.get("start")
-    try:
-        day = dt.datetime.fromisoformat(str(start).replace("Z", "+00:00")).date()
-    except ValueError:
-        return fallback
-    return dt.date(day.year, day.month, 1)
 
 
 @asset(
@@ -85,20 +75,18 @@ def private_cloud_releves(
     now = utc_now()
     staged = []
     extra: dict[str, MetadataValue] = {}
-    refused: dict[dt.date, list[UsageProblem]] = {}
     with postgres.connect() as conn, private_cloud.connected() as sources:
         snapshot = read_snapshot(conn, DOMAIN_ID)
         if sources.opencost is not None:
-            days, problems = sources.opencost.persist_recent_days(conn, context.run_id, now.date())
+            days, refused = sources.opencost.persist_recent_days(conn, context.run_id, now.date())
             extra["opencost_days_persisted"] = MetadataValue.int(days)
-            for problem in problems:
+            extra["opencost_entries_refused"] = MetadataValue.int(len(refused))
+            for day, problem in refused:
                 context.log.warning(
-                    f"OpenCost entry skipped for persistence: {problem.ref}: {problem.reason}"
+                    f"OpenCost entry refused, a reject of {day:%Y-%m}: {problem.ref}: {problem.reason}"
                 )
-                # a reject of the month its window belongs to, when this run computes that month
-                refused.setdefault(_problem_month(problem, months[-1]), []).append(problem)
         for month in months:
-            load = read_month(sources, (conn, snapshot), month, context.run_id, now, refused.get(month))
+            load = read_month(sources, (conn, snapshot), month, context.run_id, now)
             staged.append(stage_domain_load(conn, load, context.run_id))
             context.log.info(
                 f"{DOMAIN_ID} {month:%Y-%m}: {len(load.releves)} relevés, total {load.total_cost}, "

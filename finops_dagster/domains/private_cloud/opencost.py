@@ -6,6 +6,13 @@ month is computed from the days persisted for it, so reprocessing a past month l
 same result even when the API no longer has that window. The application key is the aggregate:
 `namespace` by default, or a label (`label:app`), set by FINOPS_OPENCOST_AGGREGATE.
 
+A day OpenCost returns replaces that day: its persisted allocations and refusals are deleted and
+what was read is inserted, in one transaction, so a key absent from the new read (after the
+aggregate changed, say) does not stay next to the new keys. Days OpenCost no longer returns keep
+what was persisted for them. Entries refused when read (unreadable values, a window that is not
+one day) are persisted per day in finops.opencost_refused_daily and become the rejects of the
+month of their day, whenever that month is computed.
+
 Policy for OpenCost's own keys: `__idle__` (capacity no workload requested) and `__unallocated__`
 (usage without the aggregate key) are kept as such and land on the unallocated application, so
 the platform's unused capacity stays visible in the unallocated share and nothing is lost.
@@ -22,7 +29,7 @@ from decimal import Decimal
 import psycopg
 
 from finops_dagster.domains.private_cloud.opencost_allocation import Allocation, parse_allocation_sets
-from finops_dagster.domains.private_cloud.problems import UsageProblem
+from finops_dagster.domains.private_cloud.problems import UsageProblem, ValueProblem, utc_instant
 from finops_dagster.http.auth import auth_from_env
 from finops_dagster.http.client import HttpSource
 from finops_dagster.http.errors import SourceError
@@ -35,14 +42,28 @@ SOURCE = "opencost"
 PREFIX = "FINOPS_OPENCOST"
 BYTES_PER_GIB = Decimal(1024**3)
 
-UPSERT_DAY = """
+DELETE_DAY_ALLOCATIONS = "DELETE FROM finops.opencost_allocation_daily WHERE source = %s AND day = %s"
+DELETE_DAY_REFUSALS = "DELETE FROM finops.opencost_refused_daily WHERE source = %s AND day = %s"
+
+INSERT_DAY = """
 INSERT INTO finops.opencost_allocation_daily
     (source, day, allocation_key, cpu_core_hours, ram_byte_hours, pv_byte_hours, properties, run_id)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (source, day, allocation_key) DO UPDATE SET
-    cpu_core_hours = EXCLUDED.cpu_core_hours, ram_byte_hours = EXCLUDED.ram_byte_hours,
-    pv_byte_hours = EXCLUDED.pv_byte_hours, properties = EXCLUDED.properties,
-    run_id = EXCLUDED.run_id, read_at = now()
+"""
+
+# ON CONFLICT: a refusal attributed to a day this read does not replace (its day was unreadable)
+# may have been persisted by an earlier run; the latest read of it wins.
+UPSERT_REFUSAL = """
+INSERT INTO finops.opencost_refused_daily (source, day, ref, reason, raw, run_id)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (source, day, ref, reason) DO UPDATE SET
+    raw = EXCLUDED.raw, run_id = EXCLUDED.run_id, read_at = now()
+"""
+
+MONTH_REFUSALS = """
+SELECT ref, reason, raw FROM finops.opencost_refused_daily
+WHERE source = %s AND day >= %s AND day < %s
+ORDER BY day, ref, reason
 """
 
 MONTH_TOTALS = """
@@ -82,30 +103,69 @@ class OpenCostAllocations:
 
     def persist_recent_days(
         self, conn: psycopg.Connection, run_id: str, today: dt.date
-    ) -> tuple[int, list[UsageProblem]]:
-        """Read what OpenCost still has and persist it; return the days written and the problems."""
+    ) -> tuple[int, list[tuple[dt.date, UsageProblem]]]:
+        """Read what OpenCost still has and let it replace the days it returned.
+
+        Returns the number of days replaced and the refusals persisted, each with its day.
+        """
         allocations, problems = self.recent_days(today)
-        days = set()
+        first_day = today - dt.timedelta(days=self.lookback_days)
+        kept: list[Allocation] = []
+        refused: list[tuple[dt.date, UsageProblem]] = []
+        days: set[dt.date] = set()
+        read: set[tuple[dt.date, str]] = set()
+        for allocation in allocations:
+            day = allocation.window_start.date()
+            days.add(day)
+            if not _is_one_day(allocation):
+                refused.append((day, _window_refusal(allocation)))
+            elif (day, allocation.key) in read:  # two sets for one day: keep the first, say so
+                refused.append((day, _window_refusal(allocation, f"read twice for {day}")))
+            else:
+                read.add((day, allocation.key))
+                kept.append(allocation)
+        for problem in problems:
+            problem_on = problem_day(problem)
+            if problem_on is not None:
+                days.add(problem_on)
+                refused.append((problem_on, problem))
+            else:
+                reason = f"{problem.reason} (window unreadable: counted on {first_day}, the read's first day)"
+                refused.append((first_day, UsageProblem(problem.ref, reason, problem.raw)))
+        source = self.client.name
         with conn.transaction(), conn.cursor() as cur:
-            for allocation in allocations:
-                day = allocation.window_start.date()
-                if allocation.window_end - allocation.window_start != dt.timedelta(days=1):
-                    continue
-                days.add(day)
-                cur.execute(
-                    UPSERT_DAY,
+            for day in sorted(days):
+                cur.execute(DELETE_DAY_ALLOCATIONS, (source, day))
+                cur.execute(DELETE_DAY_REFUSALS, (source, day))
+            cur.executemany(
+                INSERT_DAY,
+                [
                     (
-                        self.client.name,
-                        day,
+                        source,
+                        allocation.window_start.date(),
                         allocation.key,
                         allocation.cpu_core_hours,
                         allocation.ram_byte_hours,
                         allocation.pv_byte_hours,
                         json.dumps(allocation.properties),
                         run_id,
-                    ),
-                )
-        return len(days), problems
+                    )
+                    for allocation in kept
+                ],
+            )
+            cur.executemany(
+                UPSERT_REFUSAL,
+                [
+                    (source, day, problem.ref, problem.reason, json.dumps(problem.raw, default=str), run_id)
+                    for day, problem in refused
+                ],
+            )
+        return len(days), refused
+
+    def refused(self, conn: psycopg.Connection, month: dt.date) -> list[UsageProblem]:
+        """The month's entries refused when read, from the persisted days (rejects, no quantity)."""
+        rows = conn.execute(MONTH_REFUSALS, (self.client.name, month, next_month(month))).fetchall()
+        return [UsageProblem(ref=ref, reason=reason, raw=raw) for ref, reason, raw in rows]
 
     def metered(self, conn: psycopg.Connection, month: dt.date) -> Iterator[MeteredUsage]:
         """The month from the persisted days: core-hours, RAM GiB-hours, PV GiB-hours per key."""
@@ -126,3 +186,36 @@ class OpenCostAllocations:
 
     def close(self) -> None:
         self.client.close()
+
+
+def problem_day(problem: UsageProblem) -> dt.date | None:
+    """The UTC day of a refused entry's window start (its own `start` without a window), if readable."""
+    window = problem.raw.get("window")
+    start = window.get("start") if isinstance(window, dict) and window else problem.raw.get("start")
+    try:
+        return utc_instant(start, "window.start").date()
+    except ValueProblem:
+        return None
+
+
+def _is_one_day(allocation: Allocation) -> bool:
+    """A complete UTC day: from midnight to the next midnight."""
+    start = allocation.window_start
+    return start.time() == dt.time() and allocation.window_end - start == dt.timedelta(days=1)
+
+
+def _window_refusal(allocation: Allocation, reason: str | None = None) -> UsageProblem:
+    """An allocation that cannot be a day's (by default: its window is not one day), as a refusal
+    carrying what was read."""
+    start, end = (f"{at:%Y-%m-%dT%H:%M:%SZ}" for at in (allocation.window_start, allocation.window_end))
+    raw = {
+        "name": allocation.key,
+        "window": {"start": start, "end": end},
+        "properties": allocation.properties,
+        "cpuCoreHours": str(allocation.cpu_core_hours),
+        "ramByteHours": str(allocation.ram_byte_hours),
+        "pvByteHours": str(allocation.pv_byte_hours),
+        "gpuHours": str(allocation.gpu_hours),
+        "totalCost": str(allocation.total_cost),
+    }
+    return UsageProblem(ref=allocation.key, reason=reason or f"window is not one day: {start}–{end}", raw=raw)
