@@ -8,32 +8,12 @@ floats out: every number becomes a `Decimal` built from the float's shortest tex
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from finops_dagster.source_values import UsageProblem, ValueProblem, as_raw, non_negative_number
 
-@dataclass(frozen=True)
-class UsageProblem:
-    """One source entry that cannot become a usage record: where it was, why, and what it carried.
-
-    The parsers return these next to the good records instead of raising, so one bad tenant or
-    namespace does not hide the rest of the page, and instead of dropping, so the caller can turn
-    it into a `Reject` (invariant 4: nothing lost, invariant 6: a reason for every refusal).
-    """
-
-    ref: str
-    reason: str
-    raw: dict[str, Any] = field(hash=False)
-
-
-class ValueProblem(ValueError):
-    """A field that cannot be read as what it should be; the message is the reject reason."""
-
-
-def as_raw(entry: Any) -> dict[str, Any]:
-    """The entry as a dict for `UsageProblem.raw`, wrapping what is not an object so nothing is lost."""
-    return entry if isinstance(entry, dict) else {"value": entry}
+__all__ = ["UsageProblem", "ValueProblem", "as_raw", "usage_number", "utc_instant"]
 
 
 def usage_number(entry: dict[str, Any], name: str) -> Decimal:
@@ -44,24 +24,9 @@ def usage_number(entry: dict[str, Any], name: str) -> Decimal:
     strings, and Decimals from a client decoding with `json.loads(..., parse_float=Decimal)`, are
     accepted for the same reason. Negative usage or cost has no meaning here.
     """
-    if name not in entry or entry[name] is None:
+    if name not in entry:
         raise ValueProblem(f"{name}: missing")
-    raw = entry[name]
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str | Decimal):
-        raise ValueProblem(f"{name}: not a number ({type(raw).__name__})")
-    text = str(raw).strip()
-    try:
-        number = Decimal(text)
-    except InvalidOperation:
-        raise ValueProblem(f"{name}: not a number ({text[:40]!r})") from None
-    if number.is_nan():
-        raise ValueProblem(f"{name}: NaN")
-    if not number.is_finite():
-        raise ValueProblem(f"{name}: infinite ({text[:40]})")
-    if number < 0:
-        raise ValueProblem(f"{name}: negative ({text[:40]})")
-    # -0.0 is a zero like any other; copy_abs, unlike `+ 0`, never rounds to the context precision.
-    return number.copy_abs() if number.is_zero() else number
+    return non_negative_number(entry[name], name)
 
 
 def utc_instant(raw: Any, name: str) -> dt.datetime:
