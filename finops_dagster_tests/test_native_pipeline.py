@@ -20,15 +20,13 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, instance_for_test
+from dagster import ExecuteInProcessResult
 from pytest_httpserver import HTTPServer
 
 import finops_dagster.domains.native.assets as native_assets
@@ -44,10 +42,26 @@ from finops_dagster.domains.native.resource import native_from_env
 from finops_dagster.domains.native.snapshots import save_snapshot
 from finops_dagster.http.auth import OidcClientCredentials
 from finops_dagster.http.client import HttpSource
-from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG
 from finops_dagster.pipeline import build_definitions
 from finops_dagster.settings import SettingError
-from finops_dagster_tests.cmdb_documents import application
+from finops_dagster_tests.domain_runs import (
+    SHARED_SOURCE_SETTINGS,
+    SIX_DECIMALS,
+    UNALLOCATED,
+    DomainRun,
+    Key,
+    assert_no_secret,
+    check_evaluations,
+    domain_loads,
+    etl_run,
+    fact_rows,
+    fact_run_ids,
+    failures,
+    open_domain_run,
+    priced,
+    record_issued_tokens,
+    releves,
+)
 
 TODAY = dt.date(2025, 10, 10)
 """The simulator's day (past, so its months are partitions whatever the real date)."""
@@ -56,9 +70,7 @@ SEPTEMBER = dt.date(2025, 9, 1)
 OCTOBER = dt.date(2025, 10, 1)
 SEPTEMBER_NIGHTS = [SEPTEMBER + dt.timedelta(days=offset) for offset in range(30)]
 DOMAIN = "native"
-UNALLOCATED = "UNALLOCATED"
 GB = Decimal(10**9)
-SIX_DECIMALS = Decimal("0.000001")
 RELEVES_AND_PUBLISH = ("native_releves", "fact_releve")
 
 # GitLab's statistics fields and what they are billed as (domains/native/gitlab.py's contract)
@@ -93,16 +105,9 @@ RATES: dict[str, Decimal] = {
 FAMILIES = {"gitlab": "NT_SCM", "artifactory": "NT_ARTIFACTS", "cube": "NT_DATA"}
 HUMAN_UNITS = {"bytes": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 SOURCE_SETTINGS = (
-    "FINOPS_GITLAB_", "FINOPS_ARTIFACTORY_", "FINOPS_NATIVE_", "FINOPS_SERVICE_", "OIDC_", "HTTP_",
-    "FINOPS_CA_BUNDLE", "FINOPS_VOLUME_",
-)
-FACT_COLUMNS = (
-    "period_month, application_id, product_id, family_id, domain_id, usage_quantity, usage_unit, unit_cost, "
-    "total_cost, currency, source, rate_card_version, source_record_count"
+    "FINOPS_GITLAB_", "FINOPS_ARTIFACTORY_", "FINOPS_NATIVE_", "FINOPS_SERVICE_", *SHARED_SOURCE_SETTINGS,
 )
 REJECT_COLUMNS = "period_month, source, source_ref, reason, usage_unit, usage_quantity, raw_payload"
-
-Key = tuple[str, str, str]  # (application, product, source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,29 +134,17 @@ def nightly_clock(night: dt.date) -> dt.datetime:
     return dt.datetime.combine(night, dt.time(2, 0), tzinfo=dt.UTC)
 
 
-@dataclass
-class Pipeline:
+class Pipeline(DomainRun):
     """The nightly job against this test's mart, pointed at simulated native services."""
 
-    resources: dict[str, Any]
-    instance: DagsterInstance
-    mart: psycopg.Connection
-    monkeypatch: pytest.MonkeyPatch
-    servers: ExitStack
+    asset_nodes = ("native_snapshots", "native_releves", "fact_releve")
+
+    def domain_resources(self) -> dict[str, Any]:
+        return {"native": native_from_env()}
 
     def start(self, simulator: NativeServicesSimulator) -> RunningServer:
         """Serve the simulator; point the sources and the native assets' clock at it."""
-        server = self.servers.enter_context(serve(simulator))
-        self.setenv(**server.environment())
-        self.monkeypatch.setattr(native_assets, "utc_now", lambda: nightly_clock(simulator.night))
-        return server
-
-    def setenv(self, **settings: str | None) -> None:
-        for name, value in settings.items():
-            if value is None:
-                self.monkeypatch.delenv(name, raising=False)
-            else:
-                self.monkeypatch.setenv(name, value)
+        return self.serve(serve(simulator), native_assets, lambda: nightly_clock(simulator.night))
 
     def persist_nights(self, simulator: NativeServicesSimulator, nights: Iterable[dt.date]) -> None:
         """What the nightly runs of those nights persisted: every source's snapshot of each night."""
@@ -163,32 +156,14 @@ class Pipeline:
                         save_snapshot(conn, snapshot, f"replay-{night}")
         simulator.night = TODAY
 
-    def run(
-        self, first: dt.date, last: dt.date | None = None, *, only: Iterable[str] = ()
-    ) -> ExecuteInProcessResult:
-        resources = {**self.resources, "native": native_from_env()}
-        job = build_definitions(resources).resolve_job_def("finops_nightly")
-        selection = [AssetKey(name) for name in only]
-        return job.execute_in_process(
-            instance=self.instance, raise_on_error=False, asset_selection=selection or None,
-            tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: (last or first).isoformat()},
-        )
-
 
 @pytest.fixture
 def pipeline(
     monkeypatch: pytest.MonkeyPatch, resources: dict[str, Any], mart: psycopg.Connection, estate: Estate
 ) -> Iterator[Pipeline]:
-    for name in list(os.environ):
-        if name.startswith(SOURCE_SETTINGS):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("FINOPS_DOMAINS_ENABLED", DOMAIN)
-    # the application referential: every application of the estate, in the CMDB's last dump
-    resources["cmdb"].db()["cmdb_ci"].insert_many(
-        [application(app.code, day=TODAY - dt.timedelta(days=1), name=app.name, group=app.group_code)
-         for app in estate.applications])
-    with ExitStack() as servers, instance_for_test() as instance:
-        yield Pipeline(resources, instance, mart, monkeypatch, servers)
+    with open_domain_run(Pipeline, domain=DOMAIN, source_settings=SOURCE_SETTINGS, estate=estate, day=TODAY,
+                         monkeypatch=monkeypatch, resources=resources, mart=mart) as pipeline:
+        yield pipeline
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,33 +265,9 @@ def month_quantities(
     return quantities
 
 
-def priced(quantities: dict[Key, Decimal]) -> dict[Key, tuple[Decimal, Decimal, Decimal]]:
-    """Key → (quantity, unit cost, total cost) with the relevé contract's six decimals."""
-    result = {}
-    for key, quantity in quantities.items():
-        rounded = quantity.quantize(SIX_DECIMALS, rounding=ROUND_HALF_EVEN)
-        rate = RATES[key[1]]
-        result[key] = (rounded, rate, (rounded * rate).quantize(SIX_DECIMALS, rounding=ROUND_HALF_EVEN))
-    return result
-
-
 # --------------------------------------------------------------------------------------------
 # What the mart holds
 # --------------------------------------------------------------------------------------------
-
-
-def releves(mart: psycopg.Connection, month: dt.date) -> dict[Key, Any]:
-    rows = mart.execute(
-        "SELECT application_id, product_id, source, usage_quantity, unit_cost, total_cost "
-        "FROM finops.fact_releve WHERE period_month = %s", (month,)).fetchall()
-    return {(app, product, src): (quantity, unit, total) for app, product, src, quantity, unit, total in rows}
-
-
-def fact_rows(mart: psycopg.Connection, month: dt.date) -> list[tuple[Any, ...]]:
-    """fact_releve of a month without run_id and computed_at, in key order."""
-    return mart.execute(
-        f"SELECT {FACT_COLUMNS} FROM finops.fact_releve WHERE period_month = %s "
-        "ORDER BY application_id, product_id, source", (month,)).fetchall()
 
 
 def reject_rows(mart: psycopg.Connection, run_id: str) -> list[tuple[Any, ...]]:
@@ -325,21 +276,10 @@ def reject_rows(mart: psycopg.Connection, run_id: str) -> list[tuple[Any, ...]]:
         (run_id,)).fetchall()
 
 
-def etl_run(mart: psycopg.Connection, run_id: str) -> dict[str, Any]:
-    with mart.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        row = cur.execute("SELECT * FROM finops.etl_runs WHERE run_id = %s", (run_id,)).fetchone()
-    assert row is not None, f"no etl_runs row for {run_id}"
-    return row
-
-
 def snapshot_nights(mart: psycopg.Connection) -> dict[tuple[str, dt.date], int]:
     """How many nights each source has per month in the mart."""
     return dict(((source, month), nights) for source, month, nights in mart.execute(
         "SELECT source, period_month, count(*) FROM finops.native_snapshot_night GROUP BY 1, 2").fetchall())
-
-
-def failures(result: ExecuteInProcessResult) -> str:
-    return "; ".join(str(event.message) for event in result.all_events if event.is_failure)
 
 
 def step_errors(result: ExecuteInProcessResult) -> str:
@@ -351,21 +291,6 @@ def step_errors(result: ExecuteInProcessResult) -> str:
             texts.append(error.message.strip())
             error = error.cause
     return "\n".join(texts)
-
-
-def run_texts(pipeline: Pipeline, result: ExecuteInProcessResult) -> dict[str, str]:
-    """Everything a run left for people to read: event log, events' data (materialization metadata,
-    check evaluations), the run record in Dagster and in etl_runs."""
-    return {
-        "event log": "\n".join(str(record) for record in pipeline.instance.all_logs(result.run_id)),
-        "events": "\n".join(f"{event.message} {event.event_specific_data}" for event in result.all_events),
-        "metadata": "\n".join(
-            str(materialization.metadata)
-            for node in ("native_snapshots", "native_releves", "fact_releve")
-            for materialization in result.asset_materializations_for_node(node)),
-        "dagster run": str(pipeline.instance.get_run_by_id(result.run_id)),
-        "etl_runs": str(etl_run(pipeline.mart, result.run_id)),
-    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -392,8 +317,7 @@ def test_a_month_is_computed_from_its_persisted_nights_and_published(
     result = pipeline.run(SEPTEMBER)  # on 10 October: tonight's snapshot, then September
 
     assert result.success, failures(result)
-    evaluations = {(e.asset_key.to_user_string(), e.check_name): e
-                   for e in result.get_asset_check_evaluations()}
+    evaluations = check_evaluations(result)
     assert evaluations[("native_releves", "reconciliation")].passed
     assert all(evaluation.passed for evaluation in evaluations.values()), evaluations
     # GitLab and Artifactory: the 30 nights of September; Cube's September: its 30 nights and the
@@ -402,7 +326,7 @@ def test_a_month_is_computed_from_its_persisted_nights_and_published(
         ("gitlab", SEPTEMBER): 30, ("artifactory", SEPTEMBER): 30, ("cube", AUGUST): 30,
         ("cube", SEPTEMBER): 31, ("gitlab", OCTOBER): 1, ("artifactory", OCTOBER): 1, ("cube", OCTOBER): 1}
 
-    expected = priced(month_quantities(simulator, SEPTEMBER_NIGHTS, cube_night=TODAY))
+    expected = priced(month_quantities(simulator, SEPTEMBER_NIGHTS, cube_night=TODAY), RATES)
     found = releves(mart, SEPTEMBER)
     assert found == expected
     assert {product for _, product, _ in found} == set(RATES)
@@ -494,9 +418,7 @@ def test_a_past_month_reprocessed_after_the_services_changed_gives_the_same_rele
     assert first.success, failures(first)
     september, rejects = fact_rows(mart, SEPTEMBER), reject_rows(mart, first.run_id)
     assert len(september) > 50 and len(rejects) == 5
-    load = ("SELECT period_month, releve_count, reject_count, total_cost, source_record_count, "
-            "source_totals, details FROM finops.domain_load WHERE run_id = %s")
-    load_first = mart.execute(load, (first.run_id,)).fetchall()
+    load_first = domain_loads(mart, first.run_id)
 
     calls: list[str] = []
     request = HttpSource.request
@@ -517,9 +439,9 @@ def test_a_past_month_reprocessed_after_the_services_changed_gives_the_same_rele
     assert changed.success, failures(changed)
     assert calls == []
     assert fact_rows(mart, SEPTEMBER) == september
-    assert mart.execute("SELECT DISTINCT run_id FROM finops.fact_releve").fetchall() == [(changed.run_id,)]
+    assert fact_run_ids(mart) == [(changed.run_id,)]
     assert reject_rows(mart, changed.run_id) == rejects
-    assert mart.execute(load, (changed.run_id,)).fetchall() == load_first
+    assert domain_loads(mart, changed.run_id) == load_first
 
     # and with no service at all
     pipeline.servers.close()
@@ -659,7 +581,7 @@ def test_gitlab_refusing_the_token_fails_the_run_naming_gitlab_the_path_and_the_
         "gitlab: authentication refused; check the source's credentials "
         "(GET /gitlab/api/v4/projects, HTTP 401, after 1 attempt)")
     assert "gitlab: authentication refused" in step_errors(result)
-    for where, text in run_texts(pipeline, result).items():
+    for where, text in pipeline.run_texts(result).items():
         assert wrong not in text, f"the token in the {where}"
 
 
@@ -725,7 +647,7 @@ def test_native_settings_are_checked_at_start(pipeline: Pipeline, estate: Estate
     assert snapshot_nights(pipeline.mart) == {("artifactory", OCTOBER): 1}
     tonight = artifactory_bytes(server.simulator, [TODAY])
     assert releves(pipeline.mart, OCTOBER) == priced(
-        {key: Decimal(total) / GB for key, total in tonight.items()})
+        {key: Decimal(total) / GB for key, total in tonight.items()}, RATES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -749,15 +671,7 @@ def test_no_secret_in_logs_events_metadata_or_run_records(
     assert os.environ["FINOPS_GITLAB_TOKEN"] == SECRET_CREDENTIALS.gitlab_token
     assert os.environ["FINOPS_ARTIFACTORY_TOKEN"] == SECRET_CREDENTIALS.artifactory_token
     assert os.environ["FINOPS_SERVICE_CUBE_OIDC_CLIENT_SECRET"] == SECRET_CREDENTIALS.oidc_client_secret
-    tokens: list[str] = []
-    fetch = OidcClientCredentials.fetch
-
-    def recording_fetch(self: OidcClientCredentials, http: httpx.Client) -> tuple[str, float]:
-        token, lifetime = fetch(self, http)
-        tokens.append(token)
-        return token, lifetime
-
-    monkeypatch.setattr(OidcClientCredentials, "fetch", recording_fetch)
+    tokens = record_issued_tokens(monkeypatch, OidcClientCredentials)
     secrets = [SECRET_CREDENTIALS.gitlab_token, SECRET_CREDENTIALS.artifactory_token,
                SECRET_CREDENTIALS.oidc_client_secret, WRONG_GITLAB_TOKEN]
 
@@ -768,15 +682,13 @@ def test_no_secret_in_logs_events_metadata_or_run_records(
     stored = mart.execute(
         "SELECT string_agg(attributes::text, ' ') FROM finops.native_snapshot").fetchone()[0]  # type: ignore[index]
     stored += str(mart.execute("SELECT problems::text FROM finops.native_snapshot_night").fetchall())
-    texts = {**run_texts(pipeline, succeeded), "logs": caplog.text, "snapshots": stored}
+    texts = {**pipeline.run_texts(succeeded), "logs": caplog.text, "snapshots": stored}
     # the HTTP libraries' log lines were captured (so their absence of secrets means something)
     for path in ("/gitlab/api/v4/projects", "/artifactory/api/storageinfo", "/oidc/token",
                  "/cube/v1/usage-report"):
         assert path in texts["logs"], path
     assert "gitlab_2025_10_readings" in texts["metadata"] and "total_cost_exact" in texts["metadata"]
-    for where, text in texts.items():
-        for secret in (*secrets, *tokens):
-            assert secret not in text, f"a secret in the {where}"
+    assert_no_secret(texts, (*secrets, *tokens))
 
     # GitLab refuses a wrong token: the run fails, and neither token shows anywhere
     caplog.clear()
@@ -787,8 +699,6 @@ def test_no_secret_in_logs_events_metadata_or_run_records(
     summary = etl_run(mart, failed.run_id)["error_summary"]
     assert summary.endswith("gitlab: authentication refused; check the source's credentials "
                             "(GET /gitlab/api/v4/projects, HTTP 401, after 1 attempt)")
-    texts = {**run_texts(pipeline, failed), "logs": caplog.text}
+    texts = {**pipeline.run_texts(failed), "logs": caplog.text}
     assert "authentication refused" in texts["event log"]
-    for where, text in texts.items():
-        for secret in (*secrets, *tokens):
-            assert secret not in text, f"a secret in the {where} of the failed run"
+    assert_no_secret(texts, (*secrets, *tokens), " of the failed run")

@@ -16,15 +16,12 @@ import logging
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from dagster import DagsterInstance, ExecuteInProcessResult, instance_for_test
 from pytest_httpserver import HTTPServer
 
 import finops_dagster.demo.private_cloud as private_cloud_demo
@@ -44,11 +41,27 @@ from finops_dagster.domains.private_cloud.openstack import KeystoneToken, OpenSt
 from finops_dagster.domains.private_cloud.resource import private_cloud_from_env
 from finops_dagster.domains.private_cloud.usage_api import UsageApi
 from finops_dagster.http.auth import OidcClientCredentials
-from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG
 from finops_dagster.pipeline import build_definitions
 from finops_dagster.releve import next_month
 from finops_dagster.settings import SettingError
-from finops_dagster_tests.cmdb_documents import application
+from finops_dagster_tests.domain_runs import (
+    SHARED_SOURCE_SETTINGS,
+    SIX_DECIMALS,
+    UNALLOCATED,
+    DomainRun,
+    Key,
+    assert_no_secret,
+    check_evaluations,
+    domain_loads,
+    etl_run,
+    fact_rows,
+    fact_run_ids,
+    failures,
+    open_domain_run,
+    priced,
+    record_issued_tokens,
+    releves,
+)
 
 TODAY = dt.date(2025, 10, 10)
 """The simulators' day (past, so its months are partitions whatever the real date): OpenCost still
@@ -58,10 +71,8 @@ SEPTEMBER = dt.date(2025, 9, 1)  # complete
 OCTOBER = dt.date(2025, 10, 1)  # the simulator's current month, measured up to yesterday
 OPENCOST_DAYS = 14
 DOMAIN = "private_cloud"
-UNALLOCATED = "UNALLOCATED"
 GIB = Decimal(1024**3)
 MIB_PER_GIB = Decimal(1024)
-SIX_DECIMALS = Decimal("0.000001")
 
 # reference/data/rate_cards.csv (RC-2024.1, EUR) and products.csv, written out independently
 RATES: dict[str, Decimal] = {
@@ -88,16 +99,10 @@ USAGE_API_PRODUCTS = {  # usage_api_metrics.csv, factor 1
     "block_storage_gib_month": "PC_BLOCK_STORAGE_GIB_MONTH",
 }
 SOURCE_SETTINGS = (
-    "FINOPS_OPENSTACK_", "FINOPS_OPENCOST_", "FINOPS_USAGE_API_", "FINOPS_PRIVATE_CLOUD_", "OIDC_", "HTTP_",
-    "FINOPS_CA_BUNDLE", "FINOPS_VOLUME_",
-)
-FACT_COLUMNS = (
-    "period_month, application_id, product_id, family_id, domain_id, usage_quantity, usage_unit, unit_cost, "
-    "total_cost, currency, source, rate_card_version, source_record_count"
+    "FINOPS_OPENSTACK_", "FINOPS_OPENCOST_", "FINOPS_USAGE_API_", "FINOPS_PRIVATE_CLOUD_",
+    *SHARED_SOURCE_SETTINGS,
 )
 DAILY_COLUMNS = "source, day, allocation_key, cpu_core_hours, ram_byte_hours, pv_byte_hours, properties"
-
-Key = tuple[str, str, str]  # (application, product, source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,53 +120,26 @@ def tenants(estate: Estate) -> list[Tenant]:
     return private_cloud_tenants(estate, tenants=30)
 
 
-@dataclass
-class Pipeline:
+class Pipeline(DomainRun):
     """The nightly job against this test's mart, pointed at a simulated private cloud."""
 
-    resources: dict[str, Any]
-    instance: DagsterInstance
-    mart: psycopg.Connection
-    monkeypatch: pytest.MonkeyPatch
-    servers: ExitStack
+    asset_nodes = ("private_cloud_releves", "fact_releve")
+
+    def domain_resources(self) -> dict[str, Any]:
+        return {"private_cloud": private_cloud_from_env()}
 
     def start(self, simulator: PrivateCloudSimulator) -> RunningServer:
         """Serve the simulator and point the sources and the asset's clock at it."""
-        server = self.servers.enter_context(serve(simulator))
-        self.setenv(**server.environment())
-        self.monkeypatch.setattr(private_cloud_asset, "utc_now", lambda: simulator.now)
-        return server
-
-    def setenv(self, **settings: str | None) -> None:
-        for name, value in settings.items():
-            if value is None:
-                self.monkeypatch.delenv(name, raising=False)
-            else:
-                self.monkeypatch.setenv(name, value)
-
-    def run(self, first: dt.date, last: dt.date | None = None) -> ExecuteInProcessResult:
-        resources = {**self.resources, "private_cloud": private_cloud_from_env()}
-        job = build_definitions(resources).resolve_job_def("finops_nightly")
-        return job.execute_in_process(
-            instance=self.instance, raise_on_error=False,
-            tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: (last or first).isoformat()},
-        )
+        return self.serve(serve(simulator), private_cloud_asset, lambda: simulator.now)
 
 
 @pytest.fixture
 def pipeline(
     monkeypatch: pytest.MonkeyPatch, resources: dict[str, Any], mart: psycopg.Connection, estate: Estate
 ) -> Iterator[Pipeline]:
-    for name in list(os.environ):
-        if name.startswith(SOURCE_SETTINGS):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("FINOPS_DOMAINS_ENABLED", DOMAIN)
-    # the application referential: every application of the estate, in the CMDB's last dump
-    resources["cmdb"].db()["cmdb_ci"].insert_many(
-        [application(app.code, day=TODAY - dt.timedelta(days=1), name=app.name, group=app.group_code)
-         for app in estate.applications])
-    with ExitStack() as servers, instance_for_test() as instance:
-        yield Pipeline(resources, instance, mart, monkeypatch, servers)
+    with open_domain_run(Pipeline, domain=DOMAIN, source_settings=SOURCE_SETTINGS, estate=estate, day=TODAY,
+                         monkeypatch=monkeypatch, resources=resources, mart=mart) as pipeline:
+        yield pipeline
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,35 +219,9 @@ def expected_quantities(
     return dict(quantities)
 
 
-def priced(quantities: dict[Key, Decimal]) -> dict[Key, tuple[Decimal, Decimal, Decimal]]:
-    """Key → (quantity, unit cost, total cost) with the relevé contract's six decimals."""
-    result = {}
-    for key, quantity in quantities.items():
-        rounded = quantity.quantize(SIX_DECIMALS)
-        rate = RATES[key[1]]
-        result[key] = (rounded, rate, (rounded * rate).quantize(SIX_DECIMALS))
-    return result
-
-
 # --------------------------------------------------------------------------------------------
 # What the mart holds
 # --------------------------------------------------------------------------------------------
-
-
-def releves(mart: psycopg.Connection, month: dt.date, source: str | None = None) -> dict[Key, Any]:
-    rows = mart.execute(
-        "SELECT application_id, product_id, source, usage_quantity, unit_cost, total_cost "
-        "FROM finops.fact_releve WHERE period_month = %s AND (%s::text IS NULL OR source = %s)",
-        (month, source, source)).fetchall()
-    return {(app, product, src): (quantity, unit, total) for app, product, src, quantity, unit, total in rows}
-
-
-def fact_rows(mart: psycopg.Connection, month: dt.date, source: str | None = None) -> list[tuple[Any, ...]]:
-    """fact_releve of a month without run_id and computed_at, in key order."""
-    return mart.execute(
-        f"SELECT {FACT_COLUMNS} FROM finops.fact_releve WHERE period_month = %s "
-        "AND (%s::text IS NULL OR source = %s) ORDER BY application_id, product_id, source",
-        (month, source, source)).fetchall()
 
 
 def full_fact_rows(mart: psycopg.Connection) -> list[tuple[Any, ...]]:
@@ -281,32 +233,6 @@ def daily_rows(mart: psycopg.Connection, *, with_run: bool = False) -> list[tupl
     return mart.execute(
         f"SELECT {columns} FROM finops.opencost_allocation_daily ORDER BY source, day, allocation_key"
     ).fetchall()
-
-
-def etl_run(mart: psycopg.Connection, run_id: str) -> dict[str, Any]:
-    with mart.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        row = cur.execute("SELECT * FROM finops.etl_runs WHERE run_id = %s", (run_id,)).fetchone()
-    assert row is not None, f"no etl_runs row for {run_id}"
-    return row
-
-
-def failures(result: ExecuteInProcessResult) -> str:
-    return "; ".join(str(event.message) for event in result.all_events if event.is_failure)
-
-
-def run_texts(pipeline: Pipeline, result: ExecuteInProcessResult) -> dict[str, str]:
-    """Everything a run left for people to read: event log, events' data (materialization metadata,
-    check evaluations), the run record in Dagster and in etl_runs."""
-    return {
-        "event log": "\n".join(str(record) for record in pipeline.instance.all_logs(result.run_id)),
-        "events": "\n".join(f"{event.message} {event.event_specific_data}" for event in result.all_events),
-        "metadata": "\n".join(
-            str(materialization.metadata)
-            for node in ("private_cloud_releves", "fact_releve")
-            for materialization in result.asset_materializations_for_node(node)),
-        "dagster run": str(pipeline.instance.get_run_by_id(result.run_id)),
-        "etl_runs": str(etl_run(pipeline.mart, result.run_id)),
-    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,8 +250,7 @@ def test_months_publish_every_source_priced_with_the_rate_card(
     result = pipeline.run(SEPTEMBER, OCTOBER)
 
     assert result.success, failures(result)
-    evaluations = {(e.asset_key.to_user_string(), e.check_name): e
-                   for e in result.get_asset_check_evaluations()}
+    evaluations = check_evaluations(result)
     assert evaluations[("private_cloud_releves", "reconciliation")].passed
     assert all(evaluation.passed for evaluation in evaluations.values()), evaluations
     by_name = {tenant.name: tenant for tenant in tenants}
@@ -333,7 +258,7 @@ def test_months_publish_every_source_priced_with_the_rate_card(
     assert orphans and any(t.namespace for t in orphans) and any(t.inhouse for t in orphans)
     month_totals: dict[dt.date, Decimal] = {}
     for month in (SEPTEMBER, OCTOBER):
-        expected = priced(expected_quantities(simulator, month))
+        expected = priced(expected_quantities(simulator, month), RATES)
         found = releves(mart, month)
         assert found == expected
         assert {source for _, _, source in found} == {"openstack", "opencost", "usage_api"}
@@ -431,10 +356,10 @@ def test_a_month_reprocessed_after_opencost_forgot_it_gives_the_same_releves(
     assert second.success, failures(second)
     assert fact_rows(mart, SEPTEMBER, "opencost") == opencost_september
     assert fact_rows(mart, SEPTEMBER) == september  # OpenStack and the usage API say the same again
-    expected = priced(expected_quantities(later_simulator, SEPTEMBER, opencost=first_simulator))
+    expected = priced(expected_quantities(later_simulator, SEPTEMBER, opencost=first_simulator), RATES)
     assert releves(mart, SEPTEMBER, "opencost") == {
         key: value for key, value in expected.items() if key[2] == "opencost"}
-    assert mart.execute("SELECT DISTINCT run_id FROM finops.fact_releve").fetchall() == [(second.run_id,)]
+    assert fact_run_ids(mart) == [(second.run_id,)]
     # the first window's rows are untouched (run and read time included); the later window is added
     now_persisted = daily_rows(mart, with_run=True)
     assert [row for row in now_persisted if row[1] < TODAY] == persisted
@@ -619,13 +544,7 @@ def test_no_secret_in_logs_events_metadata_or_run_records(
     environment = dict(os.environ)
     assert environment["FINOPS_OPENSTACK_APPLICATION_CREDENTIAL_SECRET"] == "app-cred-sentinel-5f0c2d9e"
     assert environment["FINOPS_USAGE_API_OIDC_CLIENT_SECRET"] == "oidc-client-sentinel-b83e41"
-    tokens: list[str] = []
-    for cls in (KeystoneToken, OidcClientCredentials):
-        def recording_fetch(self: Any, http: httpx.Client, _original: Any = cls.fetch) -> Any:
-            token, lifetime = _original(self, http)
-            tokens.append(token)
-            return token, lifetime
-        monkeypatch.setattr(cls, "fetch", recording_fetch)
+    tokens = record_issued_tokens(monkeypatch, KeystoneToken, OidcClientCredentials)
     secrets = [SECRET_CREDENTIALS.application_credential_secret, SECRET_CREDENTIALS.password,
                SECRET_CREDENTIALS.oidc_client_secret, WRONG_CLIENT_SECRET]
 
@@ -633,13 +552,11 @@ def test_no_secret_in_logs_events_metadata_or_run_records(
 
     assert succeeded.success, failures(succeeded)
     assert len(tokens) == 2  # a Keystone token and an OIDC token were issued and used
-    texts = {**run_texts(pipeline, succeeded), "logs": caplog.text}
+    texts = {**pipeline.run_texts(succeeded), "logs": caplog.text}
     # the HTTP libraries' log lines were captured (so their absence of secrets means something)
     assert "os-simple-tenant-usage" in texts["logs"] and "/oidc/token" in texts["logs"]
     assert "opencost_days_persisted" in texts["metadata"] and "total_cost_exact" in texts["metadata"]
-    for where, text in texts.items():
-        for secret in (*secrets, *tokens):
-            assert secret not in text, f"a secret in the {where}"
+    assert_no_secret(texts, (*secrets, *tokens))
 
     # the usage API's client secret is wrong: the token endpoint refuses it
     caplog.clear()
@@ -651,11 +568,9 @@ def test_no_secret_in_logs_events_metadata_or_run_records(
     assert summary.startswith("private_cloud_releves: ")
     assert summary.endswith("OIDC token endpoint: token request refused; check OIDC_CLIENT_ID/SECRET "
                             "(POST /oidc/token, HTTP 401)")
-    texts = {**run_texts(pipeline, failed), "logs": caplog.text}
+    texts = {**pipeline.run_texts(failed), "logs": caplog.text}
     assert "OIDC token endpoint" in texts["event log"]
-    for where, text in texts.items():
-        for secret in (*secrets, *tokens):
-            assert secret not in text, f"a secret in the {where} of the failed run"
+    assert_no_secret(texts, (*secrets, *tokens), " of the failed run")
 
 
 # --------------------------------------------------------------------------------------------
@@ -668,25 +583,23 @@ def test_the_same_month_twice_gives_identical_releves(pipeline: Pipeline, tenant
     pipeline.start(PrivateCloudSimulator(tenants, today=TODAY))
     rejects = ("SELECT period_month, source, source_ref, reason, usage_unit, usage_quantity, raw_payload "
                "FROM finops.releve_reject ORDER BY 1, 2, 3, 4")
-    load = ("SELECT period_month, releve_count, reject_count, total_cost, source_record_count, "
-            "source_totals, details FROM finops.domain_load WHERE run_id = %s")
 
     first = pipeline.run(SEPTEMBER)
     assert first.success, failures(first)
     after_first = fact_rows(mart, SEPTEMBER)
     rejects_first = mart.execute(rejects).fetchall()
     daily_first = daily_rows(mart)
-    load_first = mart.execute(load, (first.run_id,)).fetchall()
+    load_first = domain_loads(mart, first.run_id)
 
     second = pipeline.run(SEPTEMBER)
 
     assert second.success, failures(second)
     assert len(after_first) > 50
     assert fact_rows(mart, SEPTEMBER) == after_first
-    assert mart.execute("SELECT DISTINCT run_id FROM finops.fact_releve").fetchall() == [(second.run_id,)]
+    assert fact_run_ids(mart) == [(second.run_id,)]
     assert mart.execute(rejects).fetchall() == rejects_first
     assert daily_rows(mart) == daily_first
-    assert mart.execute(load, (second.run_id,)).fetchall() == load_first
+    assert domain_loads(mart, second.run_id) == load_first
     assert etl_run(mart, second.run_id)["records_inserted"] == len(after_first)
 
 
