@@ -64,6 +64,11 @@ class Measure:
     factor: Decimal
     maximum: Decimal
 
+    @property
+    def key(self) -> str:
+        """Where the client's aggregation puts the field in an observation."""
+        return f"f_{self.field}"
+
 
 def load_class_catalog(path: Path = CLASSES_FILE) -> dict[str, tuple[Measure, ...]]:
     """Which classes are billable and how their fields become products (data, not code)."""
@@ -117,6 +122,7 @@ class OpenLegacyFold:
         self.classes = classes
         self.snapshot = snapshot
         self.pricing = PricingRun(snapshot, DOMAIN_ID, month, run_id, computed_at)
+        self.units = {product_id: product.usage_unit for product_id, product in snapshot.products.items()}
         self.application_sys_ids = application_sys_ids
         self.application_field = application_field
         self.computed_at = computed_at
@@ -173,25 +179,27 @@ class OpenLegacyFold:
         return kept, extras
 
     def _read(self, observations: list[dict[str, Any]]) -> _CiReading:
+        """What the documents say, each distinct document read once and counted as often as it
+        appears: a CI's dumps mostly repeat the same sizes night after night."""
         reading = _CiReading({}, Counter(), Counter(), Counter())
-        for obs in observations:
-            cls = text_value(obs.get("cls"))
+        for (cls, _), (obs, times) in _distinct_documents(observations, self.classes).items():
             if cls is None:
-                reading.field_errors[("sys_class_name", "missing")] += 1
+                reading.field_errors[("sys_class_name", "missing")] += times
                 continue
             measures = self.classes.get(cls)
             if measures is None:
-                reading.unknown_classes[cls] += 1
+                reading.unknown_classes[cls] += times
                 continue
             for measure in measures:
-                value = self._quantity(obs.get(f"f_{measure.field}"), measure)
+                value = self._quantity(obs.get(measure.key), measure)
                 if isinstance(value, str):
-                    reading.field_errors[(measure.field, value)] += 1
+                    reading.field_errors[(measure.field, value)] += times
                     continue
-                reading.sums[measure.product_id] = reading.sums.get(measure.product_id, Decimal(0)) + value
-                reading.counts[measure.product_id] += 1
-                unit = self.snapshot.products[measure.product_id].usage_unit
-                self.source_sums[unit] = self.source_sums.get(unit, Decimal(0)) + value
+                total = value * times
+                reading.sums[measure.product_id] = reading.sums.get(measure.product_id, Decimal(0)) + total
+                reading.counts[measure.product_id] += times
+                unit = self.units[measure.product_id]
+                self.source_sums[unit] = self.source_sums.get(unit, Decimal(0)) + total
         return reading
 
     def _quantity(self, raw: Any, measure: Measure) -> Decimal | str:
@@ -318,6 +326,32 @@ class OpenLegacyFold:
             self.rejects.append(priced)
             return None
         return priced
+
+
+def _distinct_documents(
+    observations: list[dict[str, Any]], classes: dict[str, tuple[Measure, ...]]
+) -> dict[tuple[str | None, tuple[Any, ...]], list[Any]]:
+    """(class, measured values) → [one such document, how many]: identical documents read once."""
+    distinct: dict[tuple[str | None, tuple[Any, ...]], list[Any]] = {}
+    for obs in observations:
+        cls = text_value(obs.get("cls"))
+        measures = classes.get(cls, ()) if cls is not None else ()
+        key = (cls, tuple(_frozen(obs.get(measure.key)) for measure in measures))
+        entry = distinct.get(key)
+        if entry is None:
+            distinct[key] = [obs, 1]
+        else:
+            entry[1] += 1
+    return distinct
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a raw value ({display_value, value} wrappers are dicts)."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_frozen(item) for item in value)
+    return value
 
 
 def _jsonable(value: Any) -> Any:
