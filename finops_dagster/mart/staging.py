@@ -7,6 +7,7 @@ publish moves exactly one run's rows and cleans the others. COPY carries the row
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -107,7 +108,7 @@ def _reject_row(row: tuple[object, ...]) -> tuple[object, ...]:
     return (*row[:payload_index], encoded, *row[payload_index + 1 :])
 
 
-def _copy_rows(conn: psycopg.Connection, statement: sql.Composed, rows: object) -> None:
+def _copy_rows(conn: psycopg.Connection, statement: sql.Composed, rows: Iterable[tuple[object, ...]]) -> None:
     with conn.cursor() as cur, cur.copy(statement) as copy:
-        for row in rows:  # type: ignore[attr-defined]
+        for row in rows:
             copy.write_row(row)

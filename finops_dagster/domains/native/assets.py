@@ -2,6 +2,7 @@
 
 import datetime as dt
 
+import psycopg
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from finops_dagster.domains.native.resource import NativeServicesResource
@@ -48,13 +49,13 @@ def native_snapshots(
 
 
 def read_month(
-    conn: object, snapshot: ReferenceSnapshot, month: dt.date, run_id: str, now: dt.datetime
+    conn: psycopg.Connection, snapshot: ReferenceSnapshot, month: dt.date, run_id: str, now: dt.datetime
 ) -> DomainLoad:
     """Price one month from its persisted nights only (never the APIs)."""
     fold = PricedUsageFold(
         domain_id=DOMAIN_ID, month=month, run_id=run_id, snapshot=snapshot, computed_at=now
     )
-    for figure in month_figures(conn, month):  # type: ignore[arg-type]
+    for figure in month_figures(conn, month):
         fold.add(
             MeteredUsage(
                 figure.source,
@@ -65,9 +66,9 @@ def read_month(
                 fields=figure.attributes,
             )
         )
-    for problem in month_problems(conn, month):  # type: ignore[arg-type]
+    for problem in month_problems(conn, month):
         fold.reject(problem.source, problem.ref, f"{problem.reason} ({problem.nights} night(s))", problem.raw)
-    nights = month_nights(conn, month)  # type: ignore[arg-type]
+    nights = month_nights(conn, month)
     return fold.finish({f"nights_{source}": count for source, count in nights.items()})
 
 

@@ -115,7 +115,10 @@ class UsageReportService:
             )
         ):
             reading = self._reading(index, item)
-            (readings if isinstance(reading, Reading) else problems).append(reading)  # type: ignore[arg-type]
+            if isinstance(reading, Reading):
+                readings.append(reading)
+            else:
+                problems.append(reading)
         return Snapshot(self.name, month, night, readings, problems)
 
     def _reading(self, index: int, item: Any) -> Reading | Problem:

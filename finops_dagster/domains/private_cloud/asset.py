@@ -1,7 +1,9 @@
 """The private_cloud_releves asset: usage from the private clouds' APIs, priced with the rate cards."""
 
 import datetime as dt
+from collections.abc import Iterable
 
+import psycopg
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from finops_dagster.domains.private_cloud.problems import UsageProblem
@@ -21,14 +23,14 @@ DOMAIN_ID = "private_cloud"
 
 def read_month(
     sources: PrivateCloudSources,
-    conn_snapshot: tuple[object, ReferenceSnapshot],
+    conn: psycopg.Connection,
+    snapshot: ReferenceSnapshot,
     month: dt.date,
     run_id: str,
     now: dt.datetime,
 ) -> DomainLoad:
     """Meter and price one month from every enabled source; OpenCost's from its persisted days, the
     entries refused when read included (rejects of the month of their day)."""
-    conn, snapshot = conn_snapshot
     fold = PricedUsageFold(
         domain_id=DOMAIN_ID, month=month, run_id=run_id, snapshot=snapshot, computed_at=now
     )
@@ -36,16 +38,18 @@ def read_month(
     if sources.openstack is not None:
         _fold_items(fold, "openstack", sources.openstack.metered(month, now))
     if sources.opencost is not None:
-        refused = sources.opencost.refused(conn, month)  # type: ignore[arg-type]
-        _fold_items(fold, "opencost", [*refused, *sources.opencost.metered(conn, month)])  # type: ignore[arg-type]
-        details["opencost_days"] = sources.opencost.persisted_days(conn, month)  # type: ignore[arg-type]
+        refused = sources.opencost.refused(conn, month)
+        _fold_items(fold, "opencost", [*refused, *sources.opencost.metered(conn, month)])
+        details["opencost_days"] = sources.opencost.persisted_days(conn, month)
     if sources.usage_api is not None:
         _fold_items(fold, sources.usage_api.client.name, sources.usage_api.metered(month))
     return fold.finish(details)
 
 
-def _fold_items(fold: PricedUsageFold, source: str, items: object) -> None:
-    for item in items:  # type: ignore[attr-defined]
+def _fold_items(
+    fold: PricedUsageFold, source: str, items: Iterable[MeteredUsage | UnmappedQuantity | UsageProblem]
+) -> None:
+    for item in items:
         if isinstance(item, MeteredUsage):
             fold.add(item)
         elif isinstance(item, UnmappedQuantity):
@@ -86,7 +90,7 @@ def private_cloud_releves(
                     f"OpenCost entry refused, a reject of {day:%Y-%m}: {problem.ref}: {problem.reason}"
                 )
         for month in months:
-            load = read_month(sources, (conn, snapshot), month, context.run_id, now)
+            load = read_month(sources, conn, snapshot, month, context.run_id, now)
             staged.append(stage_domain_load(conn, load, context.run_id))
             context.log.info(
                 f"{DOMAIN_ID} {month:%Y-%m}: {len(load.releves)} relevés, total {load.total_cost}, "
