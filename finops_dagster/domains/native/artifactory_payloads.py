@@ -31,6 +31,7 @@ from finops_dagster.domains.native.problems import (
     as_raw,
     byte_count,
     count,
+    text_field,
 )
 
 __all__ = [
@@ -192,27 +193,14 @@ def _used_bytes(row: dict[str, Any]) -> tuple[int, bool]:
         raise ValueProblem(f"usedSpace: {error}") from None
 
 
-def _text(row: dict[str, Any], name: str, reasons: list[str], *, required: bool = False) -> str | None:
-    """A non-blank string field, stripped; None when absent (a reason is added when it is required)."""
-    raw = row.get(name)
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        if required:
-            reasons.append(f"{name}: missing")
-        return None
-    if not isinstance(raw, str):
-        reasons.append(f"{name}: not a string ({type(raw).__name__})")
-        return None
-    return raw.strip()
-
-
 def _parse_repository(row: Any) -> RepositoryStorage | list[str]:
     if not isinstance(row, dict):
         return [f"repository entry is not an object ({type(row).__name__})"]
     reasons: list[str] = []
-    repo_key = _text(row, "repoKey", reasons, required=True)
-    repo_type = _text(row, "repoType", reasons, required=True)
-    package_type = _text(row, "packageType", reasons)
-    project_key = _text(row, "projectKey", reasons)
+    repo_key = text_field(row.get("repoKey"), "repoKey", reasons, required=True)
+    repo_type = text_field(row.get("repoType"), "repoType", reasons, required=True)
+    package_type = text_field(row.get("packageType"), "packageType", reasons)
+    project_key = text_field(row.get("projectKey"), "projectKey", reasons)
     used_bytes, approximate = 0, False
     if repo_type is not None and repo_type.upper() != VIRTUAL:
         try:
@@ -253,7 +241,7 @@ def parse_file_stats(body: Any) -> FileStats | UsageProblem:
     if not isinstance(body, dict):
         raise ValueError(f"GET /api/storage/...?stats: expected a JSON object, got {type(body).__name__}")
     reasons: list[str] = []
-    uri = _text(body, "uri", reasons, required=True)
+    uri = text_field(body.get("uri"), "uri", reasons, required=True)
     downloads: int | None = None
     try:
         downloads = count(body.get("downloadCount"), "downloadCount")
@@ -268,7 +256,7 @@ def parse_file_stats(body: Any) -> FileStats | UsageProblem:
         else:
             if millis:
                 last = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=millis)
-    by = _text(body, "lastDownloadedBy", reasons)
+    by = text_field(body.get("lastDownloadedBy"), "lastDownloadedBy", reasons)
     if reasons or uri is None or downloads is None:
         return UsageProblem(ref=uri or "file stats", reason="; ".join(reasons), raw=body)
     return FileStats(uri=uri, download_count=downloads, last_downloaded=last, last_downloaded_by=by)

@@ -34,6 +34,7 @@ from finops_dagster.domains.native.problems import (
     byte_count,
     identifier,
     quantity,
+    text_field,
 )
 
 __all__ = [
@@ -108,18 +109,6 @@ def _sizes(
             sizes[kind] = 0
             reasons.append(str(problem))
     return sizes, tuple(missing)
-
-
-def _text(raw: Any, name: str, reasons: list[str], *, required: bool) -> str | None:
-    """A non-blank string, stripped; None when absent (a reason is added when it is required)."""
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        if required:
-            reasons.append(f"{name}: missing")
-        return None
-    if not isinstance(raw, str):
-        reasons.append(f"{name}: not a string ({type(raw).__name__})")
-        return None
-    return raw.strip()
 
 
 def _id(raw: Any, name: str, reasons: list[str]) -> int | None:
@@ -201,14 +190,14 @@ def _parse_project(entry: Any) -> ProjectStorage | list[str]:
         return [f"project entry is not an object ({type(entry).__name__})"]
     reasons: list[str] = []
     project_id = _id(entry.get("id"), "id", reasons)
-    path = _text(entry.get("path_with_namespace"), "path_with_namespace", reasons, required=True)
+    path = text_field(entry.get("path_with_namespace"), "path_with_namespace", reasons, required=True)
 
     namespace_path: str | None = None
     namespace_kind: str | None = None
     namespace = entry.get("namespace")
     if isinstance(namespace, dict):
-        namespace_path = _text(namespace.get("full_path"), "namespace.full_path", reasons, required=True)
-        namespace_kind = _text(namespace.get("kind"), "namespace.kind", reasons, required=False)
+        namespace_path = text_field(namespace.get("full_path"), "namespace.full_path", reasons, required=True)
+        namespace_kind = text_field(namespace.get("kind"), "namespace.kind", reasons, required=False)
     elif namespace is not None:
         reasons.append(f"namespace: not an object ({type(namespace).__name__})")
 
@@ -295,7 +284,7 @@ def _parse_group(entry: Any) -> GroupStorage | list[str]:
         return [f"group entry is not an object ({type(entry).__name__})"]
     reasons: list[str] = []
     group_id = _id(entry.get("id"), "id", reasons)
-    full_path = _text(entry.get("full_path"), "full_path", reasons, required=True)
+    full_path = text_field(entry.get("full_path"), "full_path", reasons, required=True)
     parent_id = None if entry.get("parent_id") is None else _id(entry.get("parent_id"), "parent_id", reasons)
     blocks: dict[str, dict[str, int] | None] = {}
     missing: list[str] = []
@@ -360,8 +349,8 @@ def parse_namespace(body: Any) -> NamespaceMinutes | UsageProblem:
         raise ValueError(f"GET /namespaces/:id: expected a JSON object, got {type(body).__name__}")
     reasons: list[str] = []
     namespace_id = _id(body.get("id"), "id", reasons)
-    full_path = _text(body.get("full_path"), "full_path", reasons, required=True)
-    kind = _text(body.get("kind"), "kind", reasons, required=True)
+    full_path = text_field(body.get("full_path"), "full_path", reasons, required=True)
+    kind = text_field(body.get("kind"), "kind", reasons, required=True)
     minutes: dict[str, Decimal | None] = {}
     block = body.get("ci_minutes_usage")
     if block is None:
@@ -579,11 +568,11 @@ def _parse_project_minutes(node: Any) -> ProjectMinutes | list[str]:
     full_path: str | None = None
     project_name: str | None = None
     if isinstance(project, dict):
-        full_path = _text(project.get("fullPath"), "project.fullPath", reasons, required=False)
-        project_name = _text(project.get("name"), "project.name", reasons, required=False)
+        full_path = text_field(project.get("fullPath"), "project.fullPath", reasons, required=False)
+        project_name = text_field(project.get("name"), "project.name", reasons, required=False)
     elif project is not None:
         reasons.append(f"project: not an object ({type(project).__name__})")
-    name = _text(node.get("name"), "name", reasons, required=False) or project_name or full_path
+    name = text_field(node.get("name"), "name", reasons, required=False) or project_name or full_path
     if name is None:
         reasons.append("name: missing (and no project.fullPath)")
     minutes: Decimal | None = None

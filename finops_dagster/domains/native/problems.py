@@ -25,6 +25,7 @@ __all__ = [
     "count",
     "identifier",
     "quantity",
+    "text_field",
 ]
 
 
@@ -77,3 +78,15 @@ def identifier(raw: Any, name: str) -> int:
     if value <= 0:
         raise ValueProblem(f"{name}: not a positive id ({value})")
     return value
+
+
+def text_field(raw: Any, name: str, reasons: list[str], *, required: bool = False) -> str | None:
+    """A non-blank string, stripped; None when absent (a reason is added when it is required)."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        if required:
+            reasons.append(f"{name}: missing")
+        return None
+    if not isinstance(raw, str):
+        reasons.append(f"{name}: not a string ({type(raw).__name__})")
+        return None
+    return raw.strip()
