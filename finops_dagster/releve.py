@@ -61,6 +61,11 @@ def quantize_money(value: Decimal) -> Decimal:
     return value.quantize(MONEY_SCALE, rounding=ROUND_HALF_EVEN)
 
 
+def utc_now() -> dt.datetime:
+    """The clock of the pipeline (UTC), in one place so tests can set it."""
+    return dt.datetime.now(dt.UTC)
+
+
 def month_start(day: dt.date | dt.datetime) -> dt.date:
     """First day of the month holding `day`: the key of a relevé's period."""
     return dt.date(day.year, day.month, 1)

@@ -14,7 +14,6 @@ torn down once when it ends:
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 from collections.abc import Mapping
@@ -195,7 +194,3 @@ def _failure_summary(step_key: str | None, event: Any) -> str:
     first_line = message.splitlines()[0] if message else "step failed"
     text = f"{step_key}: {first_line}" if step_key else first_line
     return text[:SUMMARY_LIMIT]
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -11,12 +11,12 @@ from finops_dagster.domains.open_legacy.mapping import (
     load_class_catalog,
     measured_fields,
 )
-from finops_dagster.mart.etl_runs import RunLedger, utc_now
+from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.mart.metadata import load_metadata
 from finops_dagster.mart.staging import stage_domain_load
 from finops_dagster.partitions import monthly_partitions
 from finops_dagster.reference.snapshot import ReferenceSnapshot, read_snapshot
-from finops_dagster.releve import DomainLoad, month_start
+from finops_dagster.releve import DomainLoad, month_start, utc_now
 from finops_dagster.resources.mongo import MongoResource
 from finops_dagster.resources.postgres import PostgresResource
 

@@ -9,13 +9,13 @@ from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, Me
 from finops_dagster.domains.private_cloud.problems import UsageProblem
 from finops_dagster.domains.private_cloud.resource import PrivateCloudResource, PrivateCloudSources
 from finops_dagster.domains.private_cloud.usage_api import UnmappedQuantity
-from finops_dagster.mart.etl_runs import RunLedger, utc_now
+from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.mart.metadata import load_metadata
 from finops_dagster.mart.staging import stage_domain_load
 from finops_dagster.partitions import monthly_partitions
 from finops_dagster.priced_usage import MeteredUsage, PricedUsageFold
 from finops_dagster.reference.snapshot import ReferenceSnapshot, read_snapshot
-from finops_dagster.releve import DomainLoad
+from finops_dagster.releve import DomainLoad, utc_now
 from finops_dagster.resources.postgres import PostgresResource
 
 DOMAIN_ID = "private_cloud"
