@@ -1,0 +1,76 @@
+"""What every public-cloud source hands the domain: charges already summed by the source's reader.
+
+Bills are large (tens of millions of line items a month), so no source returns line items: each
+reader sums them where they live (DuckDB over the export files, the provider's own grouping in a
+cost API) down to one `ChargeGroup` per distinct combination of the fields that decide a relevé
+(provider, service, account, tags, category, currency, pricing unit). Only what cannot be summed
+(a row that cannot be read) comes back one by one, as a `ChargeProblem` with its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ChargeGroup:
+    """Line items of one month that share every field the relevé depends on, summed.
+
+    `tags` are the resource tags as the provider wrote them (keys not yet normalised), or, for a
+    cost API grouped by the application tag, that one tag. `cost` is in `billing_currency`, the
+    currency of the bill, before any conversion.
+    """
+
+    source: str
+    provider: str
+    service_name: str | None
+    service_category: str | None
+    charge_category: str | None
+    billing_currency: str
+    cost: Decimal
+    line_items: int
+    sku_id: str | None = None
+    sub_account_id: str | None = None
+    sub_account_name: str | None = None
+    resource_group: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict, hash=False)
+    pricing_quantity: Decimal | None = None
+    pricing_unit: str | None = None
+
+
+@dataclass(frozen=True)
+class ChargeProblem:
+    """A line item (or a source's row) that cannot become part of a relevé, and why.
+
+    `cost` and `currency` are kept whenever they could be read, so the reconciliation still
+    accounts for the money of a row rejected for another reason.
+    """
+
+    source: str
+    ref: str
+    reason: str
+    raw: dict[str, Any]
+    cost: Decimal | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file of a configured location that holds nothing for the month, and why it was passed over."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class SourceMonth:
+    """Everything one source said about one month."""
+
+    groups: list[ChargeGroup] = field(default_factory=list)
+    problems: list[ChargeProblem] = field(default_factory=list)
+    skipped_files: list[SkippedFile] = field(default_factory=list)
+    files_read: int = 0
+    line_items: int = 0
