@@ -13,7 +13,7 @@ from typing import Any
 
 from dagster import AssetsDefinition, Definitions, in_process_executor
 
-from finops_dagster.checks.reconciliation import build_reconciliation_check
+from finops_dagster.checks.reconciliation import Measure, build_reconciliation_check
 from finops_dagster.checks.views import views_match_fact_releve
 from finops_dagster.checks.volume import build_volume_check
 from finops_dagster.domains.native.assets import native_releves, native_snapshots
@@ -21,6 +21,8 @@ from finops_dagster.domains.native.resource import native_from_env
 from finops_dagster.domains.open_legacy.asset import open_legacy_releves
 from finops_dagster.domains.private_cloud.asset import private_cloud_releves
 from finops_dagster.domains.private_cloud.resource import private_cloud_from_env
+from finops_dagster.domains.public_cloud.asset import public_cloud_releves
+from finops_dagster.domains.public_cloud.resource import public_cloud_from_env
 from finops_dagster.mart.assets import build_fact_releve, materialized_views
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.reference.assets import applications, reference_data
@@ -34,18 +36,26 @@ from finops_dagster.settings import enabled_domains
 @dataclass(frozen=True)
 class Domain:
     """A domain as the pipeline sees it: the asset fact_releve publishes, the assets that feed it,
-    and the resource (key and builder from the environment) its sources need, if any."""
+    the resource (key and builder from the environment) its sources need, if any, and what its
+    sources carry (quantities to price, or cost), which the reconciliation balances."""
 
     releves: AssetsDefinition
     feeders: tuple[AssetsDefinition, ...] = ()
     resource_key: str | None = None
     resource_from_env: Callable[[], Any] | None = None
+    reconciled_by: Measure = "quantity"
 
 
 DOMAINS: dict[str, Domain] = {
     "open_legacy": Domain(open_legacy_releves),
     "private_cloud": Domain(
         private_cloud_releves, resource_key="private_cloud", resource_from_env=private_cloud_from_env
+    ),
+    "public_cloud": Domain(
+        public_cloud_releves,
+        resource_key="public_cloud",
+        resource_from_env=public_cloud_from_env,
+        reconciled_by="cost",
     ),
     "native": Domain(
         native_releves, feeders=(native_snapshots,), resource_key="native", resource_from_env=native_from_env
@@ -73,9 +83,12 @@ def build_definitions(resources: Mapping[str, Any] | None = None) -> Definitions
     enabled = {name: DOMAINS[name] for name in enabled_domains()}
     domains = [domain.releves for domain in enabled.values()]
     checks = [
-        build(domain.releves.key, name)
+        check
         for name, domain in enabled.items()
-        for build in (build_reconciliation_check, build_volume_check)
+        for check in (
+            build_reconciliation_check(domain.releves.key, name, domain.reconciled_by),
+            build_volume_check(domain.releves.key, name),
+        )
     ]
     return Definitions(
         assets=[

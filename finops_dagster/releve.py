@@ -34,6 +34,8 @@ RELEVE_COLUMNS: tuple[str, ...] = (
     "rate_card_version",
     "source_record_count",
     "computed_at",
+    "billed_cost",
+    "billed_currency",
 )
 
 REJECT_COLUMNS: tuple[str, ...] = (
@@ -95,6 +97,10 @@ class Releve:
     rate_card_version: str | None
     source_record_count: int
     computed_at: dt.datetime
+    billed_cost: Decimal | None = None
+    """What the provider billed, in `billed_currency`, where the source is a bill in another currency
+    than the relevé's; None where `total_cost` is the amount as the source priced it."""
+    billed_currency: str | None = None
 
     def as_row(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in RELEVE_COLUMNS)
@@ -125,8 +131,8 @@ class DomainLoad:
     """Everything a domain produced for one month: what the staging write and the checks need.
 
     `source_totals` is what was read from the source before any allocation, per usage unit
-    (and `source_cost` per currency where the source carries cost): the reconciliation check
-    proves relevés + rejects add back up to it.
+    (and `source_costs` per billing currency where the source carries cost): the reconciliation
+    check proves relevés + rejects add back up to it.
     """
 
     domain_id: str
@@ -136,6 +142,7 @@ class DomainLoad:
     source_totals: dict[str, Decimal]
     source_record_count: int
     source_cost: Decimal | None = None
+    source_costs: dict[str, Decimal] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
     @property

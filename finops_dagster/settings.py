@@ -10,8 +10,7 @@ import os
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-AVAILABLE_DOMAINS: tuple[str, ...] = ("open_legacy", "private_cloud", "native")
-PLANNED_DOMAINS: tuple[str, ...] = ("open_legacy", "private_cloud", "public_cloud", "native")
+AVAILABLE_DOMAINS: tuple[str, ...] = ("open_legacy", "private_cloud", "public_cloud", "native")
 
 
 class SettingError(ValueError):
@@ -63,18 +62,22 @@ def enabled_domains() -> tuple[str, ...]:
         return AVAILABLE_DOMAINS
     names = [part.strip() for part in raw.split(",") if part.strip()]
     for name in names:
-        if name not in PLANNED_DOMAINS:
-            raise SettingError(
-                f"FINOPS_DOMAINS_ENABLED: unknown domain {name!r} (known: {', '.join(PLANNED_DOMAINS)})"
-            )
         if name not in AVAILABLE_DOMAINS:
             raise SettingError(
-                f"FINOPS_DOMAINS_ENABLED: domain {name!r} is not available in this version "
-                f"(available: {', '.join(AVAILABLE_DOMAINS)})"
+                f"FINOPS_DOMAINS_ENABLED: unknown domain {name!r} (known: {', '.join(AVAILABLE_DOMAINS)})"
             )
     if not names:
         raise SettingError("FINOPS_DOMAINS_ENABLED names no domain")
     return tuple(domain for domain in AVAILABLE_DOMAINS if domain in names)
+
+
+def reporting_currency() -> str:
+    """The currency of the mart's totals (FINOPS_REPORTING_CURRENCY): rate cards price in it and
+    bills in other currencies are converted into it."""
+    value = env_str("FINOPS_REPORTING_CURRENCY", "EUR").upper()
+    if len(value) != 3 or not value.isascii() or not value.isalpha():
+        raise SettingError(f"FINOPS_REPORTING_CURRENCY must be an ISO 4217 code, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

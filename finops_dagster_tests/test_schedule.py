@@ -130,10 +130,9 @@ def test_enabled_domains_rejects_unknown(monkeypatch: pytest.MonkeyPatch) -> Non
         enabled_domains()
 
 
-def test_enabled_domains_rejects_not_yet_available(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FINOPS_DOMAINS_ENABLED", "open_legacy,public_cloud")
-    with pytest.raises(SettingError, match=r"FINOPS_DOMAINS_ENABLED: domain 'public_cloud' is not available"):
-        enabled_domains()
+def test_enabled_domains_keeps_the_pipeline_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINOPS_DOMAINS_ENABLED", "native,public_cloud,open_legacy")
+    assert enabled_domains() == ("open_legacy", "public_cloud", "native")
 
 
 def test_enabled_domains_rejects_an_empty_list(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,13 +1,15 @@
 """Reconciliation: for each month a run loaded, what the source said equals relevés plus rejects.
 
-Per usage unit (and per cost where the source carries cost). The tolerance is the rounding the
-relevé contract allows: half a unit of the sixth decimal per row summed, plus one for the total.
-Blocking: a load that lost anything is not published.
+Per usage unit where the source carries quantities (the domains priced with rate cards), per
+billing currency where it carries cost (bills: relevés count what was billed, before conversion).
+The tolerance is the rounding the relevé contract allows: half a unit of the sixth decimal per
+row summed, plus one for the total. Blocking: a load that lost anything is not published.
 """
 
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Literal
 
 import psycopg
 from dagster import (
@@ -26,6 +28,9 @@ from finops_dagster.releve import QUANTITY_SCALE
 from finops_dagster.resources.postgres import PostgresResource
 
 HALF_UNIT = QUANTITY_SCALE / 2
+
+Measure = Literal["quantity", "cost"]
+"""What a domain's sources carry, and so what its reconciliation balances."""
 
 
 @dataclass(frozen=True)
@@ -79,15 +84,62 @@ def unit_balances(conn: psycopg.Connection, domain_id: str, run_id: str) -> list
     return [UnitBalance(*row) for row in rows]
 
 
-def build_reconciliation_check(asset_key: AssetKey, domain_id: str) -> AssetChecksDefinition:
+def cost_balances(conn: psycopg.Connection, domain_id: str, run_id: str) -> list[UnitBalance]:
+    """Billed cost per month and billing currency: the source's, the relevés' and the rejects'.
+
+    A relevé converted from another currency counts its billed amount in that currency; the others
+    count their total cost in their own currency.
+    """
+    query = sql.SQL("""
+        WITH source AS (
+            SELECT period_month, kv.key AS currency, kv.value::numeric AS cost
+            FROM finops.domain_load, jsonb_each_text(source_costs) AS kv
+            WHERE domain_id = %(domain)s AND run_id = %(run)s
+        ), releves AS (
+            SELECT period_month, coalesce(billed_currency, currency)::text AS currency,
+                   sum(coalesce(billed_cost, total_cost)) AS cost, count(*) AS n
+            FROM {table} WHERE run_id = %(run)s GROUP BY 1, 2
+        ), rejects AS (
+            SELECT period_month, currency::text AS currency, sum(cost) AS cost, count(*) AS n
+            FROM finops.releve_reject
+            WHERE domain_id = %(domain)s AND run_id = %(run)s AND cost IS NOT NULL GROUP BY 1, 2
+        ), loaded AS (
+            SELECT period_month FROM finops.domain_load WHERE domain_id = %(domain)s AND run_id = %(run)s
+        )
+        SELECT k.period_month, k.currency,
+               coalesce(s.cost, 0), coalesce(r.cost, 0), coalesce(j.cost, 0),
+               coalesce(r.n, 0) + coalesce(j.n, 0)
+        FROM (SELECT period_month, currency FROM source
+              UNION SELECT period_month, currency FROM releves
+              UNION SELECT period_month, currency FROM rejects) AS k
+        JOIN loaded USING (period_month)
+        LEFT JOIN source s USING (period_month, currency)
+        LEFT JOIN releves r USING (period_month, currency)
+        LEFT JOIN rejects j USING (period_month, currency)
+        ORDER BY 1, 2
+    """).format(table=domain_table(domain_id))
+    rows = conn.execute(query, {"domain": domain_id, "run": run_id}).fetchall()
+    return [UnitBalance(*row) for row in rows]
+
+
+BALANCES = {"quantity": unit_balances, "cost": cost_balances}
+
+
+def build_reconciliation_check(
+    asset_key: AssetKey, domain_id: str, measure: Measure = "quantity"
+) -> AssetChecksDefinition:
+    balances_of = BALANCES[measure]
+    heading = "unit" if measure == "quantity" else "billing currency"
+
     @asset_check(asset=asset_key, name="reconciliation", blocking=True)
     def reconciliation(context: AssetCheckExecutionContext, postgres: PostgresResource) -> AssetCheckResult:
-        """Nothing lost: per month and unit, source quantity = relevés + rejects (DESIGN §5.4)."""
+        """Nothing lost: per month and unit (or billing currency), what the source said = relevés +
+        rejects (DESIGN §5.4)."""
         with postgres.connect() as conn:
-            balances = unit_balances(conn, domain_id, context.run.run_id)
+            balances = balances_of(conn, domain_id, context.run.run_id)
         broken = [b for b in balances if not b.balanced]
         table = [
-            "| month | unit | source | relevés | rejects | difference |",
+            f"| month | {heading} | source | relevés | rejects | difference |",
             "|---|---|---:|---:|---:|---:|",
         ]
         table += [
@@ -95,10 +147,10 @@ def build_reconciliation_check(asset_key: AssetKey, domain_id: str) -> AssetChec
             for b in balances
         ]
         description = (
-            f"{len(broken)} month/unit pair(s) do not add up: "
+            f"{len(broken)} month/{heading} pair(s) do not add up: "
             + "; ".join(f"{b.period_month:%Y-%m} {b.unit} off by {b.difference}" for b in broken[:5])
             if broken
-            else f"{len(balances)} month/unit pair(s) balance"
+            else f"{len(balances)} month/{heading} pair(s) balance"
         )
         return AssetCheckResult(
             passed=not broken,

@@ -71,6 +71,17 @@ class MappingRule:
 
 
 @dataclass(frozen=True)
+class ExchangeRate:
+    """How many units of `to_currency` one unit of `from_currency` is worth over a month."""
+
+    period_month: dt.date
+    from_currency: str
+    to_currency: str
+    rate: Decimal
+    source: str
+
+
+@dataclass(frozen=True)
 class Catalog:
     domains: tuple[Domain, ...]
     families: tuple[Family, ...]
@@ -78,6 +89,7 @@ class Catalog:
     rates: tuple[Rate, ...]
     rules: tuple[MappingRule, ...]
     checksums: dict[str, str]
+    exchange_rates: tuple[ExchangeRate, ...] = ()
 
 
 def _rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -114,6 +126,32 @@ def _month(value: str, column: str) -> dt.date:
     return day
 
 
+def _currency(row: dict[str, str], column: str) -> str:
+    currency = _required(row, column)
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise ValueError(f"{column} {currency!r} is not an ISO 4217 code")
+    return currency
+
+
+def _exchange_rate(row: dict[str, str]) -> ExchangeRate:
+    rate = Decimal(_required(row, "rate"))
+    if not rate.is_finite() or rate <= 0:
+        raise ValueError(f"rate {rate} must be a finite number > 0")
+    exponent = rate.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -10:
+        raise ValueError(f"rate {rate} has more than 10 decimals: the mart stores rates at 10")
+    from_currency, to_currency = _currency(row, "from_currency"), _currency(row, "to_currency")
+    if from_currency == to_currency:
+        raise ValueError(f"a rate from {from_currency} to itself")
+    return ExchangeRate(
+        _month(_required(row, "period_month"), "period_month"),
+        from_currency,
+        to_currency,
+        rate,
+        _required(row, "source"),
+    )
+
+
 def _rate(row: dict[str, str]) -> Rate:
     unit_cost = Decimal(_required(row, "unit_cost"))
     if not unit_cost.is_finite() or unit_cost < 0:
@@ -121,9 +159,7 @@ def _rate(row: dict[str, str]) -> Rate:
     exponent = unit_cost.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -6:
         raise ValueError(f"unit_cost {unit_cost} has more than 6 decimals: the mart stores prices at 6")
-    currency = _required(row, "currency")
-    if not re.fullmatch(r"[A-Z]{3}", currency):
-        raise ValueError(f"currency {currency!r} is not an ISO 4217 code")
+    currency = _currency(row, "currency")
     valid_to = _month(row["valid_to"], "valid_to") if row.get("valid_to") else None
     valid_from = _month(_required(row, "valid_from"), "valid_from")
     if valid_to is not None and valid_to <= valid_from:
@@ -181,7 +217,12 @@ def load_catalog(directory: Path = DATA_DIR) -> Catalog:
         ("rule_id", "domain_id", "field", "pattern", "application_id", "priority"),
         _rule,
     )
-    catalog = Catalog(domains, families, products, rates, rules, _checksums(directory))
+    exchange_rates = _parse(
+        directory / "exchange_rates.csv",
+        ("period_month", "from_currency", "to_currency", "rate", "source"),
+        _exchange_rate,
+    )
+    catalog = Catalog(domains, families, products, rates, rules, _checksums(directory), exchange_rates)
     _cross_check(catalog)
     return catalog
 
@@ -205,6 +246,10 @@ def _cross_check(catalog: Catalog) -> None:
     _unique("families.csv", [f.family_id for f in catalog.families])
     _unique("products.csv", [p.product_id for p in catalog.products])
     _unique("mapping_rules.csv", [r.rule_id for r in catalog.rules])
+    _unique(
+        "exchange_rates.csv",
+        [f"{r.period_month:%Y-%m} {r.from_currency}→{r.to_currency}" for r in catalog.exchange_rates],
+    )
     domains = {d.domain_id for d in catalog.domains}
     families = {f.family_id for f in catalog.families}
     products = {p.product_id for p in catalog.products}

@@ -1,7 +1,7 @@
 """Writing the reference catalog and the application referential into the mart.
 
 Domains, families, products and applications are upserted, never deleted: published relevés
-of past months still name them. Rate cards and mapping rules are replaced as a whole, in one
+of past months still name them. Rate cards, exchange rates and mapping rules are replaced as a whole, in one
 transaction, so a run never prices with half of an edited rate file.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from finops_dagster.reference.catalog import Catalog
+from finops_dagster.reference.catalog import Catalog, Product
 from finops_dagster.releve import UNALLOCATED_APPLICATION, UNALLOCATED_GROUP
 
 UPSERT_DOMAIN = """
@@ -36,6 +36,10 @@ INSERT_RULE = """
 INSERT INTO finops.application_mapping_rule
     (rule_id, domain_id, field, pattern, application_id, priority)
 VALUES (%s, %s, %s, %s, %s, %s)
+"""
+INSERT_EXCHANGE_RATE = """
+INSERT INTO finops.exchange_rate (period_month, from_currency, to_currency, rate, source)
+VALUES (%s, %s, %s, %s, %s)
 """
 UPSERT_VERSION = """
 INSERT INTO finops.reference_version (kind, version, checksum) VALUES (%s, %s, %s)
@@ -85,11 +89,27 @@ def load_catalog_into_mart(conn: psycopg.Connection, catalog: Catalog) -> None:
                 for r in catalog.rules
             ],
         )
+        cur.execute("DELETE FROM finops.exchange_rate")
+        cur.executemany(
+            INSERT_EXCHANGE_RATE,
+            [
+                (r.period_month, r.from_currency, r.to_currency, r.rate, r.source)
+                for r in catalog.exchange_rates
+            ],
+        )
         versions = sorted({rate.version for rate in catalog.rates})
         for filename, checksum in catalog.checksums.items():
             version = ",".join(versions) if filename == "rate_cards.csv" else checksum[:12]
             cur.execute(UPSERT_VERSION, (filename, version, checksum))
         _ensure_unallocated(cur)
+
+
+def upsert_products(conn: psycopg.Connection, products: Iterable[Product]) -> None:
+    """Products a source discovered (a provider's services): added, or relabelled, never deleted."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            UPSERT_PRODUCT, [(p.product_id, p.family_id, p.label, p.usage_unit) for p in products]
+        )
 
 
 def load_applications_into_mart(

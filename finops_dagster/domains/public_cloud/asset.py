@@ -1,0 +1,153 @@
+"""The public_cloud_releves asset: provider bills as monthly relevés, converted to the reporting currency."""
+
+
+import csv
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
+
+from finops_dagster.domains.public_cloud.fold import DOMAIN_ID, ChargeFold, FoldSettings
+from finops_dagster.domains.public_cloud.resource import PublicCloudResource, PublicCloudSources
+from finops_dagster.mart.etl_runs import RunLedger
+from finops_dagster.mart.metadata import load_metadata
+from finops_dagster.mart.staging import StagedLoad, stage_domain_load
+from finops_dagster.partitions import monthly_partitions
+from finops_dagster.reference.loader import upsert_products
+from finops_dagster.reference.snapshot import ReferenceSnapshot, read_snapshot
+from finops_dagster.releve import DomainLoad, utc_now
+from finops_dagster.resources.postgres import PostgresResource
+
+SERVICE_CATEGORIES = Path(__file__).resolve().parent / "service_categories.csv"
+
+
+def families_by_service_category() -> dict[str, str]:
+    """FOCUS ServiceCategory → product family, from service_categories.csv (data, not code)."""
+    with SERVICE_CATEGORIES.open(encoding="utf-8", newline="") as handle:
+        return {row["service_category"]: row["family_id"] for row in csv.DictReader(handle)}
+
+
+def exchange_rates(conn: psycopg.Connection, month: dt.date, to_currency: str) -> dict[str, Decimal]:
+    """The month's rates into the reporting currency, by billed currency."""
+    rows = conn.execute(
+        "SELECT from_currency, rate FROM finops.exchange_rate WHERE period_month = %s AND to_currency = %s",
+        (month, to_currency),
+    ).fetchall()
+    return {currency.strip(): rate for currency, rate in rows}
+
+
+def read_month(
+    context: AssetExecutionContext,
+    sources: PublicCloudSources,
+    conn: psycopg.Connection,
+    snapshot: ReferenceSnapshot,
+    month: dt.date,
+    now: dt.datetime,
+) -> tuple[DomainLoad, ChargeFold]:
+    """Every enabled source's charges of the month, allocated and converted."""
+    settings = sources.settings
+    fold = ChargeFold(
+        month=month,
+        run_id=context.run_id,
+        computed_at=now,
+        snapshot=snapshot,
+        exchange_rates=exchange_rates(conn, month, settings.reporting_currency),
+        settings=FoldSettings(
+            tag_keys=settings.tag_keys,
+            reporting_currency=settings.reporting_currency,
+            product_by_sku=settings.product_by_sku,
+            families_by_category=families_by_service_category(),
+        ),
+    )
+    details: dict[str, Any] = {}
+    for name, reader in sources.readers.items():
+        read = reader.read_month(month, now)
+        for group in read.groups:
+            fold.add(group)
+        for problem in read.problems:
+            fold.reject(problem)
+        for skipped in read.skipped_files:
+            context.log.info(f"{name} {month:%Y-%m}: skipped {skipped.path}: {skipped.reason}")
+        details[name] = {
+            "files_read": read.files_read,
+            "line_items": read.line_items,
+            "charge_groups": len(read.groups),
+            "unreadable_rows": len(read.problems),
+            "skipped_files": [{"path": s.path, "reason": s.reason} for s in read.skipped_files],
+        }
+        context.log.info(
+            f"{name} {month:%Y-%m}: {read.line_items} line items from {read.files_read} file(s) or "
+            f"responses, {len(read.groups)} charge groups, {len(read.problems)} unreadable rows"
+        )
+    return fold.finish(details), fold
+
+
+@asset(
+    name=f"{DOMAIN_ID}_releves",
+    partitions_def=monthly_partitions,
+    backfill_policy=BackfillPolicy.single_run(),
+    deps=["applications", "reference_data"],
+    group_name=DOMAIN_ID,
+    kinds={"duckdb", "postgres"},
+)
+def public_cloud_releves(
+    context: AssetExecutionContext,
+    postgres: PostgresResource,
+    public_cloud: PublicCloudResource,
+    run_ledger: RunLedger,
+) -> MaterializeResult:
+    """Public-cloud bills (FOCUS exports of any provider, the GCP billing export, the providers' cost
+    APIs) as monthly relevés: each charge allocated by its application tag, then the mapping rules,
+    else to the unallocated application, and converted to the reporting currency with the month's
+    exchange rate, the billed amount kept (see domains/public_cloud/fold.py)."""
+    months = [dt.date.fromisoformat(key) for key in context.partition_keys]
+    now = utc_now()
+    staged: list[StagedLoad] = []
+    loads: list[DomainLoad] = []
+    with postgres.connect() as conn, public_cloud.connected() as sources:
+        snapshot = read_snapshot(conn, DOMAIN_ID)
+        for month in months:
+            load, fold = read_month(context, sources, conn, snapshot, month, now)
+            upsert_products(conn, fold.products.values())
+            staged.append(stage_domain_load(conn, load, context.run_id))
+            loads.append(load)
+            context.log.info(
+                f"{DOMAIN_ID} {month:%Y-%m}: {len(load.releves)} relevés, total {load.total_cost}, "
+                f"{len(load.rejects)} rejects from {load.source_record_count} line items"
+            )
+    return MaterializeResult(metadata={**load_metadata(staged), **_bill_metadata(loads)})
+
+
+def _bill_metadata(loads: list[DomainLoad]) -> dict[str, MetadataValue]:
+    rows = [
+        "| month | source | files | line items | unreadable rows | skipped files |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    skipped_count = 0
+    for load in loads:
+        for name, read in load.details.items():
+            if not isinstance(read, dict) or "line_items" not in read:
+                continue
+            skipped = read["skipped_files"]
+            skipped_count += len(skipped)
+            listed = "; ".join(f"{Path(s['path']).name}: {s['reason']}" for s in skipped[:10])
+            more = f" (+{len(skipped) - 10} more)" if len(skipped) > 10 else ""
+            rows.append(
+                f"| {load.period_month:%Y-%m} | {name} | {read['files_read']} | {read['line_items']} "
+                f"| {read['unreadable_rows']} | {listed}{more} |"
+            )
+    billed: dict[str, Decimal] = {}
+    for load in loads:
+        for currency, cost in load.source_costs.items():
+            billed[currency] = billed.get(currency, Decimal(0)) + cost
+    return {
+        "line_items": MetadataValue.int(sum(load.source_record_count for load in loads)),
+        "skipped_files": MetadataValue.int(skipped_count),
+        "sources": MetadataValue.md("\n".join(rows)),
+        "billed_by_currency": MetadataValue.json(
+            {currency: str(cost) for currency, cost in sorted(billed.items())}
+        ),
+    }

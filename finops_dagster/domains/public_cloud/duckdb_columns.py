@@ -1,0 +1,60 @@
+"""Reading a column of an export file in DuckDB whatever type the file gave it.
+
+CSV files are read as text (a number or a date in the wrong shape must become a reject, not stop
+the whole read), Parquet files keep their types. These expressions turn either into what the
+domain works with: exact decimals (never through a binary float), UTC timestamps and trimmed text.
+A value that does not convert is NULL here; the caller compares with the raw text to tell an
+empty value from an unreadable one.
+"""
+
+from __future__ import annotations
+
+DECIMAL = "DECIMAL(38, 18)"
+"""Up to 10^20 with 18 decimals: every amount of a bill, summed exactly."""
+
+
+def identifier(name: str) -> str:
+    """A column name quoted for DuckDB, whatever it contains."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value: str) -> str:
+    """A string literal for DuckDB (file paths in table functions; never a value from a row)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def is_text(duckdb_type: str) -> bool:
+    return duckdb_type.upper() == "VARCHAR"
+
+
+def text(column: str, duckdb_type: str) -> str:
+    """Trimmed text, NULL when empty; maps and structs (Parquet tags) as JSON text."""
+    ref = identifier(column)
+    upper = duckdb_type.upper()
+    if is_text(upper):
+        return f"NULLIF(trim({ref}), '')"
+    if upper.startswith(("MAP", "STRUCT", "JSON")):
+        return f"CAST(to_json({ref}) AS VARCHAR)"
+    return f"CAST({ref} AS VARCHAR)"
+
+
+def number(column: str, duckdb_type: str) -> str:
+    """An exact decimal. Binary floats go through their shortest text form (0.1 stays 0.1)."""
+    ref = identifier(column)
+    upper = duckdb_type.upper()
+    if is_text(upper):
+        return f"TRY_CAST(NULLIF(trim({ref}), '') AS {DECIMAL})"
+    if upper in ("DOUBLE", "FLOAT", "REAL"):
+        return f"TRY_CAST(CAST({ref} AS VARCHAR) AS {DECIMAL})"
+    return f"TRY_CAST({ref} AS {DECIMAL})"
+
+
+def timestamp(column: str, duckdb_type: str) -> str:
+    """A UTC timestamp (without zone); text with or without an offset is read as an instant."""
+    ref = identifier(column)
+    upper = duckdb_type.upper()
+    if is_text(upper):
+        return f"TRY_CAST(TRY_CAST(NULLIF(trim({ref}), '') AS TIMESTAMPTZ) AS TIMESTAMP)"
+    if upper == "TIMESTAMP":
+        return ref
+    return f"TRY_CAST({ref} AS TIMESTAMP)"

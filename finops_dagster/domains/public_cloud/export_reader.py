@@ -1,0 +1,313 @@
+"""Billing export files summed for a month with DuckDB, whatever the export's layout.
+
+A month's export holds tens of millions of line items, so no row ever becomes a Python object:
+DuckDB scans the files (CSV, gzipped CSV, Parquet; one or many per month) and sums the month's
+line items down to one `ChargeGroup` per distinct provider, service, sub-account, tags, charge
+category, billing currency and pricing unit. Only rows that cannot be read come back one by one,
+as rejects with their reason and the row as it was written; a file that has such rows is read a
+second time for them, so a clean month is scanned once.
+
+An `ExportLayout` says how one kind of export (FOCUS, the GCP billing export) names these fields
+and what makes one of its rows unreadable; this module does the rest the same way for all.
+
+A row belongs to the month of its period column. A row whose period cannot be read is a reject of
+each month its file contributes to (a provider's file normally holds a single month).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+
+from finops_dagster.domains.public_cloud import duckdb_columns as col
+from finops_dagster.domains.public_cloud.charges import ChargeGroup, ChargeProblem, SkippedFile, SourceMonth
+from finops_dagster.releve import next_month
+
+EXPORT_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+
+FIELDS = (
+    "provider",
+    "service_name",
+    "service_category",
+    "charge_category",
+    "sku_id",
+    "sub_account_id",
+    "sub_account_name",
+    "resource_group",
+    "tags",
+    "currency",
+    "pricing_unit",
+    "cost",
+    "pricing_quantity",
+    "period",
+)
+"""What a layout's `fields` select, in this order and under these names."""
+
+
+class ExportFileError(RuntimeError):
+    """An export file cannot be read at all (missing columns, unreadable file): the run fails."""
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    path: str
+    columns: dict[str, str]
+    """Column name → DuckDB type, as the file declares them (all text for CSV)."""
+
+    @property
+    def is_parquet(self) -> bool:
+        return self.path.endswith(".parquet")
+
+    def has(self, column: str) -> bool:
+        return column in self.columns
+
+    def text(self, *names: str) -> str:
+        """The first of these columns the file has, as trimmed text (several: coalesced); else NULL."""
+        present = [col.text(name, self.columns[name]) for name in names if self.has(name)]
+        if not present:
+            return "NULL::VARCHAR"
+        return present[0] if len(present) == 1 else f"coalesce({', '.join(present)})"
+
+    def number(self, name: str) -> str:
+        return col.number(name, self.columns[name]) if self.has(name) else f"NULL::{col.DECIMAL}"
+
+    def timestamp(self, name: str) -> str:
+        return col.timestamp(name, self.columns[name]) if self.has(name) else "NULL::TIMESTAMP"
+
+    def scan(self) -> str:
+        """The DuckDB table function reading this file."""
+        if self.is_parquet:
+            return f"read_parquet({col.literal(self.path)}, file_row_number = true)"
+        return (
+            f"read_csv({col.literal(self.path)}, all_varchar = true, header = true, "
+            "nullstr = ['NULL', ''], auto_detect = true)"
+        )
+
+
+class ExportLayout(Protocol):
+    """How one kind of export names what a relevé needs."""
+
+    @property
+    def source(self) -> str:
+        """The relevés' source name."""
+
+    @property
+    def description(self) -> str:
+        """What the files are, for error messages."""
+
+    def missing_columns(self, file: ExportFile) -> list[str]:
+        """Columns this pipeline reads that the file lacks (empty when it can be read)."""
+
+    def fields(self, file: ExportFile) -> str:
+        """A select list producing FIELDS, in order, from one of the file's rows."""
+
+    def problem(self, file: ExportFile) -> str:
+        """A SQL expression: why the row cannot be read, or NULL."""
+
+    def parse_tags(self, raw: str | None) -> dict[str, str]:
+        """The row's tags (as selected in `fields`) as a mapping."""
+
+
+def export_files(patterns: Sequence[str]) -> list[str]:
+    """Every export file the configured locations name: a directory (searched recursively) or a glob."""
+    found: set[str] = set()
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            candidates: Iterator[str] = (str(p) for p in Path(pattern).rglob("*") if p.is_file())
+        else:
+            candidates = iter(glob.glob(pattern, recursive=True))
+        found.update(path for path in candidates if path.lower().endswith(EXPORT_SUFFIXES))
+    return sorted(found)
+
+
+def problem_case(checks: Sequence[tuple[str, str]]) -> str:
+    """`CASE WHEN condition THEN reason … ELSE NULL END`: the first failing check names the problem."""
+    cases = " ".join(f"WHEN {condition} THEN {reason}" for condition, reason in checks)
+    return f"CASE {cases} ELSE NULL END"
+
+
+class ExportReader:
+    """The files of some configured locations, read for a month through one layout."""
+
+    def __init__(
+        self, layout: ExportLayout, paths: Sequence[str], setting: str, *, threads: int | None = None
+    ) -> None:
+        self.layout = layout
+        self.paths = tuple(paths)
+        self.setting = setting
+        self.threads = threads
+
+    def close(self) -> None:
+        """Nothing stays open between months: each read opens its own in-memory DuckDB."""
+
+    def read_month(self, month: dt.date, now: dt.datetime) -> SourceMonth:
+        """The month's line items of every file, summed; unreadable rows as rejects."""
+        paths = export_files(self.paths)
+        if not paths:
+            raise ExportFileError(
+                f"{self.setting} matches no {self.layout.description} (.csv, .csv.gz, .parquet): "
+                + ", ".join(self.paths)
+            )
+        result = SourceMonth()
+        config: dict[str, Any] = {"threads": self.threads} if self.threads else {}
+        with duckdb.connect(config=config) as conn:
+            files: list[ExportFile] = []
+            for path in paths:
+                described = describe(conn, path, self.layout.description)
+                if isinstance(described, SkippedFile):
+                    result.skipped_files.append(described)
+                    continue
+                missing = self.layout.missing_columns(described)
+                if missing:
+                    raise ExportFileError(
+                        f"{path} is not a {self.layout.description} this pipeline can read: "
+                        f"missing column(s) {', '.join(missing)}"
+                    )
+                files.append(described)
+            if files:
+                self._read(conn, files, month, result)
+        return result
+
+    def _read(
+        self, conn: duckdb.DuckDBPyConnection, files: list[ExportFile], month: dt.date, result: SourceMonth
+    ) -> None:
+        items = " UNION ALL ".join(
+            f"SELECT {index} AS file_index, {self.layout.problem(file)} AS problem, "
+            f"{self.layout.fields(file)} FROM {file.scan()}"
+            for index, file in enumerate(files)
+        )
+        keys = ", ".join(FIELDS[:11])
+        query = f"""
+            WITH items AS ({items}),
+            in_month AS (SELECT * FROM items WHERE period >= $start AND period < $end),
+            placed AS (
+                SELECT * FROM in_month
+                UNION ALL
+                SELECT * FROM items
+                WHERE period IS NULL AND file_index IN (SELECT DISTINCT file_index FROM in_month)
+            )
+            SELECT file_index, problem, {keys},
+                   sum(cost) AS cost, count(*) AS line_items, sum(pricing_quantity) AS pricing_quantity
+            FROM placed
+            GROUP BY ALL
+        """
+        rows = conn.execute(query, _bounds(month)).fetchall()
+        contributed: set[int] = set()
+        problem_files: set[int] = set()
+        tags: dict[str | None, dict[str, str]] = {}
+        for file_index, problem, *fields, cost, line_items, quantity in rows:
+            contributed.add(file_index)
+            if problem is not None:
+                problem_files.add(file_index)
+                continue
+            values = dict(zip(FIELDS[:11], fields, strict=True))
+            raw_tags = values.pop("tags")
+            if raw_tags not in tags:
+                tags[raw_tags] = self.layout.parse_tags(raw_tags)
+            currency = values.pop("currency")
+            result.groups.append(
+                ChargeGroup(
+                    source=self.layout.source,
+                    provider=values.pop("provider") or "unknown provider",
+                    billing_currency=currency,
+                    cost=Decimal(cost),
+                    line_items=line_items,
+                    tags=tags[raw_tags],
+                    pricing_quantity=None if quantity is None else Decimal(quantity),
+                    **values,
+                )
+            )
+            result.line_items += line_items
+        for index in sorted(problem_files):
+            problems = self._problems(conn, files[index], month)
+            result.problems.extend(problems)
+            result.line_items += len(problems)
+        result.skipped_files.extend(
+            SkippedFile(file.path, f"no line item in {month:%Y-%m}")
+            for index, file in enumerate(files)
+            if index not in contributed
+        )
+        result.files_read = len(contributed)
+
+    def _problems(
+        self, conn: duckdb.DuckDBPyConnection, file: ExportFile, month: dt.date
+    ) -> list[ChargeProblem]:
+        """The unreadable rows of one file for the month, with each row as written."""
+        row_number = "file_row_number + 1" if file.is_parquet else "row_number() OVER ()"
+        query = f"""
+            WITH raw AS (
+                SELECT {row_number} AS row_number, {self.layout.problem(file)} AS problem,
+                       {self.layout.fields(file)}, CAST(to_json(t) AS VARCHAR) AS payload
+                FROM {file.scan()} AS t
+            )
+            SELECT row_number, problem, cost, currency, payload
+            FROM raw
+            WHERE problem IS NOT NULL AND (period IS NULL OR (period >= $start AND period < $end))
+            ORDER BY row_number
+        """
+        threads = conn.execute("SELECT current_setting('threads')").fetchone()
+        conn.execute("SET threads = 1")  # a CSV's row numbers follow the file's order only on one thread
+        try:
+            rows = conn.execute(query, _bounds(month)).fetchall()
+        finally:
+            conn.execute(f"SET threads = {int(threads[0]) if threads else 1}")
+        problems = []
+        for row_number, reason, cost, currency, payload in rows:
+            readable_currency = currency if _is_currency(currency) else None
+            problems.append(
+                ChargeProblem(
+                    source=self.layout.source,
+                    ref=f"{file.path}#row {row_number}",
+                    reason=reason,
+                    raw=_json_object(payload),
+                    cost=None if cost is None or readable_currency is None else Decimal(cost),
+                    currency=readable_currency,
+                )
+            )
+        return problems
+
+
+def describe(conn: duckdb.DuckDBPyConnection, path: str, description: str) -> ExportFile | SkippedFile:
+    """A file's columns, or why it is passed over (empty)."""
+    if os.path.getsize(path) == 0:
+        return SkippedFile(path, "empty file")
+    file = ExportFile(path, {})
+    try:
+        described = conn.execute(f"DESCRIBE SELECT * FROM {file.scan()}").fetchall()
+    except duckdb.Error as error:
+        raise ExportFileError(f"{path} cannot be read as a {description}: {_first_line(error)}") from None
+    columns = {name: kind for name, kind, *_ in described if name != "file_row_number"}
+    if not file.is_parquet and list(columns) == ["column0"]:
+        return SkippedFile(path, "empty file")
+    return ExportFile(path, columns)
+
+
+def _bounds(month: dt.date) -> dict[str, dt.datetime]:
+    return {
+        "start": dt.datetime(month.year, month.month, 1),
+        "end": dt.datetime.combine(next_month(month), dt.time()),
+    }
+
+
+def _is_currency(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha()
+
+
+def _json_object(payload: str | None) -> dict[str, Any]:
+    if payload is None:
+        return {}
+    value = json.loads(payload)
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -1,0 +1,82 @@
+"""The public-cloud sources as one Dagster resource.
+
+Each enabled source (FINOPS_PUBLIC_CLOUD_SOURCES) is built from its own settings when the code
+location loads, so a source enabled without its settings fails at start naming the variable.
+Nothing secret is a field of the resource: the UI shows only the source list.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+from dagster import ConfigurableResource
+
+from finops_dagster.domains.public_cloud.charges import SourceMonth
+from finops_dagster.domains.public_cloud.focus import FocusLayout, focus_exports
+from finops_dagster.domains.public_cloud.gcp_billing_export import GcpBillingExportLayout, gcp_billing_exports
+from finops_dagster.domains.public_cloud.settings import PublicCloudSettings, public_cloud_settings
+
+
+class ChargeSource(Protocol):
+    def read_month(self, month: dt.date, now: dt.datetime) -> SourceMonth: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class PublicCloudSources:
+    settings: PublicCloudSettings
+    readers: dict[str, ChargeSource]
+
+    def close(self) -> None:
+        for reader in self.readers.values():
+            reader.close()
+
+
+def open_source(name: str, settings: PublicCloudSettings) -> ChargeSource:
+    """One source by name, from its settings."""
+    by_invoice_month = settings.month_column == "BillingPeriodStart"
+    if name == "focus":
+        layout = FocusLayout(settings.cost_column, settings.month_column, settings.product_by_sku)
+        return focus_exports(settings.focus_paths, layout)
+    if name == "gcp_billing_export":
+        return gcp_billing_exports(
+            settings.gcp_export_paths, GcpBillingExportLayout(by_invoice_month, settings.product_by_sku)
+        )
+    raise ValueError(f"unknown public-cloud source {name!r}")
+
+
+class PublicCloudResource(ConfigurableResource):
+    """Which public-cloud sources to read; their settings come from the environment."""
+
+    sources: list[str]
+
+    def open(self) -> PublicCloudSources:
+        settings = public_cloud_settings()
+        readers: dict[str, ChargeSource] = {}
+        try:
+            for name in self.sources:
+                readers[name] = open_source(name, settings)
+        except BaseException:
+            PublicCloudSources(settings, readers).close()
+            raise
+        return PublicCloudSources(settings, readers)
+
+    @contextmanager
+    def connected(self) -> Iterator[PublicCloudSources]:
+        sources = self.open()
+        try:
+            yield sources
+        finally:
+            sources.close()
+
+
+def public_cloud_from_env() -> PublicCloudResource:
+    """The resource, with every enabled source's settings checked now."""
+    resource = PublicCloudResource(sources=list(public_cloud_settings().sources))
+    resource.open().close()
+    return resource
