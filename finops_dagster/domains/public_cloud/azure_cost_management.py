@@ -1,0 +1,426 @@
+"""Azure Cost Management Query API: a month's cost per application tag and service, for each scope.
+
+`POST {scope}/providers/Microsoft.CostManagement/query?api-version=2023-03-01` with a `Custom`
+timeframe over the month (up to `now` for the current month), granularity `None`, the sum of `Cost`,
+grouped by the application tag (`TagKey`) and the `ServiceName` dimension. The Query API accepts at
+most two groupings, so the subscription is not a grouping: when a scope is a subscription (or a
+resource group) the groups carry it from the scope itself; for a management group or billing
+scope they carry none. Configured scopes must not overlap (a management group and one of its
+subscriptions would count the subscription twice).
+
+Pages follow `properties.nextLink`, POSTing the same body again (never to another host). Rate
+limits (429 with `x-ms-ratelimit-microsoft.costmanagement-*-retry-after` or `Retry-After`) are
+waited out by the HTTP machinery within its retry budget. Costs are read from the JSON text as
+`Decimal`, never through a binary float, and columns are found by name, never by position.
+
+Authentication: Entra ID client credentials (FINOPS_AZURE_COST_TENANT_ID, _CLIENT_ID,
+_CLIENT_SECRET); these settings deliberately do not fall back to the organisation's OIDC_*
+settings, so the internal identity provider's secret is never sent to Microsoft.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+
+from finops_dagster.domains.public_cloud.charges import ChargeGroup, ChargeProblem, SourceMonth
+from finops_dagster.http.auth import OidcClientCredentials
+from finops_dagster.http.client import HttpSource
+from finops_dagster.http.errors import SourceError
+from finops_dagster.http.pagination import follow
+from finops_dagster.http.settings import HttpSettings, http_settings, required
+from finops_dagster.releve import next_month
+from finops_dagster.settings import SettingError, env_int, env_str
+
+SOURCE = "azure_cost_management"
+PROVIDER = "Microsoft"
+TOKEN_SOURCE = f"{SOURCE}: Entra ID token endpoint"
+PREFIX = "FINOPS_AZURE_COST"
+API_VERSION = "2023-03-01"
+DEFAULT_URL = "https://management.azure.com"
+DEFAULT_LOGIN_URL = "https://login.microsoftonline.com"
+DEFAULT_TOKEN_SCOPE = "https://management.azure.com/.default"
+COST_TYPES = ("AmortizedCost", "ActualCost")
+TAG_KEYS_SETTING = "FINOPS_PUBLIC_CLOUD_TAG_KEYS"
+DEFAULT_TAG_KEYS = "app-id,application,app"
+
+# The aggregation is named "Cost" in the query; older query types name their column PreTaxCost,
+# and some answers name it after the aggregation's alias.
+COST_COLUMNS = ("cost", "pretaxcost", "totalcost")
+SCOPE_FORMS = re.compile(
+    r"^/(subscriptions/[^/?#]+(/resourceGroups/[^/?#]+)?"
+    r"|providers/Microsoft\.Management/managementGroups/[^/?#]+"
+    r"|providers/Microsoft\.Billing/billingAccounts/[^/?#]+(/[A-Za-z]+/[^/?#]+)*)$",
+    re.IGNORECASE,
+)
+SUBSCRIPTION_SCOPE = re.compile(r"^/subscriptions/([^/]+)(?:/resourceGroups/([^/]+))?$", re.IGNORECASE)
+NO_CONTENT: dict[str, Any] = {"properties": {"columns": [], "rows": []}}
+
+
+class EntraClientCredentials(OidcClientCredentials):
+    """Client credentials against Entra ID; a refusal names this source's settings, not OIDC_*."""
+
+    def fetch(self, http: httpx.Client) -> tuple[str, float]:
+        try:
+            return super().fetch(http)
+        except SourceError as error:
+            problem = (
+                f"token request refused; check {PREFIX}_TENANT_ID, {PREFIX}_CLIENT_ID and "
+                f"{PREFIX}_CLIENT_SECRET (an expired client secret is the usual cause)"
+                if error.status is not None
+                else error.problem
+            )
+            raise SourceError(
+                TOKEN_SOURCE, problem, method="POST", path=error.path, status=error.status
+            ) from None
+
+
+class DecimalJsonSource(HttpSource):
+    """An HttpSource whose JSON numbers are read as Decimal from their text (money stays exact).
+
+    A 204 (the Query API's "no data") reads as an empty result.
+    """
+
+    def _decode(self, response: httpx.Response, method: str, path: str, attempt: int) -> Any:
+        if response.status_code == 204:
+            return NO_CONTENT
+        content_type = response.headers.get("content-type", "")
+        if "json" not in content_type.lower():
+            raise SourceError(
+                self.name,
+                f"expected a JSON answer, got {content_type.split(';')[0] or 'no type'!r}",
+                method=method,
+                path=path,
+                status=response.status_code,
+                attempts=attempt,
+            )
+        try:
+            return json.loads(response.content, parse_float=Decimal)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise SourceError(
+                self.name,
+                "malformed JSON answer",
+                method=method,
+                path=path,
+                status=response.status_code,
+                attempts=attempt,
+            ) from None
+
+
+class AzureCostManagement:
+    """A month's Azure costs per application tag and service, over one or more scopes."""
+
+    def __init__(
+        self,
+        client: HttpSource,
+        scopes: Sequence[str],
+        tag_key: str,
+        cost_type: str = "AmortizedCost",
+    ) -> None:
+        if cost_type not in COST_TYPES:
+            raise ValueError(f"cost type must be one of {', '.join(COST_TYPES)}, got {cost_type!r}")
+        if not scopes:
+            raise ValueError("at least one scope is needed")
+        self.client = client
+        self.scopes = [normalise_scope(scope) for scope in scopes]
+        self.tag_key = tag_key
+        self.cost_type = cost_type
+
+    @classmethod
+    def from_env(cls) -> Self:
+        settings = azure_http_settings()
+        tenant = required(f"{PREFIX}_TENANT_ID", "the Entra ID tenant of the Cost Management reader")
+        if not re.fullmatch(r"[A-Za-z0-9.-]+", tenant):
+            raise SettingError(f"{PREFIX}_TENANT_ID must be a tenant id or domain, got {tenant!r}")
+        login_url = env_str(f"{PREFIX}_LOGIN_URL", DEFAULT_LOGIN_URL).rstrip("/")
+        if not login_url.startswith(("https://", "http://")):
+            raise SettingError(f"{PREFIX}_LOGIN_URL must be an http(s) URL")
+        auth = EntraClientCredentials(
+            f"{login_url}/{tenant}/oauth2/v2.0/token",
+            required(f"{PREFIX}_CLIENT_ID", "the application (client) id of the Cost Management reader"),
+            required(f"{PREFIX}_CLIENT_SECRET", "the client secret of the Cost Management reader"),
+            env_str(f"{PREFIX}_TOKEN_SCOPE", DEFAULT_TOKEN_SCOPE),
+        )
+        cost_type = env_str(f"{PREFIX}_TYPE", "AmortizedCost")
+        if cost_type not in COST_TYPES:
+            raise SettingError(f"{PREFIX}_TYPE must be one of {', '.join(COST_TYPES)}, got {cost_type!r}")
+        return cls(DecimalJsonSource(settings, auth), scopes_from_env(), application_tag_key(), cost_type)
+
+    def query_body(self, month: dt.date, now: dt.datetime) -> dict[str, Any]:
+        """The Query API request for `month`: from its first instant to its last, or to `now`."""
+        start = dt.datetime.combine(month, dt.time(), tzinfo=dt.UTC)
+        end = dt.datetime.combine(next_month(month), dt.time(), tzinfo=dt.UTC) - dt.timedelta(seconds=1)
+        end = min(end, _utc(now).replace(microsecond=0))
+        return {
+            "type": self.cost_type,
+            "timeframe": "Custom",
+            "timePeriod": {"from": f"{start:%Y-%m-%dT%H:%M:%SZ}", "to": f"{end:%Y-%m-%dT%H:%M:%SZ}"},
+            "dataset": {
+                "granularity": "None",
+                "aggregation": {"totalCost": {"name": "Cost", "function": "Sum"}},
+                "grouping": [
+                    {"type": "TagKey", "name": self.tag_key},
+                    {"type": "Dimension", "name": "ServiceName"},
+                ],
+            },
+        }
+
+    def read_month(self, month: dt.date, now: dt.datetime) -> SourceMonth:
+        """The month's costs of every scope: a past month in full, the current month up to `now`."""
+        _check_month(month)
+        result = SourceMonth()
+        if _utc(now) < dt.datetime.combine(month, dt.time(), tzinfo=dt.UTC):
+            return result  # a month that has not started has no cost yet
+        body = self.query_body(month, now)
+        for scope in self.scopes:
+            self._read_scope(scope, month, body, result)
+        result.line_items = len(result.groups) + len(result.problems)
+        return result
+
+    def _read_scope(self, scope: str, month: dt.date, body: dict[str, Any], result: SourceMonth) -> None:
+        path = f"{scope}/providers/Microsoft.CostManagement/query"
+        pages = 0
+
+        def fetch(cursor: str | None) -> tuple[list[ChargeGroup | ChargeProblem], str | None]:
+            nonlocal pages
+            pages += 1
+            if cursor:
+                response = self.client.request("POST", cursor, json_body=body)
+            else:
+                response = self.client.request(
+                    "POST", path, params={"api-version": API_VERSION}, json_body=body
+                )
+            try:
+                groups, problems = parse_query_result(
+                    response.body, month=month, tag_key=self.tag_key, scope=scope, page=pages
+                )
+            except ValueError as error:
+                raise SourceError(SOURCE, f"unexpected answer: {error}", method="POST", path=path) from None
+            return [*groups, *problems], next_link(response.body)
+
+        try:
+            for item in follow(self.client.name, fetch):
+                if isinstance(item, ChargeGroup):
+                    result.groups.append(item)
+                else:
+                    result.problems.append(item)
+        except SourceError as error:
+            if error.status == 403 and error.source == self.client.name:
+                raise SourceError(
+                    SOURCE,
+                    f"access forbidden on scope {scope}; the service principal needs the "
+                    "Cost Management Reader role (or Reader) on it",
+                    method="POST",
+                    path=error.path,
+                    status=403,
+                    attempts=error.attempts,
+                ) from None
+            raise
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def parse_query_result(
+    body: Any, *, month: dt.date, tag_key: str, scope: str | None = None, page: int = 1
+) -> tuple[list[ChargeGroup], list[ChargeProblem]]:
+    """The charge groups of one Query API page; a row that cannot be read is a problem with its reason.
+
+    Raises ValueError when the page itself is not a query result (no columns, no rows, no cost column).
+    """
+    if not isinstance(body, Mapping) or not isinstance(body.get("properties"), Mapping):
+        raise ValueError("no 'properties' object")
+    properties = body["properties"]
+    columns = properties.get("columns")
+    rows = properties.get("rows")
+    if not isinstance(columns, list) or not isinstance(rows, list):
+        raise ValueError("'properties' has no 'columns' and 'rows' lists")
+    names = [str(column.get("name")) if isinstance(column, Mapping) else "" for column in columns]
+    index = {name.lower(): position for position, name in reversed(list(enumerate(names)))}
+    cost_at = next((index[name] for name in COST_COLUMNS if name in index), None)
+    if cost_at is None and rows:
+        raise ValueError(f"no cost column among {names}")
+    subscription, resource_group = _scope_parts(scope)
+    groups: list[ChargeGroup] = []
+    problems: list[ChargeProblem] = []
+    for number, row in enumerate(rows, start=1):
+        ref = f"{scope or 'query'} page {page} row {number}"
+        if not isinstance(row, list) or len(row) != len(names):
+            raw = {"row": _plain(row)}
+            problems.append(ChargeProblem(SOURCE, ref, f"row does not have the {len(names)} columns", raw))
+            continue
+        raw = {name: _plain(value) for name, value in zip(names, row, strict=True)}
+
+        def cell(*candidates: str, row: list[Any] = row) -> Any:
+            for name in candidates:
+                if name in index:
+                    return row[index[name]]
+            return None
+
+        cost = _cost(row[cost_at]) if cost_at is not None else "missing"
+        currency = _text(cell("currency"))
+        service = _text(cell("servicename"))
+        tag_value = _text(cell("tagvalue"))
+        ref = f"{ref} ({service or 'no service'} / {tag_key}={tag_value or ''})"
+        if isinstance(cost, str):
+            problems.append(ChargeProblem(SOURCE, ref, f"cost {cost}", raw, currency=currency))
+            continue
+        if not currency:
+            problems.append(ChargeProblem(SOURCE, ref, "currency missing", raw, cost=cost))
+            continue
+        outside = _outside_month(cell("usagedate", "billingmonth"), month)
+        if outside:
+            problems.append(ChargeProblem(SOURCE, ref, outside, raw, cost=cost, currency=currency))
+            continue
+        groups.append(
+            ChargeGroup(
+                source=SOURCE,
+                provider=PROVIDER,
+                service_name=service,
+                service_category=None,
+                charge_category=None,
+                billing_currency=currency,
+                cost=cost,
+                line_items=1,
+                sub_account_id=_text(cell("subscriptionid")) or subscription,
+                sub_account_name=_text(cell("subscriptionname")),
+                resource_group=_text(cell("resourcegroupname", "resourcegroup")) or resource_group,
+                tags={tag_key: tag_value} if tag_value else {},
+            )
+        )
+    return groups, problems
+
+
+def next_link(body: Any) -> str | None:
+    properties = body.get("properties") if isinstance(body, Mapping) else None
+    link = properties.get("nextLink") if isinstance(properties, Mapping) else None
+    return str(link) if isinstance(link, str) and link else None
+
+
+def normalise_scope(scope: str) -> str:
+    """`/subscriptions/{id}`, a resource group, a management group or a billing scope; no host, no query."""
+    text = "/" + scope.strip().strip("/")
+    if not SCOPE_FORMS.match(text):
+        raise ValueError(
+            f"{scope!r} is not a Cost Management scope (/subscriptions/{{id}}, "
+            "/providers/Microsoft.Management/managementGroups/{id}, "
+            "/providers/Microsoft.Billing/billingAccounts/{id}…)"
+        )
+    return text
+
+
+def scopes_from_env() -> list[str]:
+    raw = required(f"{PREFIX}_SCOPES", "the Cost Management scopes to read, comma-separated")
+    scopes: list[str] = []
+    for part in (part for part in raw.split(",") if part.strip()):
+        try:
+            scope = normalise_scope(part)
+        except ValueError as error:
+            raise SettingError(f"{PREFIX}_SCOPES: {error}") from None
+        if scope.lower() in (known.lower() for known in scopes):
+            raise SettingError(f"{PREFIX}_SCOPES names {scope} twice")
+        scopes.append(scope)
+    if not scopes:
+        raise SettingError(f"{PREFIX}_SCOPES names no scope")
+    return scopes
+
+
+def application_tag_key() -> str:
+    """The tag the query groups by: the first of FINOPS_PUBLIC_CLOUD_TAG_KEYS (one TagKey grouping)."""
+    keys = [key.strip() for key in env_str(TAG_KEYS_SETTING, DEFAULT_TAG_KEYS).split(",") if key.strip()]
+    if not keys:
+        raise SettingError(f"{TAG_KEYS_SETTING} names no tag key")
+    return keys[0]
+
+
+def azure_http_settings() -> HttpSettings:
+    """The machinery's settings under FINOPS_AZURE_COST_*, with the public endpoint as the default URL."""
+    if os.environ.get(f"{PREFIX}_URL", "").strip():
+        return http_settings(SOURCE, PREFIX)
+    ca_bundle = os.environ.get(f"{PREFIX}_CA_BUNDLE") or os.environ.get("FINOPS_CA_BUNDLE") or None
+    if ca_bundle and not Path(ca_bundle).is_file():
+        raise SettingError(f"{PREFIX}_CA_BUNDLE / FINOPS_CA_BUNDLE: no such file {ca_bundle}")
+    timeout_ms = env_int(f"{PREFIX}_TIMEOUT_MS", env_int("HTTP_TIMEOUT_MS", 30_000, minimum=1), minimum=1)
+    return HttpSettings(
+        source=SOURCE,
+        base_url=DEFAULT_URL,
+        timeout_s=timeout_ms / 1000,
+        retries=env_int(f"{PREFIX}_RETRIES", env_int("HTTP_RETRIES", 3)),
+        retry_budget_s=env_int(f"{PREFIX}_RETRY_BUDGET_S", 300, minimum=1),
+        ca_bundle=ca_bundle,
+        breaker_failures=env_int(f"{PREFIX}_BREAKER_FAILURES", 5, minimum=1),
+        breaker_reset_s=env_int(f"{PREFIX}_BREAKER_RESET_S", 60, minimum=1),
+    )
+
+
+def _check_month(month: dt.date) -> None:
+    if month.day != 1:
+        raise ValueError(f"a month is given by its first day, got {month}")
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def _scope_parts(scope: str | None) -> tuple[str | None, str | None]:
+    match = SUBSCRIPTION_SCOPE.match(scope or "")
+    return (match.group(1), match.group(2)) if match else (None, None)
+
+
+def _cost(raw: Any) -> Decimal | str:
+    """An exact amount (negative allowed: credits, refunds), or why it cannot be read."""
+    if raw is None:
+        return "missing"
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str | Decimal):
+        return f"is not a number ({type(raw).__name__})"
+    try:
+        value = raw if isinstance(raw, Decimal) else Decimal(str(raw).strip())
+    except InvalidOperation:
+        return f"is not a number ({str(raw)[:40]!r})"
+    if not value.is_finite():
+        return f"is not finite ({raw})"
+    return value
+
+
+def _text(raw: Any) -> str | None:
+    if raw is None or isinstance(raw, bool):
+        return None
+    text = str(raw).strip()
+    return text or None
+
+
+def _outside_month(raw: Any, month: dt.date) -> str | None:
+    """Why a row's UsageDate (yyyymmdd number) or BillingMonth (ISO) is not in the month, if it is not."""
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    try:
+        day = (
+            dt.datetime.strptime(text, "%Y%m%d").date()
+            if re.fullmatch(r"\d{8}", text)
+            else dt.date.fromisoformat(text[:10])
+        )
+    except ValueError:
+        return f"usage date unreadable ({text[:40]!r})"
+    if not month <= day < next_month(month):
+        return f"usage date {day} is outside {month:%Y-%m}"
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """A value fit for a reject's JSON payload: Decimals as their exact text."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return value
