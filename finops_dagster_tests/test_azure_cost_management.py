@@ -18,13 +18,14 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from finops_dagster.domains.public_cloud.azure_cost_management import (
+    NO_CONTENT,
     SOURCE,
     AzureCostManagement,
-    DecimalJsonSource,
     EntraClientCredentials,
     parse_query_result,
 )
 from finops_dagster.domains.public_cloud.charges import ChargeGroup
+from finops_dagster.http.client import HttpSource
 from finops_dagster.http.errors import SourceError
 from finops_dagster.http.settings import HttpSettings
 from finops_dagster.settings import SettingError
@@ -75,8 +76,9 @@ def make_azure(httpserver: HTTPServer, fake: FakeTime) -> Iterator[Callable[...,
         auth = EntraClientCredentials(
             httpserver.url_for(TOKEN_PATH), "reader-app", CLIENT_SECRET, "https://management.azure.com/.default"
         )
-        client = DecimalJsonSource(
-            settings, auth, sleep=fake.sleep, clock=fake.clock, rng=random.Random(7)
+        client = HttpSource(
+            settings, auth, sleep=fake.sleep, clock=fake.clock, rng=random.Random(7),
+            exact_numbers=True, no_content=NO_CONTENT,
         )
         source = AzureCostManagement(client, scopes, "app-id", cost_type)
         made.append(source)
@@ -374,7 +376,9 @@ def test_a_refused_client_secret_names_the_settings_and_hides_the_secret(
     httpserver.expect_request(TOKEN_PATH, method="POST").respond_with_handler(token_endpoint([]))
     settings = HttpSettings(SOURCE, httpserver.url_for("/").rstrip("/"), 5.0, 3, 300.0, None, 5, 60.0)
     auth = EntraClientCredentials(httpserver.url_for(TOKEN_PATH), "reader-app", wrong, None)
-    client = DecimalJsonSource(settings, auth, sleep=fake.sleep, clock=fake.clock)
+    client = HttpSource(
+        settings, auth, sleep=fake.sleep, clock=fake.clock, exact_numbers=True, no_content=NO_CONTENT
+    )
     source = AzureCostManagement(client, [SCOPE], "app")
 
     with pytest.raises(SourceError) as raised:

@@ -19,6 +19,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -85,8 +86,14 @@ class HttpSource:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        exact_numbers: bool = False,
+        no_content: Any = None,
     ) -> None:
+        """`exact_numbers` reads JSON numbers as Decimal from their text (money stays exact);
+        `no_content`, when given, is the body of a 204 answer (otherwise a 204 is not a JSON answer)."""
         self.settings = settings
+        self.exact_numbers = exact_numbers
+        self.no_content = no_content
         self.auth = auth or Auth()
         self.sleep = sleep
         self.clock = clock
@@ -213,6 +220,8 @@ class HttpSource:
         )
 
     def _decode(self, response: httpx.Response, method: str, path: str, attempt: int) -> Any:
+        if response.status_code == 204 and self.no_content is not None:
+            return self.no_content
         content_type = response.headers.get("content-type", "")
         if "json" not in content_type.lower():
             raise SourceError(
@@ -224,6 +233,8 @@ class HttpSource:
                 attempts=attempt,
             )
         try:
+            if self.exact_numbers:
+                return json.loads(response.content, parse_float=Decimal)
             return response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise SourceError(

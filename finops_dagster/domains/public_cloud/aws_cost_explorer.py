@@ -29,6 +29,7 @@ from botocore import exceptions as boto_errors
 from botocore.config import Config
 
 from finops_dagster.domains.public_cloud.charges import ChargeGroup, ChargeProblem, SourceMonth
+from finops_dagster.domains.public_cloud.settings import application_tag_key
 from finops_dagster.http.errors import SourceError
 from finops_dagster.http.pagination import follow
 from finops_dagster.releve import next_month
@@ -39,8 +40,6 @@ PROVIDER = "AWS"
 PREFIX = "FINOPS_AWS_CE"
 OPERATION = "GetCostAndUsage"
 METRICS = ("NetAmortizedCost", "UnblendedCost", "AmortizedCost", "BlendedCost", "NetUnblendedCost")
-TAG_KEYS_SETTING = "FINOPS_PUBLIC_CLOUD_TAG_KEYS"
-DEFAULT_TAG_KEYS = "app-id,application,app"
 
 AUTH_CODES = frozenset(
     {
@@ -331,14 +330,6 @@ def ce_client_from_env() -> Any:
         aws_access_key_id=key_id, aws_secret_access_key=secret, aws_session_token=token, region_name=region
     )
     return session.client("ce", endpoint_url=endpoint_url, config=config, verify=ca_bundle)
-
-
-def application_tag_key() -> str:
-    """The tag Cost Explorer groups by: the first of FINOPS_PUBLIC_CLOUD_TAG_KEYS (one tag only)."""
-    keys = [key.strip() for key in env_str(TAG_KEYS_SETTING, DEFAULT_TAG_KEYS).split(",") if key.strip()]
-    if not keys:
-        raise SettingError(f"{TAG_KEYS_SETTING} names no tag key")
-    return keys[0]
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:

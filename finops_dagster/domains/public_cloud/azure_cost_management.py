@@ -21,7 +21,6 @@ settings, so the internal identity provider's secret is never sent to Microsoft.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -32,6 +31,7 @@ from typing import Any, Self
 import httpx
 
 from finops_dagster.domains.public_cloud.charges import ChargeGroup, ChargeProblem, SourceMonth
+from finops_dagster.domains.public_cloud.settings import application_tag_key
 from finops_dagster.http.auth import OidcClientCredentials
 from finops_dagster.http.client import HttpSource
 from finops_dagster.http.errors import SourceError
@@ -49,8 +49,6 @@ DEFAULT_URL = "https://management.azure.com"
 DEFAULT_LOGIN_URL = "https://login.microsoftonline.com"
 DEFAULT_TOKEN_SCOPE = "https://management.azure.com/.default"
 COST_TYPES = ("AmortizedCost", "ActualCost")
-TAG_KEYS_SETTING = "FINOPS_PUBLIC_CLOUD_TAG_KEYS"
-DEFAULT_TAG_KEYS = "app-id,application,app"
 
 # The aggregation is named "Cost" in the query; older query types name their column PreTaxCost,
 # and some answers name it after the aggregation's alias.
@@ -80,38 +78,6 @@ class EntraClientCredentials(OidcClientCredentials):
             )
             raise SourceError(
                 TOKEN_SOURCE, problem, method="POST", path=error.path, status=error.status
-            ) from None
-
-
-class DecimalJsonSource(HttpSource):
-    """An HttpSource whose JSON numbers are read as Decimal from their text (money stays exact).
-
-    A 204 (the Query API's "no data") reads as an empty result.
-    """
-
-    def _decode(self, response: httpx.Response, method: str, path: str, attempt: int) -> Any:
-        if response.status_code == 204:
-            return NO_CONTENT
-        content_type = response.headers.get("content-type", "")
-        if "json" not in content_type.lower():
-            raise SourceError(
-                self.name,
-                f"expected a JSON answer, got {content_type.split(';')[0] or 'no type'!r}",
-                method=method,
-                path=path,
-                status=response.status_code,
-                attempts=attempt,
-            )
-        try:
-            return json.loads(response.content, parse_float=Decimal)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise SourceError(
-                self.name,
-                "malformed JSON answer",
-                method=method,
-                path=path,
-                status=response.status_code,
-                attempts=attempt,
             ) from None
 
 
@@ -152,7 +118,8 @@ class AzureCostManagement:
         cost_type = env_str(f"{PREFIX}_TYPE", "AmortizedCost")
         if cost_type not in COST_TYPES:
             raise SettingError(f"{PREFIX}_TYPE must be one of {', '.join(COST_TYPES)}, got {cost_type!r}")
-        return cls(DecimalJsonSource(settings, auth), scopes_from_env(), application_tag_key(), cost_type)
+        client = HttpSource(settings, auth, exact_numbers=True, no_content=NO_CONTENT)
+        return cls(client, scopes_from_env(), application_tag_key(), cost_type)
 
     def query_body(self, month: dt.date, now: dt.datetime) -> dict[str, Any]:
         """The Query API request for `month`: from its first instant to its last, or to `now`."""
@@ -331,14 +298,6 @@ def scopes_from_env() -> list[str]:
     if not scopes:
         raise SettingError(f"{PREFIX}_SCOPES names no scope")
     return scopes
-
-
-def application_tag_key() -> str:
-    """The tag the query groups by: the first of FINOPS_PUBLIC_CLOUD_TAG_KEYS (one TagKey grouping)."""
-    keys = [key.strip() for key in env_str(TAG_KEYS_SETTING, DEFAULT_TAG_KEYS).split(",") if key.strip()]
-    if not keys:
-        raise SettingError(f"{TAG_KEYS_SETTING} names no tag key")
-    return keys[0]
 
 
 def azure_http_settings() -> HttpSettings:

@@ -15,6 +15,8 @@ from typing import Protocol
 
 from dagster import ConfigurableResource
 
+from finops_dagster.domains.public_cloud.aws_cost_explorer import AwsCostExplorer
+from finops_dagster.domains.public_cloud.azure_cost_management import AzureCostManagement
 from finops_dagster.domains.public_cloud.charges import SourceMonth
 from finops_dagster.domains.public_cloud.focus import FocusLayout, focus_exports
 from finops_dagster.domains.public_cloud.gcp_billing_export import GcpBillingExportLayout, gcp_billing_exports
@@ -47,6 +49,10 @@ def open_source(name: str, settings: PublicCloudSettings) -> ChargeSource:
         return gcp_billing_exports(
             settings.gcp_export_paths, GcpBillingExportLayout(by_invoice_month, settings.product_by_sku)
         )
+    if name == "azure_cost_management":
+        return AzureCostManagement.from_env()
+    if name == "aws_cost_explorer":
+        return AwsCostExplorer.from_env()
     raise ValueError(f"unknown public-cloud source {name!r}")
 
 

@@ -34,9 +34,11 @@ class PublicCloudSettings:
 
 
 def env_list(name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """A comma-separated list (empty items dropped)."""
+    """A comma-separated list (empty items dropped); set to nothing but commas is an error."""
     raw = os.environ.get(name, "")
     items = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if raw.strip() and not items:
+        raise SettingError(f"{name} names nothing: {raw!r}")
     return items or default
 
 
@@ -45,6 +47,11 @@ def env_choice(name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise SettingError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def application_tag_key() -> str:
+    """The one tag a provider's cost API groups by: the first of FINOPS_PUBLIC_CLOUD_TAG_KEYS."""
+    return env_list("FINOPS_PUBLIC_CLOUD_TAG_KEYS", DEFAULT_TAG_KEYS)[0]
 
 
 def public_cloud_settings() -> PublicCloudSettings:
