@@ -22,10 +22,12 @@ import pytest
 
 from finops_dagster.demo.estate import Estate, build_estate
 from finops_dagster.domains.public_cloud.asset import exchange_rates, families_by_service_category
+from finops_dagster.domains.public_cloud.export_reader import ExportReader
 from finops_dagster.domains.public_cloud.fold import ChargeFold, FoldSettings
-from finops_dagster.domains.public_cloud.gcp_billing_export import GcpBillingExportLayout, gcp_billing_exports
+from finops_dagster.domains.public_cloud.gcp_billing_export import GcpBillingExportLayout
 from finops_dagster.domains.public_cloud.resource import PublicCloudResource, public_cloud_from_env
 from finops_dagster.domains.public_cloud.settings import public_cloud_settings
+from finops_dagster.domains.public_cloud.tags import parse_tags, tag_value
 from finops_dagster.reference.catalog import DATA_DIR
 from finops_dagster.reference.snapshot import read_snapshot
 from finops_dagster.settings import SettingError
@@ -246,7 +248,7 @@ def test_gcp_billing_export_samples_match_an_independent_sum(mart: psycopg.Conne
     expected = gcp_expected(path)
     (month_key,) = expected
     month = dt.date.fromisoformat(month_key + "-01")
-    read = gcp_billing_exports([str(path)], GcpBillingExportLayout()).read_month(
+    read = ExportReader(GcpBillingExportLayout(), [str(path)], "FINOPS_GCP_BILLING_EXPORT_PATHS").read_month(
         month, dt.datetime.now(dt.UTC)
     )
     assert sum((group.cost for group in read.groups), Decimal(0)) == expected[month_key]
@@ -460,3 +462,29 @@ def test_no_export_at_all_fails_the_run(
     result = domain.run(dt.date(2026, 10, 1))
     assert not result.success
     assert "FINOPS_FOCUS_PATHS matches no FOCUS export" in etl_run(mart, result.run_id)["error_summary"]
+
+
+def test_cur_sample_through_the_asset(domain: PublicCloudRun, mart: psycopg.Connection) -> None:
+    path = SAMPLES / "aws" / "sample-cur20-synthetic.csv"
+    with path.open(encoding="utf-8", newline="") as handle:
+        expected = sum(
+            (Decimal(row["line_item_unblended_cost"]) for row in csv.DictReader(handle)), Decimal(0)
+        )
+    domain.setenv(FINOPS_PUBLIC_CLOUD_SOURCES="aws_cur", FINOPS_AWS_CUR_PATHS=str(path))
+    month = dt.date(2025, 1, 1)
+
+    result = domain.run(month)
+
+    assert result.success, failures(result)
+    figures = published(mart, month)
+    assert figures["billed"] == expected == Decimal("0.0652") and figures["line_items"] == 4
+    sources = {row[0] for row in mart.execute("SELECT source FROM finops.fact_releve").fetchall()}
+    assert sources == {"aws_cur:USD"}
+
+
+def test_tag_keys_match_without_case_spaces_or_dash_underscore() -> None:
+    tags = {" App_ID ": " pay-001 ", "env": "prod"}
+    assert tag_value(tags, ("application", "app-id")) == "pay-001"
+    assert tag_value(tags, ("owner",)) is None
+    assert parse_tags('"CostCenter": "1234","env": "prod"') == {"CostCenter": "1234", "env": "prod"}
+    assert parse_tags("NULL") == {} and parse_tags("{not json") == {}

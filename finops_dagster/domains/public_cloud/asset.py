@@ -1,6 +1,5 @@
 """The public_cloud_releves asset: provider bills as monthly relevés, converted to the reporting currency."""
 
-
 import csv
 import datetime as dt
 from decimal import Decimal

@@ -30,11 +30,10 @@ ISO 4217 code, its period is not a date, or its usage amount is not a number.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from finops_dagster.domains.public_cloud.duckdb_columns import literal
-from finops_dagster.domains.public_cloud.export_reader import ExportFile, ExportReader, problem_case
+from finops_dagster.domains.public_cloud.export_reader import ExportFile, problem_case
 from finops_dagster.domains.public_cloud.tags import parse_tags
 
 SOURCE = "aws_cur"
@@ -209,10 +208,3 @@ def _number(file: ExportFile, name: str) -> str:
 
 def _timestamp(file: ExportFile, name: str) -> str:
     return file.timestamp(_column(file, name) or name)
-
-
-def aws_cur_exports(
-    paths: Sequence[str], layout: AwsCurLayout, *, threads: int | None = None
-) -> ExportReader:
-    """The Cost and Usage Report files of the configured locations (FINOPS_AWS_CUR_PATHS)."""
-    return ExportReader(layout, paths, "FINOPS_AWS_CUR_PATHS", threads=threads)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from finops_dagster.domains.public_cloud.export_reader import ExportFile, ExportReader, problem_case
+from finops_dagster.domains.public_cloud.export_reader import ExportFile, problem_case
 from finops_dagster.domains.public_cloud.tags import parse_tags
 
 SOURCE = "azure_cost_details"
@@ -158,10 +158,3 @@ def _date(file: ExportFile, name: str) -> str:
     """A timestamp from an ISO date or time, else from one of DATE_FORMATS."""
     formats = ", ".join(f"'{fmt}'" for fmt in DATE_FORMATS)
     return f"coalesce({file.timestamp(name)}, try_strptime({file.text(name)}, [{formats}]))"
-
-
-def azure_cost_details_exports(
-    paths: Sequence[str], layout: AzureCostDetailsLayout, *, threads: int | None = None
-) -> ExportReader:
-    """The cost-details files of the configured locations (FINOPS_AZURE_COST_DETAILS_PATHS)."""
-    return ExportReader(layout, paths, "FINOPS_AZURE_COST_DETAILS_PATHS", threads=threads)

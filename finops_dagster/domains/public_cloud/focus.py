@@ -15,12 +15,10 @@ the columns it reads fails the run naming them. Provider: `ServiceProviderName` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from finops_dagster.domains.public_cloud.export_reader import (
     ExportFile,
-    ExportReader,
     problem_case,
 )
 from finops_dagster.domains.public_cloud.tags import parse_tags
@@ -103,8 +101,3 @@ class FocusLayout:
 
     def parse_tags(self, raw: str | None) -> dict[str, str]:
         return parse_tags(raw)
-
-
-def focus_exports(paths: Sequence[str], layout: FocusLayout, *, threads: int | None = None) -> ExportReader:
-    """The FOCUS files of the configured locations (FINOPS_FOCUS_PATHS)."""
-    return ExportReader(layout, paths, "FINOPS_FOCUS_PATHS", threads=threads)

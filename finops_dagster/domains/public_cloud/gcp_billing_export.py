@@ -12,11 +12,10 @@ error → Adjustment. Google Cloud's own FOCUS export is read as a FOCUS export.
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from finops_dagster.domains.public_cloud.duckdb_columns import DECIMAL, literal
-from finops_dagster.domains.public_cloud.export_reader import ExportFile, ExportReader, problem_case
+from finops_dagster.domains.public_cloud.export_reader import ExportFile, problem_case
 
 SOURCE = "gcp_billing_export"
 PROVIDER = "Google Cloud"
@@ -142,10 +141,3 @@ def _labels(text: str) -> dict[str, str]:
         for item in value
         if isinstance(item, dict) and item.get("key") is not None
     }
-
-
-def gcp_billing_exports(
-    paths: Sequence[str], layout: GcpBillingExportLayout, *, threads: int | None = None
-) -> ExportReader:
-    """The billing export files of the configured locations (FINOPS_GCP_BILLING_EXPORT_PATHS)."""
-    return ExportReader(layout, paths, "FINOPS_GCP_BILLING_EXPORT_PATHS", threads=threads)

@@ -16,11 +16,18 @@ from typing import Protocol
 from dagster import ConfigurableResource
 
 from finops_dagster.domains.public_cloud.aws_cost_explorer import AwsCostExplorer
+from finops_dagster.domains.public_cloud.aws_cur import AwsCurLayout
+from finops_dagster.domains.public_cloud.azure_cost_details import AzureCostDetailsLayout
 from finops_dagster.domains.public_cloud.azure_cost_management import AzureCostManagement
 from finops_dagster.domains.public_cloud.charges import SourceMonth
-from finops_dagster.domains.public_cloud.focus import FocusLayout, focus_exports
-from finops_dagster.domains.public_cloud.gcp_billing_export import GcpBillingExportLayout, gcp_billing_exports
-from finops_dagster.domains.public_cloud.settings import PublicCloudSettings, public_cloud_settings
+from finops_dagster.domains.public_cloud.export_reader import ExportLayout, ExportReader
+from finops_dagster.domains.public_cloud.focus import FocusLayout
+from finops_dagster.domains.public_cloud.gcp_billing_export import GcpBillingExportLayout
+from finops_dagster.domains.public_cloud.settings import (
+    EXPORT_PATHS,
+    PublicCloudSettings,
+    public_cloud_settings,
+)
 
 
 class ChargeSource(Protocol):
@@ -41,18 +48,25 @@ class PublicCloudSources:
 
 def open_source(name: str, settings: PublicCloudSettings) -> ChargeSource:
     """One source by name, from its settings."""
-    by_invoice_month = settings.month_column == "BillingPeriodStart"
-    if name == "focus":
-        layout = FocusLayout(settings.cost_column, settings.month_column, settings.product_by_sku)
-        return focus_exports(settings.focus_paths, layout)
-    if name == "gcp_billing_export":
-        return gcp_billing_exports(
-            settings.gcp_export_paths, GcpBillingExportLayout(by_invoice_month, settings.product_by_sku)
-        )
     if name == "azure_cost_management":
         return AzureCostManagement.from_env()
     if name == "aws_cost_explorer":
         return AwsCostExplorer.from_env()
+    return ExportReader(export_layout(name, settings), settings.export_paths[name], EXPORT_PATHS[name])
+
+
+def export_layout(name: str, settings: PublicCloudSettings) -> ExportLayout:
+    """How the files of a file source are read, with the domain's choices of month, cost and product."""
+    by_invoice_month = settings.month_column == "BillingPeriodStart"
+    by_sku = settings.product_by_sku
+    if name == "focus":
+        return FocusLayout(settings.cost_column, settings.month_column, by_sku)
+    if name == "gcp_billing_export":
+        return GcpBillingExportLayout(by_invoice_month, by_sku)
+    if name == "azure_cost_details":
+        return AzureCostDetailsLayout(by_invoice_month, by_sku)
+    if name == "aws_cur":
+        return AwsCurLayout(by_invoice_month=by_invoice_month, product_by_sku=by_sku)
     raise ValueError(f"unknown public-cloud source {name!r}")
 
 

@@ -14,7 +14,21 @@ from dataclasses import dataclass
 
 from finops_dagster.settings import SettingError, env_bool, env_str, reporting_currency
 
-KNOWN_SOURCES = ("focus", "gcp_billing_export", "azure_cost_management", "aws_cost_explorer")
+KNOWN_SOURCES = (
+    "focus",
+    "gcp_billing_export",
+    "azure_cost_details",
+    "aws_cur",
+    "azure_cost_management",
+    "aws_cost_explorer",
+)
+EXPORT_PATHS = {
+    "focus": "FINOPS_FOCUS_PATHS",
+    "gcp_billing_export": "FINOPS_GCP_BILLING_EXPORT_PATHS",
+    "azure_cost_details": "FINOPS_AZURE_COST_DETAILS_PATHS",
+    "aws_cur": "FINOPS_AWS_CUR_PATHS",
+}
+"""The file sources and the setting that locates each one's files."""
 DEFAULT_SOURCES = ("focus",)
 COST_COLUMNS = ("EffectiveCost", "BilledCost")
 MONTH_COLUMNS = ("ChargePeriodStart", "BillingPeriodStart")
@@ -24,8 +38,8 @@ DEFAULT_TAG_KEYS = ("app-id", "application", "app")
 @dataclass(frozen=True)
 class PublicCloudSettings:
     sources: tuple[str, ...]
-    focus_paths: tuple[str, ...]
-    gcp_export_paths: tuple[str, ...]
+    export_paths: dict[str, tuple[str, ...]]
+    """Per file source, the directories or globs of its files."""
     tag_keys: tuple[str, ...]
     cost_column: str
     month_column: str
@@ -63,21 +77,17 @@ def public_cloud_settings() -> PublicCloudSettings:
             )
     settings = PublicCloudSettings(
         sources=sources,
-        focus_paths=env_list("FINOPS_FOCUS_PATHS"),
-        gcp_export_paths=env_list("FINOPS_GCP_BILLING_EXPORT_PATHS"),
+        export_paths={name: env_list(setting) for name, setting in EXPORT_PATHS.items() if name in sources},
         tag_keys=env_list("FINOPS_PUBLIC_CLOUD_TAG_KEYS", DEFAULT_TAG_KEYS),
         cost_column=env_choice("FINOPS_FOCUS_COST_COLUMN", COST_COLUMNS),
         month_column=env_choice("FINOPS_FOCUS_MONTH_COLUMN", MONTH_COLUMNS),
         product_by_sku=env_bool("FINOPS_PUBLIC_CLOUD_PRODUCT_BY_SKU", False),
         reporting_currency=reporting_currency(),
     )
-    if "focus" in sources and not settings.focus_paths:
-        raise SettingError(
-            "FINOPS_FOCUS_PATHS is not set: the directories or globs of the FOCUS exports "
-            "(or leave `focus` out of FINOPS_PUBLIC_CLOUD_SOURCES)"
-        )
-    if "gcp_billing_export" in sources and not settings.gcp_export_paths:
-        raise SettingError(
-            "FINOPS_GCP_BILLING_EXPORT_PATHS is not set: the directories or globs of the billing export files"
-        )
+    for name, paths in settings.export_paths.items():
+        if not paths:
+            raise SettingError(
+                f"{EXPORT_PATHS[name]} is not set: the directories or globs of the {name} files "
+                f"(or leave {name} out of FINOPS_PUBLIC_CLOUD_SOURCES)"
+            )
     return settings

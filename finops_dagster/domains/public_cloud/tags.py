@@ -31,13 +31,18 @@ def parse_tags(raw: str | None) -> dict[str, str]:
 
 
 def tag_value(tags: Mapping[str, str], keys: Sequence[str]) -> str | None:
-    """The value of the first configured key present, keys compared without case or spaces."""
-    normalised = {key.strip().lower(): value for key, value in tags.items()}
+    """The value of the first configured key present. Keys are compared without case, surrounding
+    spaces, or the difference between `-` and `_` (Athena's CUR columns turn `app-id` into `app_id`)."""
+    normalised = {_key(key): value for key, value in tags.items()}
     for key in keys:
-        value = normalised.get(key.strip().lower(), "").strip()
+        value = normalised.get(_key(key), "").strip()
         if value:
             return value
     return None
+
+
+def _key(key: str) -> str:
+    return key.strip().lower().replace("_", "-")
 
 
 def _text(value: object) -> str:
