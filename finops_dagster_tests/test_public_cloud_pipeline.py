@@ -11,6 +11,7 @@ import ast
 import csv
 import datetime as dt
 import gzip
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 from finops_dagster.demo.estate import Estate, build_estate
 from finops_dagster.domains.public_cloud.asset import exchange_rates, families_by_service_category
 from finops_dagster.domains.public_cloud.export_reader import ExportReader
+from finops_dagster.domains.public_cloud.focus import FocusLayout
 from finops_dagster.domains.public_cloud.fold import ChargeFold, FoldSettings
 from finops_dagster.domains.public_cloud.gcp_billing_export import GcpBillingExportLayout
 from finops_dagster.domains.public_cloud.resource import PublicCloudResource, public_cloud_from_env
@@ -488,3 +490,36 @@ def test_tag_keys_match_without_case_spaces_or_dash_underscore() -> None:
     assert tag_value(tags, ("owner",)) is None
     assert parse_tags('"CostCenter": "1234","env": "prod"') == {"CostCenter": "1234", "env": "prod"}
     assert parse_tags("NULL") == {} and parse_tags("{not json") == {}
+
+
+def test_a_microsoft_focus_export_with_every_published_column_is_read(tmp_path: Path) -> None:
+    """Microsoft's FOCUS 1.0 column metadata (x_ extension columns included) describes a file the
+    FOCUS reader can read: a row written with every one of its columns becomes a charge group."""
+    metadata = json.loads((SAMPLES / "azure" / "FocusCost_1.0.metadata.json").read_text(encoding="utf-8"))
+    samples = {"Decimal": "2.5", "DateTime": "2026-10-05T00:00:00Z", "JSON": '{"app-id": "pay"}'}
+    columns = [column["ColumnName"] for column in metadata["Columns"]]
+    values = {column["ColumnName"]: samples.get(column["DataType"], "text") for column in metadata["Columns"]}
+    values.update(
+        BillingCurrency="EUR",
+        ChargeCategory="Usage",
+        ServiceCategory="Compute",
+        x_ResourceGroupName="rg-pay-prod",
+    )
+    path = tmp_path / "part-0.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerow(values)
+    assert len(columns) > 90 and "x_ResourceGroupName" in columns
+
+    read = ExportReader(FocusLayout(), [str(path)], "FINOPS_FOCUS_PATHS").read_month(
+        dt.date(2026, 10, 1), dt.datetime.now(dt.UTC)
+    )
+
+    (group,) = read.groups
+    assert (group.cost, group.billing_currency, group.resource_group) == (
+        Decimal("2.5"),
+        "EUR",
+        "rg-pay-prod",
+    )
+    assert group.tags == {"app-id": "pay"} and read.problems == []
