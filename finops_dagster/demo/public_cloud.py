@@ -178,9 +178,6 @@ OPAQUE_WORDS = (
 RESOURCES_PER_SKU = 16
 """Distinct resources an owner can have per SKU."""
 
-TICKETS_SMALL = 1 << 16
-TICKETS_LARGE = 1 << 20
-SKU_TICKETS = 1000
 UNIT = 1_000_000
 """Resolution of the uniform draws taken from hash bits."""
 
@@ -443,7 +440,7 @@ def write_focus_exports(
                     continue
                 _bind(con, world, month, days, catalogue, today)
                 salt = zlib.crc32(f"{seed}:{provider.key}:{month:%Y-%m}".encode())
-                query = _select(provider, catalogue, month, salt, len(days))
+                query = _select(provider, catalogue, len(estate.applications), salt, len(days))
                 month_dir = directory / provider.key / f"{month:%Y-%m}"
                 month_dir.mkdir(parents=True, exist_ok=True)
                 for part in range(files_per_month):
@@ -497,7 +494,8 @@ def read_relation_sql(path: Path) -> str:
 
 @dataclass(frozen=True)
 class _World:
-    tickets: list[int]
+    app_probability: list[float]
+    app_alias: list[int]
     app_values: list[list[str]]
     """Per application: tag value upper, lower, capitalised; and its lowercase slug."""
     accounts: list[tuple[str, str, str]]
@@ -510,11 +508,10 @@ class _World:
 
 
 def _provider_world(estate: Estate, provider: FocusProvider, catalogue: _Catalogue, seed: int) -> _World:
-    """Sub-accounts, SKU identifiers and weighted application tickets of one provider."""
+    """Sub-accounts, SKU identifiers and the weighted application draw of one provider."""
     rng = random.Random(f"{seed}:{provider.key}")
     apps = estate.applications
-    total = TICKETS_SMALL if len(apps) <= 4096 else TICKETS_LARGE
-    tickets = _tickets([app.weight for app in apps], total)
+    app_probability, app_alias = _alias_table([app.weight for app in apps])
     fixed = {app.code for app in apps[:5]}
     used_names: set[str] = set()
     accounts: list[tuple[str, str, str]] = []
@@ -536,7 +533,8 @@ def _provider_world(estate: Estate, provider: FocusProvider, catalogue: _Catalog
     sku_price_ids = [_sku_price_id(rng, catalogue, sku_id) for sku_id in sku_ids]
     commitment_ids = [_commitment_id(rng, catalogue) for _ in range(3)]
     return _World(
-        tickets=tickets,
+        app_probability=app_probability,
+        app_alias=app_alias,
         app_values=app_values,
         accounts=accounts,
         orphans=len(ORPHAN_ACCOUNTS),
@@ -549,8 +547,25 @@ def _provider_world(estate: Estate, provider: FocusProvider, catalogue: _Catalog
     )
 
 
+def _alias_table(weights: Sequence[float]) -> tuple[list[float], list[int]]:
+    """Walker's alias table of the weights (Vose's construction): draw a column k uniformly and a
+    uniform coin, keep k when the coin is below ``probability[k]``, else take ``alias[k]``. A weighted
+    draw in constant time from lists as long as the weights, the way the SQL does it."""
+    count = len(weights)
+    scaled = [weight * count / sum(weights) for weight in weights]
+    probability, alias = [1.0] * count, list(range(count))
+    small = [k for k, value in enumerate(scaled) if value < 1.0]
+    large = [k for k, value in enumerate(scaled) if value >= 1.0]
+    while small and large:
+        low, high = small.pop(), large.pop()
+        probability[low], alias[low] = scaled[low], high
+        scaled[high] -= 1.0 - scaled[low]
+        (small if scaled[high] < 1.0 else large).append(high)
+    return probability, alias
+
+
 def _tickets(weights: Sequence[float], total: int) -> list[int]:
-    """``total`` tickets, each holding an application index, in proportion to the weights (largest
+    """``total`` tickets, each holding an index, in proportion to the weights (largest
     remainders, at least one ticket each): a uniform ticket number is a weighted draw."""
     scale = total - len(weights)
     raw = [weight / sum(weights) * scale for weight in weights]
@@ -614,7 +629,7 @@ def _bind(
     fmt = catalogue.timestamp_format
     following = (month + dt.timedelta(days=32)).replace(day=1)
     skus = (*catalogue.skus, catalogue.purchase)
-    sku_tickets = _tickets([sku.weight for sku in catalogue.skus], SKU_TICKETS)
+    sku_probability, sku_alias = _alias_table([sku.weight for sku in catalogue.skus])
     key_tickets = _tickets([weight for _, weight in catalogue.tag_keys], 100)
     invoice = (
         None
@@ -622,7 +637,10 @@ def _bind(
         else f"INV-{month:%Y%m}-{world.billing_account_id[-4:]}"
     )
     values: dict[str, Any] = {
-        "tickets": world.tickets,
+        "app_probability": world.app_probability,
+        "app_alias": world.app_alias,
+        "sku_probability": sku_probability,
+        "sku_alias": sku_alias,
         "app_upper": [values[0] for values in world.app_values],
         "app_lower": [values[1] for values in world.app_values],
         "app_capital": [values[2] for values in world.app_values],
@@ -638,7 +656,6 @@ def _bind(
         "region_id": [region for region, _ in catalogue.regions],
         "region_name": [name for _, name in catalogue.regions],
         "tag_key": [catalogue.tag_keys[k][0] for k in key_tickets],
-        "sku_ticket": sku_tickets,
         "sku_id": world.sku_ids,
         "sku_price_id": world.sku_price_ids,
         "commitment_id": world.commitment_ids,
@@ -661,9 +678,11 @@ def _sku_lists(skus: Sequence[_Sku], catalogue: _Catalogue) -> dict[str, list[An
         "sku_pricing_unit": [sku.pricing_unit for sku in skus],
         "sku_block": [sku.pricing_block for sku in skus],
         "sku_list_price": [Decimal(sku.list_unit_price) for sku in skus],
+        "sku_list_value": [float(sku.list_unit_price) for sku in skus],
         "sku_contracted_price": [
             (Decimal(sku.list_unit_price) * discount).quantize(Decimal("1e-10")) for sku in skus
         ],
+        "sku_contracted_value": [float(Decimal(sku.list_unit_price) * discount) for sku in skus],
         "sku_quantity": [sku.typical_quantity for sku in skus],
         "sku_resource_type": [sku.resource_type for sku in skus],
         "sku_resource_path": [sku.resource_path for sku in skus],
@@ -681,7 +700,7 @@ def datetime_text(day: dt.date, fmt: str) -> str:
 # --- the generating query --------------------------------------------------------------------------
 
 
-def _select(provider: FocusProvider, catalogue: _Catalogue, month: dt.date, salt: int, days: int) -> str:
+def _select(provider: FocusProvider, catalogue: _Catalogue, applications: int, salt: int, days: int) -> str:
     """The SELECT writing rows ``{low}`` to ``{high}`` of one provider's month (format placeholders)."""
     usage_end, purchase_end, credit_end, tax_end = _category_bounds()
     regions = len(catalogue.regions)
@@ -689,15 +708,18 @@ def _select(provider: FocusProvider, catalogue: _Catalogue, month: dt.date, salt
     v = "getvariable"
     draws = f"""
         SELECT i,
-            hash(i, {salt}, 1) AS h1, hash(i, {salt}, 2) AS h2, hash(i, {salt}, 3) AS h3
+            hash(i, {salt}, 1) AS h1, hash(i, {salt}, 2) AS h2, hash(i, {salt}, 3) AS h3,
+            hash(i, {salt}, 4) AS h4, hash(i, {salt}, 5) AS h5
         FROM range({{low}}, {{high}}) t(i)"""
     picks = f"""
         SELECT i,
-            {v}('tickets')[1 + (h1 % len({v}('tickets')))::BIGINT] AS app,
+            (h1 % {applications})::BIGINT AS app_column,
+            (h4 % {UNIT})::DOUBLE / {UNIT} AS app_coin,
+            (h5 % {len(catalogue.skus)})::BIGINT AS sku_column,
+            ((h5 >> 32) % {UNIT})::DOUBLE / {UNIT} AS sku_coin,
             ((h1 >> 20) % {ACCOUNT_SLOTS})::BIGINT AS slot,
             ((h1 >> 24) % 1000)::BIGINT AS cat_draw,
             ((h1 >> 34) % {days})::BIGINT AS day,
-            ((h1 >> 44) % {SKU_TICKETS})::BIGINT AS sku_draw,
             (h2 % 1000)::BIGINT AS tag_draw,
             ((h2 >> 10) % 100)::BIGINT AS key_draw,
             ((h2 >> 17) % 3)::BIGINT AS case_draw,
@@ -713,58 +735,80 @@ def _select(provider: FocusProvider, catalogue: _Catalogue, month: dt.date, salt
         FROM draws"""
     shaped = f"""
         SELECT *,
+            CASE WHEN app_coin < {v}('app_probability')[1 + app_column] THEN app_column
+                 ELSE {v}('app_alias')[1 + app_column] END AS app,
             CASE WHEN cat_draw < {usage_end} THEN 'Usage' WHEN cat_draw < {purchase_end} THEN 'Purchase'
                  WHEN cat_draw < {credit_end} THEN 'Credit' WHEN cat_draw < {tax_end} THEN 'Tax'
                  ELSE 'Adjustment' END AS category,
             CASE WHEN cat_draw >= {usage_end} AND cat_draw < {purchase_end} THEN {purchase}
-                 ELSE 1 + {v}('sku_ticket')[1 + sku_draw] END AS sku,
+                 WHEN sku_coin < {v}('sku_probability')[1 + sku_column] THEN 1 + sku_column
+                 ELSE 1 + {v}('sku_alias')[1 + sku_column] END AS sku,
             tag_draw < {UNTAGGED_PER_MILLE} AS untagged,
             tag_draw < {UNTAGGED_PER_MILLE} AND orphan_draw < {ORPHAN_PERCENT}
                 AND NOT (cat_draw >= {credit_end} AND cat_draw < {tax_end}) AS orphaned
         FROM picks"""
     accounted = f"""
         SELECT *,
-            CASE WHEN orphaned THEN len({v}('account_id')) - {len(ORPHAN_ACCOUNTS)} + orphan + 1
+            CASE WHEN orphaned THEN {applications * ACCOUNT_SLOTS + 1} + orphan
                  ELSE app * {ACCOUNT_SLOTS} + slot + 1 END AS account,
             {v}('sku_committable')[sku] AND category = 'Usage'
                 AND covered_draw < {COVERED_PER_MILLE} AS covered,
-            CAST(round({v}('sku_quantity')[sku] * (0.25 + 1.5 * quantity_draw * quantity_draw), 6)
-                 AS {DECIMAL_TYPE}) AS consumed
+            round({v}('sku_quantity')[sku] * (0.25 + 1.5 * quantity_draw * quantity_draw), 6)
+                AS consumed_value
         FROM shaped"""
+    # Arithmetic in DOUBLE rounded to 10 places, cast once to DECIMAL(38,10): 128-bit decimal
+    # products would cost most of the query's time, and the written decimals are exact either way.
     priced = f"""
         SELECT *,
-            CAST(consumed / {v}('sku_block')[sku] AS {DECIMAL_TYPE}) AS pricing_quantity,
-            CAST(CAST(consumed / {v}('sku_block')[sku] AS {DECIMAL_TYPE}) * {v}('sku_list_price')[sku]
-                 AS {DECIMAL_TYPE}) AS list_cost,
-            CAST(CAST(consumed / {v}('sku_block')[sku] AS {DECIMAL_TYPE}) * {v}('sku_contracted_price')[sku]
-                 AS {DECIMAL_TYPE}) AS contracted_cost,
-            CAST(1 + units_draw AS {DECIMAL_TYPE}) AS units
+            round(consumed_value / {v}('sku_block')[sku], 10) AS quantity_value,
+            round(round(consumed_value / {v}('sku_block')[sku], 10) * {v}('sku_list_value')[sku], 10)
+                AS list_value,
+            round(round(consumed_value / {v}('sku_block')[sku], 10) * {v}('sku_contracted_value')[sku], 10)
+                AS contracted_value,
+            1 + units_draw AS units_value
         FROM accounted"""
     costed = f"""
         SELECT *,
             CASE category
-                WHEN 'Usage' THEN CASE WHEN covered THEN CAST(0 AS {DECIMAL_TYPE}) ELSE contracted_cost END
-                WHEN 'Purchase' THEN CAST(units * {v}('sku_contracted_price')[sku] AS {DECIMAL_TYPE})
-                WHEN 'Credit' THEN CAST(-contracted_cost * CAST(0.5 + amount_draw / 2 AS DECIMAL(18,6))
-                                        AS {DECIMAL_TYPE})
-                WHEN 'Tax' THEN CAST(contracted_cost * 0.2 AS {DECIMAL_TYPE})
-                ELSE CAST(contracted_cost * CAST(amount_draw - 0.5 AS DECIMAL(18,6)) AS {DECIMAL_TYPE})
-            END AS billed,
+                WHEN 'Usage' THEN CASE WHEN covered THEN 0.0 ELSE contracted_value END
+                WHEN 'Purchase' THEN round(units_value * {v}('sku_contracted_value')[sku], 10)
+                WHEN 'Credit' THEN round(-contracted_value * (0.5 + amount_draw / 2), 10)
+                WHEN 'Tax' THEN round(contracted_value * 0.2, 10)
+                ELSE round(contracted_value * (amount_draw - 0.5), 10)
+            END AS billed_value,
             CASE category
-                WHEN 'Usage' THEN CASE WHEN covered
-                    THEN CAST(contracted_cost * {COMMITMENT_RATE} AS {DECIMAL_TYPE}) ELSE contracted_cost END
-                WHEN 'Purchase' THEN CAST(0 AS {DECIMAL_TYPE})
-                ELSE NULL
-            END AS effective_usage
+                WHEN 'Usage' THEN CASE WHEN covered THEN round(contracted_value * {COMMITMENT_RATE}, 10)
+                                  ELSE contracted_value END
+                WHEN 'Purchase' THEN 0.0
+            END AS effective_value
         FROM priced"""
+    money = f"""
+        SELECT *,
+            CAST(consumed_value AS {DECIMAL_TYPE}) AS consumed,
+            CAST(quantity_value AS {DECIMAL_TYPE}) AS pricing_quantity,
+            CAST(list_value AS {DECIMAL_TYPE}) AS list_cost,
+            CAST(contracted_value AS {DECIMAL_TYPE}) AS contracted_cost,
+            CAST(units_value AS {DECIMAL_TYPE}) AS units,
+            CAST(round(units_value * {v}('sku_list_value')[sku], 10) AS {DECIMAL_TYPE}) AS purchase_list_cost,
+            CAST(billed_value AS {DECIMAL_TYPE}) AS billed,
+            CAST(effective_value AS {DECIMAL_TYPE}) AS effective_usage,
+            {_resource_label()} AS resource_label
+        FROM costed"""
     columns = _columns(provider, catalogue)
     body = ",\n            ".join(f'{expression} AS "{name}"' for name, expression in columns)
     return f"""
         WITH draws AS ({draws}), picks AS ({picks}), shaped AS ({shaped}), accounted AS ({accounted}),
-             priced AS ({priced}), costed AS ({costed})
+             priced AS ({priced}), costed AS ({costed}), money AS ({money})
         SELECT
             {body}
-        FROM costed"""
+        FROM money"""
+
+
+def _resource_label() -> str:
+    """ResourceName: the owner (application, or orphan sub-account), the SKU's short name, a number."""
+    v = "getvariable"
+    owner = f"CASE WHEN orphaned THEN {v}('account_name')[account] ELSE {v}('app_lower')[1 + app] END"
+    return f"{owner} || '-' || {v}('sku_short')[sku] || '-' || lpad(CAST(resource AS VARCHAR), 2, '0')"
 
 
 def _category_bounds() -> tuple[int, int, int, int]:
@@ -779,7 +823,7 @@ def _category_bounds() -> tuple[int, int, int, int]:
 
 
 def _columns(provider: FocusProvider, catalogue: _Catalogue) -> list[tuple[str, str]]:
-    """(column, SQL expression over ``costed``) for every column of the provider's files."""
+    """(column, SQL expression over ``money``) for every column of the provider's files."""
     v = "getvariable"
     text, dec = "VARCHAR", DECIMAL_TYPE
     null_text, null_dec = f"CAST(NULL AS {text})", f"CAST(NULL AS {dec})"
@@ -789,9 +833,7 @@ def _columns(provider: FocusProvider, catalogue: _Catalogue) -> list[tuple[str, 
     priced = "category IN ('Usage', 'Purchase')"
     committed = "(covered OR category = 'Purchase')"
     owner = f"CASE WHEN orphaned THEN {v}('account_name')[account] ELSE {v}('app_lower')[1 + app] END"
-    resource_name = (
-        f"{owner} || '-' || {v}('sku_short')[sku] || '-' || lpad(CAST(resource AS VARCHAR), 2, '0')"
-    )
+    resource_name = "resource_label"
     region = f"{v}('region_id')[1 + region]"
     if catalogue is _AWS:
         resource_id = (
@@ -831,8 +873,8 @@ def _columns(provider: FocusProvider, catalogue: _Catalogue) -> list[tuple[str, 
     commitment_name = f"'{catalogue.commitment_type} ' || {v}('sku_meter')[1]"
     list_cost = (
         f"CASE category WHEN 'Usage' THEN list_cost"
-        f" WHEN 'Purchase' THEN CAST(units * {v}('sku_list_price')[sku]"
-        f" AS {dec}) WHEN 'Tax' THEN billed ELSE CAST(0 AS {dec}) END"
+        " WHEN 'Purchase' THEN purchase_list_cost"
+        f" WHEN 'Tax' THEN billed ELSE CAST(0 AS {dec}) END"
     )
     contracted_cost = (
         f"CASE category WHEN 'Usage' THEN contracted_cost WHEN 'Purchase' THEN billed WHEN 'Tax' THEN billed"
