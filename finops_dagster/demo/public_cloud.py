@@ -484,11 +484,6 @@ def focus_totals(files: Sequence[Path]) -> list[FocusTotal]:
     ]
 
 
-def read_relation_sql(path: Path) -> str:
-    """A DuckDB table expression reading one export file with every column as written (CSV as text)."""
-    return _reader(path)
-
-
 # --- the provider's world: lookups bound once per provider and month ------------------------------
 
 
@@ -869,8 +864,8 @@ def _columns(provider: FocusProvider, catalogue: _Catalogue) -> list[tuple[str, 
         f" ELSE '{{\"' || {v}('tag_key')[1 + key_draw] || '\": \"' || {tag_value}"
         f' || \'", "environment": "\' || {environment} || \'"}}\' END'
     )
-    tax_service = f"'{catalogue.tax_service_name}'" if catalogue.tax_service_name else null_text
-    commitment_name = f"'{catalogue.commitment_type} ' || {v}('sku_meter')[1]"
+    tax_service = _text(catalogue.tax_service_name) if catalogue.tax_service_name else null_text
+    commitment_name = f"{_text(catalogue.commitment_type + ' ')} || {v}('sku_meter')[1]"
     list_cost = (
         f"CASE category WHEN 'Usage' THEN list_cost"
         " WHEN 'Purchase' THEN purchase_list_cost"
@@ -887,9 +882,9 @@ def _columns(provider: FocusProvider, catalogue: _Catalogue) -> list[tuple[str, 
         else null_text,
         "BilledCost": "billed",
         "BillingAccountId": f"{v}('billing_account_id')",
-        "BillingAccountName": f"'{catalogue.billing_account_name}'",
-        "BillingAccountType": f"'{catalogue.billing_account_type}'",
-        "BillingCurrency": f"'{provider.currency}'",
+        "BillingAccountName": _text(catalogue.billing_account_name),
+        "BillingAccountType": _text(catalogue.billing_account_type),
+        "BillingCurrency": _text(provider.currency),
         "BillingPeriodEnd": f"{v}('period_end')",
         "BillingPeriodStart": f"{v}('period_start')",
         "CapacityReservationId": null_text,
@@ -909,7 +904,7 @@ def _columns(provider: FocusProvider, catalogue: _Catalogue) -> list[tuple[str, 
         "CommitmentDiscountName": f"CASE WHEN {committed} THEN {commitment_name} END",
         "CommitmentDiscountQuantity": f"CASE WHEN covered THEN pricing_quantity ELSE {null_dec} END",
         "CommitmentDiscountStatus": "CASE WHEN covered THEN 'Used' END",
-        "CommitmentDiscountType": f"CASE WHEN {committed} THEN '{catalogue.commitment_type}' END",
+        "CommitmentDiscountType": f"CASE WHEN {committed} THEN {_text(catalogue.commitment_type)} END",
         "CommitmentDiscountUnit": f"CASE WHEN covered THEN {v}('sku_pricing_unit')[sku] END",
         "ConsumedQuantity": f"CASE WHEN {priced_usage} THEN consumed ELSE {null_dec} END",
         "ConsumedUnit": f"CASE WHEN {priced_usage} THEN {v}('sku_consumed_unit')[sku] END",
@@ -918,7 +913,7 @@ def _columns(provider: FocusProvider, catalogue: _Catalogue) -> list[tuple[str, 
         f" ELSE {null_dec} END",
         "EffectiveCost": "coalesce(effective_usage, billed)",
         "InvoiceId": f"{v}('invoice_id')",
-        "InvoiceIssuerName": f"'{catalogue.invoice_issuer}'",
+        "InvoiceIssuerName": _text(catalogue.invoice_issuer),
         "ListCost": list_cost,
         "ListUnitPrice": f"CASE WHEN {priced} THEN {v}('sku_list_price')[sku] ELSE {null_dec} END",
         "PricingCategory": "CASE WHEN covered THEN 'Committed' WHEN category IN ('Usage', 'Purchase')"
@@ -930,8 +925,8 @@ def _columns(provider: FocusProvider, catalogue: _Catalogue) -> list[tuple[str, 
         "PricingQuantity": f"CASE category WHEN 'Usage' THEN pricing_quantity WHEN 'Purchase' THEN units"
         f" ELSE {null_dec} END",
         "PricingUnit": f"CASE WHEN {priced} THEN {v}('sku_pricing_unit')[sku] END",
-        "ProviderName": f"'{provider.name}'",
-        "PublisherName": f"'{catalogue.publisher}'",
+        "ProviderName": _text(provider.name),
+        "PublisherName": _text(catalogue.publisher),
         "RegionId": f"CASE WHEN {usage_like} THEN {region} END",
         "RegionName": f"CASE WHEN {usage_like} THEN {v}('region_name')[1 + region] END",
         "ResourceId": f"CASE WHEN {usage_like} THEN {resource_id}"
@@ -948,7 +943,7 @@ def _columns(provider: FocusProvider, catalogue: _Catalogue) -> list[tuple[str, 
         "SkuPriceId": f"CASE WHEN {priced} THEN {v}('sku_price_id')[sku] END",
         "SubAccountId": f"{v}('account_id')[account]",
         "SubAccountName": f"{v}('account_name')[account]",
-        "SubAccountType": f"'{catalogue.sub_account_type}'",
+        "SubAccountType": _text(catalogue.sub_account_type),
         "Tags": tags,
     }
     result = [
@@ -957,6 +952,11 @@ def _columns(provider: FocusProvider, catalogue: _Catalogue) -> list[tuple[str, 
     ]
     result.extend(zip(catalogue.extension_columns, extension_values, strict=True))
     return result
+
+
+def _text(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _copy_options(fmt: str, provider: FocusProvider, catalogue: _Catalogue) -> str:
