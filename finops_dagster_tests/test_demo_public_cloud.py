@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import gzip
 import json
+import os
 from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +29,7 @@ from finops_dagster.demo.public_cloud import (
     focus_totals,
     write_focus_exports,
 )
+from finops_dagster.demo.run import FOCUS_LINE_ITEMS_PER_MONTH, write_demo_focus_exports
 
 TODAY = dt.date(2026, 10, 10)
 MONTHS = [dt.date(2026, 9, 1), dt.date(2026, 10, 1)]
@@ -358,3 +360,36 @@ def test_focus_totals_are_the_sums_of_the_files(
         assert total.billed_cost == sum(Decimal(row["BilledCost"] or "x") for row in items)
         assert total.effective_cost == sum(Decimal(row["EffectiveCost"] or "x") for row in items)
         assert total.billed_cost != total.effective_cost
+
+
+def test_the_demo_writes_its_months_and_points_the_domain_at_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FINOPS_DOMAINS_ENABLED", "public_cloud")
+    monkeypatch.delenv("FINOPS_FOCUS_PATHS", raising=False)
+    monkeypatch.delenv("FINOPS_PUBLIC_CLOUD_SOURCES", raising=False)
+
+    directory = write_demo_focus_exports(tmp_path, 3, dt.date(2026, 12, 16))
+
+    assert directory == tmp_path / "focus" and os.environ["FINOPS_FOCUS_PATHS"] == str(directory)
+    counts = {
+        str(path.relative_to(directory)): duckdb.execute(
+            f"SELECT count(*) FROM read_csv('{path}', all_varchar = true)"
+        ).fetchone()
+        for path in directory.rglob("*.csv")
+    }
+    full, current = (FOCUS_LINE_ITEMS_PER_MONTH,), (round(FOCUS_LINE_ITEMS_PER_MONTH * 15 / 31),)
+    assert counts == {
+        f"{provider}/{month}/part-000.csv": current if month == "2026-12" else full
+        for provider in ("aws", "azure")
+        for month in ("2026-10", "2026-11", "2026-12")
+    }
+
+
+def test_the_demo_leaves_configured_public_cloud_sources_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FINOPS_DOMAINS_ENABLED", "public_cloud")
+    monkeypatch.setenv("FINOPS_FOCUS_PATHS", "/data/focus")
+    assert write_demo_focus_exports(tmp_path, 3, dt.date(2026, 12, 16)) is None
+    assert not (tmp_path / "focus").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from finops_dagster.demo.private_cloud import (
     private_cloud_tenants,
     serve,
 )
+from finops_dagster.demo.public_cloud import DEMO_PROVIDERS, write_focus_exports
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG
 from finops_dagster.releve import month_start
 from finops_dagster.settings import enabled_domains
@@ -38,6 +40,9 @@ REPO_INSTANCE_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 PRIVATE_CLOUD_URLS = ("FINOPS_OPENSTACK_URL", "FINOPS_OPENCOST_URL", "FINOPS_USAGE_API_URL")
 NATIVE_URLS = ("FINOPS_GITLAB_URL", "FINOPS_ARTIFACTORY_URL", "FINOPS_NATIVE_SERVICES")
+PUBLIC_CLOUD_SETTINGS = ("FINOPS_PUBLIC_CLOUD_SOURCES", "FINOPS_FOCUS_PATHS")
+FOCUS_LINE_ITEMS_PER_MONTH = 20_000
+"""Per provider and month: enough for every service, tag spelling and charge category to show."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class DemoEnvironment:
     embedded: bool
     private_cloud: RunningServer | None
     native: SimulatedNative | None
+    focus_exports: Path | None
 
 
 @dataclass(frozen=True)
@@ -78,9 +84,42 @@ def prepare_environment(*, cis: int, months: int, today: dt.date) -> DemoEnviron
         os.environ["DAGSTER_POSTGRES_URL"] = ensure_database(postgres_url, "dagster")
     simulated = start_simulated_private_cloud(today)
     native = start_simulated_native(today)
+    focus = write_demo_focus_exports(base, months, today)
     return DemoEnvironment(
-        postgres_url, os.environ["MONGO_URL"], Path(os.environ["DAGSTER_HOME"]), embedded, simulated, native
+        postgres_url,
+        os.environ["MONGO_URL"],
+        Path(os.environ["DAGSTER_HOME"]),
+        embedded,
+        simulated,
+        native,
+        focus,
     )
+
+
+def write_demo_focus_exports(base: Path, months: int, today: dt.date) -> Path | None:
+    """Generated FOCUS exports of two providers (one billing in USD) for the demo's months, unless the
+    domain is disabled or real public-cloud sources are configured."""
+    if "public_cloud" not in enabled_domains() or any(os.environ.get(name) for name in PUBLIC_CLOUD_SETTINGS):
+        return None
+    directory = base / "focus"
+    shutil.rmtree(directory, ignore_errors=True)
+    estate = build_estate()
+    first, current = (dt.date.fromisoformat(key) for key in demo_months(today, months))
+    past = [first]
+    while past[-1] < current:
+        past.append(month_start(past[-1] + dt.timedelta(days=32)))
+    past.pop()
+    write_focus_exports(estate, directory, past, line_items_per_month=FOCUS_LINE_ITEMS_PER_MONTH)
+    elapsed = (today - current).days / (month_start(current + dt.timedelta(days=32)) - current).days
+    write_focus_exports(
+        estate,
+        directory,
+        [current],
+        line_items_per_month=max(1, round(FOCUS_LINE_ITEMS_PER_MONTH * elapsed)),
+        today=today,
+    )
+    os.environ["FINOPS_FOCUS_PATHS"] = str(directory)
+    return directory
 
 
 def start_simulated_native(today: dt.date) -> SimulatedNative | None:
@@ -146,6 +185,9 @@ def run_demo(*, cis: int, months: int, today: dt.date) -> int:
         print(f"Private cloud: simulated OpenStack, OpenCost and usage API on {env.private_cloud.url}")
     if env.native is not None:
         print(f"Native:     simulated GitLab, Artifactory and Cube on {env.native.server.url}")
+    if env.focus_exports is not None:
+        providers = ", ".join(f"{p.name} ({p.currency})" for p in DEMO_PROVIDERS)
+        print(f"Public cloud: generated FOCUS exports of {providers} in {env.focus_exports}")
     print(
         "MongoDB:    "
         + (
@@ -214,8 +256,10 @@ def print_next_steps(env: DemoEnvironment) -> None:
     print("\nOpen the same data in the Dagster UI:")
     print("  finops-dagster dev        # then http://127.0.0.1:3000")
     print("or by hand (the simulated services live only as long as the demo or `finops-dagster dev`,")
-    print("so by hand the CMDB domain alone is enabled):")
-    print("  export FINOPS_DOMAINS_ENABLED=open_legacy")
+    print("so by hand the CMDB and the public cloud's generated exports alone are enabled):")
+    print("  export FINOPS_DOMAINS_ENABLED=open_legacy" + (",public_cloud" if env.focus_exports else ""))
+    if env.focus_exports is not None:
+        print(f"  export FINOPS_FOCUS_PATHS='{env.focus_exports}'")
     print(f"  export POSTGRES_URL='{env.postgres_url}'")
     print(f"  export MONGO_URL='{env.mongo_url}'")
     print(
