@@ -174,7 +174,7 @@ def test_parquet_costs_are_exact_decimals_and_content_is_deterministic(
     )
     for column in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "PricingQuantity"):
         assert types[column] == "DECIMAL(38,10)"
-    assert types["ChargePeriodStart"] == "VARCHAR"
+    assert types["ChargePeriodStart"] == types["BillingPeriodEnd"] == "TIMESTAMP"
     for a, b, c in zip(first, second, csv_files, strict=True):
         assert (
             con.execute(f"SELECT * FROM '{a}'").fetchall() == con.execute(f"SELECT * FROM '{b}'").fetchall()

@@ -448,6 +448,8 @@ def write_focus_exports(
                     high = line_items_per_month * (part + 1) // files_per_month
                     path = month_dir / f"part-{part:03d}.{FORMATS[fmt]}"
                     rows = query.replace("{low}", str(low)).replace("{high}", str(high))
+                    if fmt == "parquet":
+                        rows = _typed_periods(rows)
                     con.execute(f"COPY ({rows}) TO '{path}' ({_copy_options(fmt, provider, catalogue)})")
                     written.append(path)
     finally:
@@ -952,6 +954,17 @@ def _columns(provider: FocusProvider, catalogue: _Catalogue) -> list[tuple[str, 
     ]
     result.extend(zip(catalogue.extension_columns, extension_values, strict=True))
     return result
+
+
+PERIOD_COLUMNS = ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd")
+
+
+def _typed_periods(rows: str) -> str:
+    """Parquet exports type FOCUS date-times as timestamps (UTC), where CSV writes them as text."""
+    casts = ", ".join(
+        f'CAST(CAST("{name}" AS TIMESTAMPTZ) AS TIMESTAMP) AS "{name}"' for name in PERIOD_COLUMNS
+    )
+    return f"SELECT * REPLACE ({casts}) FROM ({rows})"
 
 
 def _text(value: str) -> str:
