@@ -28,7 +28,7 @@ import boto3
 from botocore import exceptions as boto_errors
 from botocore.config import Config
 
-from finops_dagster.domains.public_cloud.charges import ChargeGroup, ChargeProblem, SourceMonth
+from finops_dagster.domains.public_cloud.charges import ChargeGroup, ChargeProblem, SourceMonth, TagResolution
 from finops_dagster.domains.public_cloud.settings import application_tag_key
 from finops_dagster.http.errors import SourceError
 from finops_dagster.http.pagination import follow
@@ -108,8 +108,14 @@ class AwsCostExplorer:
             "GroupBy": [{"Type": "TAG", "Key": self.tag_key}, {"Type": "DIMENSION", "Key": "SERVICE"}],
         }
 
-    def read_month(self, month: dt.date, now: dt.datetime) -> SourceMonth:
-        """The month's costs: a past month in full, the current month up to `now`."""
+    def read_month(
+        self, month: dt.date, now: dt.datetime, resolution: TagResolution | None = None
+    ) -> SourceMonth:
+        """The month's costs: a past month in full, the current month up to `now`.
+
+        The provider groups by the application tag itself: its groups carry that one tag, and the
+        domain resolves it (`resolution` is not needed here).
+        """
         if month.day != 1:
             raise ValueError(f"a month is given by its first day, got {month}")
         result = SourceMonth()

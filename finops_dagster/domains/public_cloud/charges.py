@@ -39,6 +39,10 @@ class ChargeGroup:
     tags: Mapping[str, str] = field(default_factory=dict, hash=False)
     pricing_quantity: Decimal | None = None
     pricing_unit: str | None = None
+    application: str | None = None
+    """The known application the source's application tag names, when the source resolved it."""
+    tag_value: str | None = None
+    """The application tag's value as written, when the source read it and it names no known application."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,15 @@ class ChargeProblem:
 
 
 @dataclass(frozen=True)
+class TagResolution:
+    """Which tag keys name the application, in order, and the applications the mart knows: what a
+    source that sums line items by application needs to know before it sums."""
+
+    keys: tuple[str, ...]
+    applications: frozenset[str]
+
+
+@dataclass(frozen=True)
 class SkippedFile:
     """A file of a configured location that holds nothing for the month, and why it was passed over."""
 
@@ -74,3 +87,5 @@ class SourceMonth:
     skipped_files: list[SkippedFile] = field(default_factory=list)
     files_read: int = 0
     line_items: int = 0
+    line_items_by_category: dict[str, int] | None = None
+    """Line items per charge category, where the groups no longer say (the file sources sum them away)."""

@@ -38,15 +38,54 @@ def text(column: str, duckdb_type: str) -> str:
     return f"CAST({ref} AS VARCHAR)"
 
 
+def is_exact_number(duckdb_type: str) -> bool:
+    """Decimals and integers: summed as they are, exactly, and converted once the sum is made."""
+    upper = duckdb_type.upper()
+    return upper.startswith("DECIMAL") or upper in EXACT_TYPES
+
+
+EXACT_TYPES = frozenset(
+    ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
+)
+
+
 def number(column: str, duckdb_type: str) -> str:
-    """An exact decimal. Binary floats go through their shortest text form (0.1 stays 0.1)."""
+    """An exact number. Binary floats go through their shortest text form (0.1 stays 0.1); text is
+    read as a decimal; decimals and integers stay as they are (the sum is converted, not each row)."""
     ref = identifier(column)
     upper = duckdb_type.upper()
     if is_text(upper):
         return f"TRY_CAST(NULLIF(trim({ref}), '') AS {DECIMAL})"
+    if is_exact_number(upper):
+        return ref
     if upper in ("DOUBLE", "FLOAT", "REAL"):
         return f"TRY_CAST(CAST({ref} AS VARCHAR) AS {DECIMAL})"
     return f"TRY_CAST({ref} AS {DECIMAL})"
+
+
+def is_blank(column: str, duckdb_type: str) -> str:
+    """True where the value is missing (NULL, or empty text)."""
+    ref = identifier(column)
+    return f"NULLIF(trim({ref}), '') IS NULL" if is_text(duckdb_type) else f"{ref} IS NULL"
+
+
+def not_a_number(column: str, duckdb_type: str) -> str:
+    """True where a value is present but is not a number (only text can be that)."""
+    if is_exact_number(duckdb_type):
+        return "false"
+    return f"NOT ({is_blank(column, duckdb_type)}) AND {number(column, duckdb_type)} IS NULL"
+
+
+def raw(column: str, duckdb_type: str) -> str:
+    """The value as text without any per-row work where it already is text (trimmed later, once per
+    group); maps and structs (Parquet tags) as JSON text."""
+    ref = identifier(column)
+    upper = duckdb_type.upper()
+    if is_text(upper):
+        return ref
+    if upper.startswith(("MAP", "STRUCT", "JSON")):
+        return f"CAST(to_json({ref}) AS VARCHAR)"
+    return f"CAST({ref} AS VARCHAR)"
 
 
 def timestamp(column: str, duckdb_type: str) -> str:

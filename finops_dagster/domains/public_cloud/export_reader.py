@@ -29,7 +29,14 @@ from typing import Any, Protocol
 import duckdb
 
 from finops_dagster.domains.public_cloud import duckdb_columns as col
-from finops_dagster.domains.public_cloud.charges import ChargeGroup, ChargeProblem, SkippedFile, SourceMonth
+from finops_dagster.domains.public_cloud.charges import (
+    ChargeGroup,
+    ChargeProblem,
+    SkippedFile,
+    SourceMonth,
+    TagResolution,
+)
+from finops_dagster.domains.public_cloud.tags import tag_value
 from finops_dagster.releve import next_month
 
 EXPORT_SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -51,6 +58,86 @@ FIELDS = (
     "period",
 )
 """What a layout's `fields` select, in this order and under these names."""
+
+
+GROUP_KEYS = (
+    "provider",
+    "service_name",
+    "service_category",
+    "charge_category",
+    "sku_id",
+    "sub_account_id",
+    "sub_account_name",
+    "resource_group",
+    "tags",
+    "currency",
+    "pricing_unit",
+)
+"""What the allocated groups are keyed by, after the application and its tag value."""
+
+CREATE_CHARGES = f"""
+    CREATE OR REPLACE TEMP TABLE charges (
+        file_index INTEGER, problem VARCHAR, in_month BOOLEAN,
+        provider VARCHAR, service_name VARCHAR, service_category VARCHAR, charge_category VARCHAR,
+        sku_id VARCHAR, sub_account_id VARCHAR, sub_account_name VARCHAR, resource_group VARCHAR,
+        tags VARCHAR, currency VARCHAR, pricing_unit VARCHAR,
+        cost {col.DECIMAL}, line_items BIGINT, pricing_quantity {col.DECIMAL}
+    )
+"""
+VALID_CURRENCY = "coalesce(regexp_full_match(upper(trim(currency)), '[A-Z]{3}'), false)"
+CURRENCY_PROBLEM = (
+    f"CASE WHEN NOT {VALID_CURRENCY} "
+    "THEN 'billing currency ' || coalesce(trim(currency), '(empty)') || ' is not an ISO 4217 code' END"
+)
+"""Checked once per group on the first read; per row only when reading a file's unreadable rows."""
+CATEGORY_COUNTS = f"""
+    SELECT coalesce(NULLIF(trim(charge_category), ''), '(none)'), sum(line_items)::BIGINT
+    FROM charges WHERE problem IS NULL AND {VALID_CURRENCY} GROUP BY 1 ORDER BY 1
+"""
+DISTINCT_TAGS = (
+    f"SELECT DISTINCT tags FROM charges WHERE problem IS NULL AND {VALID_CURRENCY} AND tags IS NOT NULL"
+)
+PROBLEM_FILES = f"""
+    SELECT DISTINCT file_index FROM charges WHERE problem IS NOT NULL OR NOT {VALID_CURRENCY} ORDER BY 1
+"""
+
+
+def grouped_charges(*, by_application: bool) -> str:
+    """The month's readable charges, keys trimmed once per group.
+
+    By application: summed per application where their tag names a known one (the others keep what
+    the mapping rules read: sub-account, resource group, the tag's value), charge categories only
+    where they name a product (a charge without a service); they are counted apart
+    (CATEGORY_COUNTS). Otherwise: every group with its tags and charge category, for a caller
+    that wants to see them.
+    """
+
+    def kept(expression: str) -> str:
+        return f"CASE WHEN k.application_id IS NULL THEN {expression} END" if by_application else expression
+
+    service = "NULLIF(trim(c.service_name), '')"
+    category = "NULLIF(trim(c.charge_category), '')"
+    return f"""
+        SELECT {"k.application_id" if by_application else "NULL::VARCHAR"},
+               {kept("t.tag_value") if by_application else "NULL::VARCHAR"},
+               NULLIF(trim(c.provider), ''),
+               {service},
+               NULLIF(trim(c.service_category), ''),
+               {f"CASE WHEN {service} IS NULL THEN {category} END" if by_application else category},
+               NULLIF(trim(c.sku_id), ''),
+               {kept("NULLIF(trim(c.sub_account_id), '')")},
+               {kept("NULLIF(trim(c.sub_account_name), '')")},
+               {kept("NULLIF(trim(c.resource_group), '')")},
+               {"NULL::VARCHAR" if by_application else "c.tags"},
+               upper(trim(c.currency)),
+               NULLIF(trim(c.pricing_unit), ''),
+               sum(c.cost), sum(c.line_items)::BIGINT, sum(c.pricing_quantity)
+        FROM charges AS c
+        {"LEFT JOIN tag_values AS t ON t.tags = c.tags" if by_application else ""}
+        {"LEFT JOIN known AS k ON k.application_id = upper(trim(t.tag_value))" if by_application else ""}
+        WHERE c.problem IS NULL AND {VALID_CURRENCY.replace("currency", "c.currency")}
+        GROUP BY ALL
+    """
 
 
 class ExportFileError(RuntimeError):
@@ -77,16 +164,31 @@ class ExportFile:
             return "NULL::VARCHAR"
         return present[0] if len(present) == 1 else f"coalesce({', '.join(present)})"
 
+    def raw(self, *names: str) -> str:
+        """Like `text`, without per-row trimming: for keys of the large exports, which the reader
+        trims once per group after summing."""
+        present = [col.raw(name, self.columns[name]) for name in names if self.has(name)]
+        if not present:
+            return "NULL::VARCHAR"
+        return present[0] if len(present) == 1 else f"coalesce({', '.join(present)})"
+
     def number(self, name: str) -> str:
         return col.number(name, self.columns[name]) if self.has(name) else f"NULL::{col.DECIMAL}"
+
+    def is_blank(self, name: str) -> str:
+        return col.is_blank(name, self.columns[name]) if self.has(name) else "true"
+
+    def not_a_number(self, name: str) -> str:
+        return col.not_a_number(name, self.columns[name]) if self.has(name) else "false"
 
     def timestamp(self, name: str) -> str:
         return col.timestamp(name, self.columns[name]) if self.has(name) else "NULL::TIMESTAMP"
 
-    def scan(self) -> str:
-        """The DuckDB table function reading this file."""
+    def scan(self, *, numbered: bool = False) -> str:
+        """The DuckDB table function reading this file (with Parquet's row numbers when `numbered`)."""
         if self.is_parquet:
-            return f"read_parquet({col.literal(self.path)}, file_row_number = true)"
+            numbers = ", file_row_number = true" if numbered else ""
+            return f"read_parquet({col.literal(self.path)}{numbers})"
         return (
             f"read_csv({col.literal(self.path)}, all_varchar = true, header = true, "
             "nullstr = ['NULL', ''], auto_detect = true)"
@@ -149,8 +251,11 @@ class ExportReader:
     def close(self) -> None:
         """Nothing stays open between months: each read opens its own in-memory DuckDB."""
 
-    def read_month(self, month: dt.date, now: dt.datetime) -> SourceMonth:
-        """The month's line items of every file, summed; unreadable rows as rejects."""
+    def read_month(
+        self, month: dt.date, now: dt.datetime, resolution: TagResolution | None = None
+    ) -> SourceMonth:
+        """The month's line items of every file, summed (per application with a `resolution`, else
+        per tag set); unreadable rows as rejects."""
         paths = export_files(self.paths)
         if not paths:
             raise ExportFileError(
@@ -160,6 +265,7 @@ class ExportReader:
         result = SourceMonth()
         config: dict[str, Any] = {"threads": self.threads} if self.threads else {}
         with duckdb.connect(config=config) as conn:
+            conn.execute("SET enable_progress_bar = false")
             files: list[ExportFile] = []
             for path in paths:
                 described = describe(conn, path, self.layout.description)
@@ -174,69 +280,89 @@ class ExportReader:
                     )
                 files.append(described)
             if files:
-                self._read(conn, files, month, result)
+                self._read(conn, files, month, resolution, result)
         return result
 
     def _read(
-        self, conn: duckdb.DuckDBPyConnection, files: list[ExportFile], month: dt.date, result: SourceMonth
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        files: list[ExportFile],
+        month: dt.date,
+        resolution: TagResolution | None,
+        result: SourceMonth,
     ) -> None:
-        items = " UNION ALL ".join(
-            f"SELECT {index} AS file_index, {self.layout.problem(file)} AS problem, "
-            f"{self.layout.fields(file)} FROM {file.scan()}"
-            for index, file in enumerate(files)
+        conn.execute(CREATE_CHARGES)
+        for index, file in enumerate(files):
+            conn.execute(self._sum_file(file, index), _bounds(month))
+        conn.execute(
+            "DELETE FROM charges WHERE file_index NOT IN (SELECT file_index FROM charges WHERE in_month)"
         )
-        keys = ", ".join(FIELDS[:11])
-        query = f"""
-            WITH items AS ({items}),
-            in_month AS (SELECT * FROM items WHERE period >= $start AND period < $end),
-            placed AS (
-                SELECT * FROM in_month
-                UNION ALL
-                SELECT * FROM items
-                WHERE period IS NULL AND file_index IN (SELECT DISTINCT file_index FROM in_month)
-            )
-            SELECT file_index, problem, {keys},
-                   sum(cost) AS cost, count(*) AS line_items, sum(pricing_quantity) AS pricing_quantity
-            FROM placed
-            GROUP BY ALL
-        """
-        rows = conn.execute(query, _bounds(month)).fetchall()
-        contributed: set[int] = set()
-        problem_files: set[int] = set()
-        tags: dict[str | None, dict[str, str]] = {}
-        for file_index, problem, *fields, cost, line_items, quantity in rows:
-            contributed.add(file_index)
-            if problem is not None:
-                problem_files.add(file_index)
-                continue
-            values = dict(zip(FIELDS[:11], fields, strict=True))
-            raw_tags = values.pop("tags")
-            if raw_tags not in tags:
-                tags[raw_tags] = self.layout.parse_tags(raw_tags)
-            currency = values.pop("currency")
-            result.groups.append(
-                ChargeGroup(
-                    source=self.layout.source,
-                    provider=values.pop("provider") or "unknown provider",
-                    billing_currency=currency,
-                    cost=Decimal(cost),
-                    line_items=line_items,
-                    tags=tags[raw_tags],
-                    pricing_quantity=None if quantity is None else Decimal(quantity),
-                    **values,
-                )
-            )
-            result.line_items += line_items
-        for index in sorted(problem_files):
-            problems = self._problems(conn, files[index], month)
-            result.problems.extend(problems)
-            result.line_items += len(problems)
+        contributed = {row[0] for row in conn.execute("SELECT DISTINCT file_index FROM charges").fetchall()}
         result.skipped_files.extend(
             SkippedFile(file.path, f"no line item in {month:%Y-%m}")
             for index, file in enumerate(files)
             if index not in contributed
         )
         result.files_read = len(contributed)
+        if resolution is not None:
+            result.line_items_by_category = dict(conn.execute(CATEGORY_COUNTS).fetchall())
+            self._resolve_tags(conn, resolution)
+        grouped = conn.execute(grouped_charges(by_application=resolution is not None)).fetchall()
+        tags: dict[str | None, dict[str, str]] = {}
+        for application, tag, *fields, cost, line_items, quantity in grouped:
+            values = dict(zip(GROUP_KEYS, fields, strict=True))
+            raw_tags = values.pop("tags")
+            if raw_tags not in tags:
+                tags[raw_tags] = self.layout.parse_tags(raw_tags)
+            result.groups.append(
+                ChargeGroup(
+                    source=self.layout.source,
+                    provider=values.pop("provider") or "unknown provider",
+                    billing_currency=values.pop("currency"),
+                    cost=Decimal(cost),
+                    line_items=line_items,
+                    tags=tags[raw_tags],
+                    pricing_quantity=None if quantity is None else Decimal(quantity),
+                    application=application,
+                    tag_value=tag,
+                    **values,
+                )
+            )
+            result.line_items += line_items
+        problem_files = conn.execute(PROBLEM_FILES).fetchall()
+        for (index,) in problem_files:
+            problems = self._problems(conn, files[index], month)
+            result.problems.extend(problems)
+            result.line_items += len(problems)
+
+    def _sum_file(self, file: ExportFile, index: int) -> str:
+        """One scan of a file: its rows of the month (and those whose period cannot be read) summed
+        by every field a relevé depends on, without per-row work a group can do once."""
+        return f"""
+            INSERT INTO charges
+            SELECT {index}, problem, period IS NOT NULL, {", ".join(FIELDS[:11])},
+                   CAST(sum(cost) AS {col.DECIMAL}), count(*), CAST(sum(pricing_quantity) AS {col.DECIMAL})
+            FROM (
+                SELECT {self.layout.problem(file)} AS problem, {self.layout.fields(file)}
+                FROM {file.scan()}
+            )
+            WHERE (period >= $start AND period < $end) OR period IS NULL
+            GROUP BY ALL
+        """
+
+    def _resolve_tags(self, conn: duckdb.DuckDBPyConnection, resolution: TagResolution) -> None:
+        """The application tag's value of each distinct tag set (a few per resource, not per line item),
+        and which values name a known application: the groups are then summed per application."""
+        distinct = [row[0] for row in conn.execute(DISTINCT_TAGS).fetchall()]
+        values = [tag_value(self.layout.parse_tags(raw), resolution.keys) for raw in distinct]
+        conn.execute(
+            "CREATE TEMP TABLE tag_values AS SELECT unnest($tags) AS tags, unnest($values) AS tag_value",
+            {"tags": distinct, "values": values},
+        )
+        conn.execute(
+            "CREATE TEMP TABLE known AS SELECT unnest($applications) AS application_id",
+            {"applications": sorted(resolution.applications)},
+        )
 
     def _problems(
         self, conn: duckdb.DuckDBPyConnection, file: ExportFile, month: dt.date
@@ -245,12 +371,12 @@ class ExportReader:
         row_number = "file_row_number + 1" if file.is_parquet else "row_number() OVER ()"
         query = f"""
             WITH raw AS (
-                SELECT {row_number} AS row_number, {self.layout.problem(file)} AS problem,
+                SELECT {row_number} AS row_number, {self.layout.problem(file)} AS row_problem,
                        {self.layout.fields(file)}, CAST(to_json(t) AS VARCHAR) AS payload
-                FROM {file.scan()} AS t
-            )
-            SELECT row_number, problem, cost, currency, payload
-            FROM raw
+                FROM {file.scan(numbered=True)} AS t
+            ), checked AS (SELECT *, coalesce(row_problem, {CURRENCY_PROBLEM}) AS problem FROM raw)
+            SELECT row_number, problem, cost, upper(trim(currency)), payload
+            FROM checked
             WHERE problem IS NOT NULL AND (period IS NULL OR (period >= $start AND period < $end))
             ORDER BY row_number
         """

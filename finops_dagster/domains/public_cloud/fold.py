@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from finops_dagster.domains.public_cloud.charges import ChargeGroup, ChargeProblem
+from finops_dagster.domains.public_cloud.charges import ChargeGroup, ChargeProblem, SourceMonth
 from finops_dagster.domains.public_cloud.tags import tag_value
 from finops_dagster.reference.catalog import Product
 from finops_dagster.reference.snapshot import ReferenceSnapshot
@@ -85,9 +85,20 @@ class ChargeFold:
         self.unknown_tag_values: Counter[str] = Counter()
         self.charge_categories: Counter[str] = Counter()
 
+    def add_source(self, read: SourceMonth) -> None:
+        """Everything a source said of the month: its charge groups, its unreadable rows."""
+        for group in read.groups:
+            self.add(group)
+        for problem in read.problems:
+            self.reject(problem)
+        if read.line_items_by_category is not None:
+            self.charge_categories.update(read.line_items_by_category)
+        else:
+            for group in read.groups:
+                self.charge_categories[group.charge_category or "(none)"] += group.line_items
+
     def add(self, group: ChargeGroup) -> None:
         self._count_source(group.billing_currency, group.cost, group.line_items)
-        self.charge_categories[group.charge_category or "(none)"] += group.line_items
         rate = self._rate(group.billing_currency)
         if rate is None:
             self.rejects.append(self._no_rate_reject(group))
@@ -146,7 +157,9 @@ class ChargeFold:
         return self.exchange_rates.get(currency)
 
     def _application(self, group: ChargeGroup) -> str:
-        tagged = tag_value(group.tags, self.settings.tag_keys)
+        if group.application is not None:
+            return group.application
+        tagged = group.tag_value or tag_value(group.tags, self.settings.tag_keys)
         if tagged is not None and tagged.upper() in self.snapshot.applications:
             return tagged.upper()
         fields = {

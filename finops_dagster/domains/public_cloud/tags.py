@@ -33,12 +33,13 @@ def parse_tags(raw: str | None) -> dict[str, str]:
 def tag_value(tags: Mapping[str, str], keys: Sequence[str]) -> str | None:
     """The value of the first configured key present. Keys are compared without case, surrounding
     spaces, or the difference between `-` and `_` (Athena's CUR columns turn `app-id` into `app_id`)."""
-    normalised = {_key(key): value for key, value in tags.items()}
-    for key in keys:
-        value = normalised.get(_key(key), "").strip()
-        if value:
-            return value
-    return None
+    wanted = {_key(key): rank for rank, key in reversed(list(enumerate(keys)))}
+    best: tuple[int, str] | None = None
+    for key, value in tags.items():
+        rank = wanted.get(_key(key))
+        if rank is not None and value.strip() and (best is None or rank < best[0]):
+            best = (rank, value.strip())
+    return best[1] if best else None
 
 
 def _key(key: str) -> str:
