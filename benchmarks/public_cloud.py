@@ -6,7 +6,9 @@ USD), then, each in a fresh process so its peak memory is its own:
      (the whole asset: reading, allocation, conversion, staging into the mart);
   2. runs a bare DuckDB `GROUP BY` over the same files, on the same columns the domain groups by,
      summing the same cost: the least any reader of these files has to do.
-Prints both wall times, their ratio and each process's peak resident memory.
+Prints the asset step's wall time (from Dagster's step events: what the asset itself takes) and the
+whole `materialize` call, the GROUP BY's time kept in DuckDB (`CREATE TABLE … AS`) and fetched into
+Python, their ratios and each process's peak resident memory.
 
     python -m benchmarks.public_cloud                       # 10,000,000 line items
     python -m benchmarks.public_cloud --line-items 1000000
@@ -107,16 +109,20 @@ def measure_asset(url: str, directory: str) -> dict[str, Any]:
         "run_ledger": RunLedger(postgres=postgres),
     }
     rss_before = max_rss_mib()
+    instance = DagsterInstance.ephemeral()
     start = time.perf_counter()
     result = materialize(
-        [public_cloud_releves],
-        resources=resources,
-        partition_key=MONTH.isoformat(),
-        instance=DagsterInstance.ephemeral(),
+        [public_cloud_releves], resources=resources, partition_key=MONTH.isoformat(), instance=instance
     )
     wall = time.perf_counter() - start
     metadata = result.asset_materializations_for_node("public_cloud_releves")[0].metadata
+    steps = {
+        entry.dagster_event.event_type_value: entry.timestamp
+        for entry in instance.all_logs(result.run_id)
+        if entry.dagster_event is not None
+    }
     return {
+        "step_s": steps["STEP_SUCCESS"] - steps["STEP_START"],
         "wall_s": wall,
         "peak_mib": max_rss_mib(),
         "rss_before_mib": rss_before,
@@ -127,30 +133,42 @@ def measure_asset(url: str, directory: str) -> dict[str, Any]:
     }
 
 
+BARE_GROUP_BY = """
+    SELECT coalesce(ServiceProviderName, ProviderName), ServiceName, ServiceCategory, ChargeCategory,
+           SubAccountId, SubAccountName, Tags, BillingCurrency, PricingUnit,
+           sum(EffectiveCost), count(*), sum(PricingQuantity)
+    FROM read_parquet($files, union_by_name = true)
+    WHERE ChargePeriodStart >= $start AND ChargePeriodStart < $end
+    GROUP BY ALL
+"""
+"""The month's cost grouped by the columns the domain reads, straight from the files."""
+
+
 def measure_bare(directory: str) -> dict[str, Any]:
-    """The same month's cost grouped by the same columns, straight from the files."""
-    files = export_files([directory])
+    """The bare GROUP BY, kept in DuckDB (as the domain keeps its first sums), then fetched."""
+    params = {
+        "files": export_files([directory]),
+        "start": dt.datetime(2026, 10, 1),
+        "end": dt.datetime(2026, 11, 1),
+    }
     rss_before = max_rss_mib()
-    start = time.perf_counter()
     with duckdb.connect() as conn:
-        rows = conn.execute(
-            """
-            SELECT coalesce(ServiceProviderName, ProviderName), ServiceName, ServiceCategory, ChargeCategory,
-                   SubAccountId, SubAccountName, Tags, BillingCurrency, PricingUnit,
-                   sum(EffectiveCost), count(*), sum(PricingQuantity)
-            FROM read_parquet($files, union_by_name = true)
-            WHERE ChargePeriodStart >= $start AND ChargePeriodStart < $end
-            GROUP BY ALL
-            """,
-            {"files": files, "start": dt.datetime(2026, 10, 1), "end": dt.datetime(2026, 11, 1)},
-        ).fetchall()
-    wall = time.perf_counter() - start
+        conn.execute("SET enable_progress_bar = false")
+        start = time.perf_counter()
+        conn.execute(f"CREATE TEMP TABLE grouped AS {BARE_GROUP_BY}", params)
+        in_duckdb = time.perf_counter() - start
+        row = conn.execute('SELECT count(*), sum("count_star()") FROM grouped').fetchone()
+        start = time.perf_counter()
+        rows = conn.execute(BARE_GROUP_BY, params).fetchall()
+        fetched = time.perf_counter() - start
     return {
-        "wall_s": wall,
+        "wall_s": in_duckdb,
+        "fetched_s": fetched,
         "peak_mib": max_rss_mib(),
         "rss_before_mib": rss_before,
-        "groups": len(rows),
-        "line_items": sum(row[10] for row in rows),
+        "groups": row[0] if row else 0,
+        "line_items": row[1] if row else 0,
+        "fetched_groups": len(rows),
     }
 
 
@@ -177,6 +195,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workdir", type=Path, help="where to write the Parquet files (default: a temporary folder)"
     )
+    parser.add_argument(
+        "--reuse", type=Path, help="a folder of FOCUS Parquet files written by an earlier run: no generation"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--measure", choices=("asset", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -196,15 +217,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         tempfile.TemporaryDirectory(dir=args.workdir) as workdir,
         bench_database(args.postgres_url) as (_, url),
     ):
-        directory = Path(workdir) / "focus"
-        print(f"generating {n(args.line_items)} FOCUS line items for {MONTH:%Y-%m} as Parquet …", flush=True)
-        paths, generate_s = generate(directory, args.line_items, args.applications, args.seed)
-        size = sum(path.stat().st_size for path in paths)
-        print(f"  {len(paths)} file(s), {mib(size / 2**20)} MiB, in {s(generate_s)} s", flush=True)
+        directory = args.reuse or Path(workdir) / "focus"
+        if args.reuse is None:
+            print(
+                f"generating {n(args.line_items)} FOCUS line items for {MONTH:%Y-%m} as Parquet …", flush=True
+            )
+            paths, generate_s = generate(directory, args.line_items, args.applications, args.seed)
+            size = sum(path.stat().st_size for path in paths)
+            print(f"  {len(paths)} file(s), {mib(size / 2**20)} MiB, in {s(generate_s)} s", flush=True)
         server_version = prepare_mart(url, args.applications, args.seed)
         bare = in_child(["--measure", "bare", "--directory", str(directory)])
         asset = in_child(["--measure", "asset", "--url", url, "--directory", str(directory)])
-    ratio = asset["wall_s"] / bare["wall_s"]
+    ratio = asset["step_s"] / bare["wall_s"]
     print()
     print(machine(server_version))
     print(f"load average now: {load_average()}")
@@ -214,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ["step", "line items", "wall s", "line items/s", "peak RSS MiB", "out"],
             [
                 [
-                    "bare DuckDB GROUP BY",
+                    "bare GROUP BY, kept in DuckDB",
                     n(bare["line_items"]),
                     s(bare["wall_s"]),
                     n(bare["line_items"] / bare["wall_s"]),
@@ -222,18 +246,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{n(bare['groups'])} groups",
                 ],
                 [
-                    "public_cloud_releves",
+                    "bare GROUP BY, fetched",
+                    n(bare["line_items"]),
+                    s(bare["fetched_s"]),
+                    n(bare["line_items"] / bare["fetched_s"]),
+                    "",
+                    f"{n(bare['fetched_groups'])} rows in Python",
+                ],
+                [
+                    "public_cloud_releves step",
+                    n(asset["line_items"]),
+                    s(asset["step_s"]),
+                    n(asset["line_items"] / asset["step_s"]),
+                    mib(asset["peak_mib"]),
+                    f"{n(asset['releves'])} relevés, {n(asset['rejects'])} rejects",
+                ],
+                [
+                    "materialize() in all",
                     n(asset["line_items"]),
                     s(asset["wall_s"]),
                     n(asset["line_items"] / asset["wall_s"]),
-                    mib(asset["peak_mib"]),
-                    f"{n(asset['releves'])} relevés, {n(asset['rejects'])} rejects",
+                    "",
+                    "with Dagster's run start and end",
                 ],
             ],
         )
     )
     print()
-    print(f"ratio asset / bare GROUP BY: {ratio:.2f} (target <= {TARGET_RATIO})")
+    print(f"ratio asset step / bare GROUP BY kept in DuckDB: {ratio:.2f} (target <= {TARGET_RATIO})")
+    print(f"ratio asset step / bare GROUP BY fetched: {asset['step_s'] / bare['fetched_s']:.2f}")
     print(f"asset peak memory: {mib(asset['peak_mib'])} MiB (target < {TARGET_PEAK_MIB} MiB)")
     print(f"total cost of the month: {asset['total_cost']} EUR")
     met = ratio <= TARGET_RATIO and asset["peak_mib"] < TARGET_PEAK_MIB

@@ -9,7 +9,6 @@ from typing import Any
 import psycopg
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
-from finops_dagster.domains.public_cloud.charges import TagResolution
 from finops_dagster.domains.public_cloud.fold import DOMAIN_ID, ChargeFold, FoldSettings
 from finops_dagster.domains.public_cloud.resource import PublicCloudResource, PublicCloudSources
 from finops_dagster.mart.etl_runs import RunLedger
@@ -63,9 +62,8 @@ def read_month(
         ),
     )
     details: dict[str, Any] = {}
-    resolution = TagResolution(settings.tag_keys, snapshot.applications)
     for name, reader in sources.readers.items():
-        read = reader.read_month(month, now, resolution)
+        read = reader.read_month(month, now, fold.allocation)
         fold.add_source(read)
         for skipped in read.skipped_files:
             context.log.info(f"{name} {month:%Y-%m}: skipped {skipped.path}: {skipped.reason}")

@@ -28,7 +28,7 @@ import boto3
 from botocore import exceptions as boto_errors
 from botocore.config import Config
 
-from finops_dagster.domains.public_cloud.charges import ChargeGroup, ChargeProblem, SourceMonth, TagResolution
+from finops_dagster.domains.public_cloud.charges import Allocation, ChargeGroup, ChargeProblem, SourceMonth
 from finops_dagster.domains.public_cloud.settings import application_tag_key
 from finops_dagster.http.errors import SourceError
 from finops_dagster.http.pagination import follow
@@ -109,12 +109,12 @@ class AwsCostExplorer:
         }
 
     def read_month(
-        self, month: dt.date, now: dt.datetime, resolution: TagResolution | None = None
+        self, month: dt.date, now: dt.datetime, allocation: Allocation | None = None
     ) -> SourceMonth:
         """The month's costs: a past month in full, the current month up to `now`.
 
         The provider groups by the application tag itself: its groups carry that one tag, and the
-        domain resolves it (`resolution` is not needed here).
+        domain allocates it (`allocation` is not needed here).
         """
         if month.day != 1:
             raise ValueError(f"a month is given by its first day, got {month}")

@@ -9,7 +9,7 @@ cost API) down to one `ChargeGroup` per distinct combination of the fields that 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -61,13 +61,27 @@ class ChargeProblem:
     currency: str | None = None
 
 
+RULE_FIELDS = ("sub_account_id", "sub_account_name", "resource_group", "provider", "service_name")
+"""A charge's fields the public_cloud mapping rules may read, besides `tag` (the application tag's value)."""
+
+
 @dataclass(frozen=True)
-class TagResolution:
-    """Which tag keys name the application, in order, and the applications the mart knows: what a
-    source that sums line items by application needs to know before it sums."""
+class Allocation:
+    """How a charge finds its application: the value of the first application tag (keys in order)
+    when it names a known application, else the first mapping rule that matches. A source that sums
+    line items per application (the export files) allocates with it before summing; the domain's
+    fold allocates the others' charges with the same."""
 
     keys: tuple[str, ...]
     applications: frozenset[str]
+    by_rules: Callable[[Callable[[str], str | None]], str | None]
+
+    def resolve(self, tagged: str | None, fields: Mapping[str, str | None]) -> str | None:
+        """The charge's application, or None when neither its tag nor a rule names a known one."""
+        if tagged is not None and tagged.strip().upper() in self.applications:
+            return tagged.strip().upper()
+        values = {**fields, "tag": tagged}
+        return self.by_rules(values.get)
 
 
 @dataclass(frozen=True)
@@ -89,3 +103,5 @@ class SourceMonth:
     line_items: int = 0
     line_items_by_category: dict[str, int] | None = None
     """Line items per charge category, where the groups no longer say (the file sources sum them away)."""
+    unknown_application_tags: dict[str, int] = field(default_factory=dict)
+    """Line items per application-tag value that named no known application and that no rule placed."""

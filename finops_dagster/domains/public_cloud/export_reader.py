@@ -29,17 +29,20 @@ from typing import Any, Protocol
 import duckdb
 
 from finops_dagster.domains.public_cloud import duckdb_columns as col
+from finops_dagster.domains.public_cloud import export_queries as q
 from finops_dagster.domains.public_cloud.charges import (
+    RULE_FIELDS,
+    Allocation,
     ChargeGroup,
     ChargeProblem,
     SkippedFile,
     SourceMonth,
-    TagResolution,
 )
 from finops_dagster.domains.public_cloud.tags import tag_value
 from finops_dagster.releve import next_month
 
 EXPORT_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+UNKNOWN_PROVIDER = "unknown provider"
 
 FIELDS = (
     "provider",
@@ -60,7 +63,7 @@ FIELDS = (
 """What a layout's `fields` select, in this order and under these names."""
 
 
-GROUP_KEYS = (
+DETAILED_KEYS = (
     "provider",
     "service_name",
     "service_category",
@@ -73,71 +76,7 @@ GROUP_KEYS = (
     "currency",
     "pricing_unit",
 )
-"""What the allocated groups are keyed by, after the application and its tag value."""
-
-CREATE_CHARGES = f"""
-    CREATE OR REPLACE TEMP TABLE charges (
-        file_index INTEGER, problem VARCHAR, in_month BOOLEAN,
-        provider VARCHAR, service_name VARCHAR, service_category VARCHAR, charge_category VARCHAR,
-        sku_id VARCHAR, sub_account_id VARCHAR, sub_account_name VARCHAR, resource_group VARCHAR,
-        tags VARCHAR, currency VARCHAR, pricing_unit VARCHAR,
-        cost {col.DECIMAL}, line_items BIGINT, pricing_quantity {col.DECIMAL}
-    )
-"""
-VALID_CURRENCY = "coalesce(regexp_full_match(upper(trim(currency)), '[A-Z]{3}'), false)"
-CURRENCY_PROBLEM = (
-    f"CASE WHEN NOT {VALID_CURRENCY} "
-    "THEN 'billing currency ' || coalesce(trim(currency), '(empty)') || ' is not an ISO 4217 code' END"
-)
-"""Checked once per group on the first read; per row only when reading a file's unreadable rows."""
-CATEGORY_COUNTS = f"""
-    SELECT coalesce(NULLIF(trim(charge_category), ''), '(none)'), sum(line_items)::BIGINT
-    FROM charges WHERE problem IS NULL AND {VALID_CURRENCY} GROUP BY 1 ORDER BY 1
-"""
-DISTINCT_TAGS = (
-    f"SELECT DISTINCT tags FROM charges WHERE problem IS NULL AND {VALID_CURRENCY} AND tags IS NOT NULL"
-)
-PROBLEM_FILES = f"""
-    SELECT DISTINCT file_index FROM charges WHERE problem IS NOT NULL OR NOT {VALID_CURRENCY} ORDER BY 1
-"""
-
-
-def grouped_charges(*, by_application: bool) -> str:
-    """The month's readable charges, keys trimmed once per group.
-
-    By application: summed per application where their tag names a known one (the others keep what
-    the mapping rules read: sub-account, resource group, the tag's value), charge categories only
-    where they name a product (a charge without a service); they are counted apart
-    (CATEGORY_COUNTS). Otherwise: every group with its tags and charge category, for a caller
-    that wants to see them.
-    """
-
-    def kept(expression: str) -> str:
-        return f"CASE WHEN k.application_id IS NULL THEN {expression} END" if by_application else expression
-
-    service = "NULLIF(trim(c.service_name), '')"
-    category = "NULLIF(trim(c.charge_category), '')"
-    return f"""
-        SELECT {"k.application_id" if by_application else "NULL::VARCHAR"},
-               {kept("t.tag_value") if by_application else "NULL::VARCHAR"},
-               NULLIF(trim(c.provider), ''),
-               {service},
-               NULLIF(trim(c.service_category), ''),
-               {f"CASE WHEN {service} IS NULL THEN {category} END" if by_application else category},
-               NULLIF(trim(c.sku_id), ''),
-               {kept("NULLIF(trim(c.sub_account_id), '')")},
-               {kept("NULLIF(trim(c.sub_account_name), '')")},
-               {kept("NULLIF(trim(c.resource_group), '')")},
-               {"NULL::VARCHAR" if by_application else "c.tags"},
-               upper(trim(c.currency)),
-               NULLIF(trim(c.pricing_unit), ''),
-               sum(c.cost), sum(c.line_items)::BIGINT, sum(c.pricing_quantity)
-        FROM charges AS c
-        {"LEFT JOIN tag_values AS t ON t.tags = c.tags" if by_application else ""}
-        {"LEFT JOIN known AS k ON k.application_id = upper(trim(t.tag_value))" if by_application else ""}
-        WHERE c.problem IS NULL AND {VALID_CURRENCY.replace("currency", "c.currency")}
-        GROUP BY ALL
-    """
+"""The keys of DETAILED_GROUPS, in order."""
 
 
 class ExportFileError(RuntimeError):
@@ -252,9 +191,9 @@ class ExportReader:
         """Nothing stays open between months: each read opens its own in-memory DuckDB."""
 
     def read_month(
-        self, month: dt.date, now: dt.datetime, resolution: TagResolution | None = None
+        self, month: dt.date, now: dt.datetime, allocation: Allocation | None = None
     ) -> SourceMonth:
-        """The month's line items of every file, summed (per application with a `resolution`, else
+        """The month's line items of every file, summed (per application with an `allocation`, else
         per tag set); unreadable rows as rejects."""
         paths = export_files(self.paths)
         if not paths:
@@ -280,7 +219,7 @@ class ExportReader:
                     )
                 files.append(described)
             if files:
-                self._read(conn, files, month, resolution, result)
+                self._read(conn, files, month, allocation, result)
         return result
 
     def _read(
@@ -288,15 +227,13 @@ class ExportReader:
         conn: duckdb.DuckDBPyConnection,
         files: list[ExportFile],
         month: dt.date,
-        resolution: TagResolution | None,
+        allocation: Allocation | None,
         result: SourceMonth,
     ) -> None:
-        conn.execute(CREATE_CHARGES)
+        conn.execute(q.CREATE_CHARGES)
         for index, file in enumerate(files):
             conn.execute(self._sum_file(file, index), _bounds(month))
-        conn.execute(
-            "DELETE FROM charges WHERE file_index NOT IN (SELECT file_index FROM charges WHERE in_month)"
-        )
+        conn.execute(q.DROP_FILES_OUTSIDE_MONTH)
         contributed = {row[0] for row in conn.execute("SELECT DISTINCT file_index FROM charges").fetchall()}
         result.skipped_files.extend(
             SkippedFile(file.path, f"no line item in {month:%Y-%m}")
@@ -304,32 +241,14 @@ class ExportReader:
             if index not in contributed
         )
         result.files_read = len(contributed)
-        if resolution is not None:
-            result.line_items_by_category = dict(conn.execute(CATEGORY_COUNTS).fetchall())
-            self._resolve_tags(conn, resolution)
-        grouped = conn.execute(grouped_charges(by_application=resolution is not None)).fetchall()
-        tags: dict[str | None, dict[str, str]] = {}
-        for application, tag, *fields, cost, line_items, quantity in grouped:
-            values = dict(zip(GROUP_KEYS, fields, strict=True))
-            raw_tags = values.pop("tags")
-            if raw_tags not in tags:
-                tags[raw_tags] = self.layout.parse_tags(raw_tags)
-            result.groups.append(
-                ChargeGroup(
-                    source=self.layout.source,
-                    provider=values.pop("provider") or "unknown provider",
-                    billing_currency=values.pop("currency"),
-                    cost=Decimal(cost),
-                    line_items=line_items,
-                    tags=tags[raw_tags],
-                    pricing_quantity=None if quantity is None else Decimal(quantity),
-                    application=application,
-                    tag_value=tag,
-                    **values,
-                )
-            )
-            result.line_items += line_items
-        problem_files = conn.execute(PROBLEM_FILES).fetchall()
+        if allocation is None:
+            result.groups.extend(self._detailed_groups(conn))
+        else:
+            result.line_items_by_category = dict(conn.execute(q.CATEGORY_COUNTS).fetchall())
+            result.groups.extend(self._allocated_groups(conn, allocation))
+            result.unknown_application_tags = dict(conn.execute(q.UNKNOWN_TAGS).fetchall())
+        result.line_items += sum(group.line_items for group in result.groups)
+        problem_files = conn.execute(q.PROBLEM_FILES).fetchall()
         for (index,) in problem_files:
             problems = self._problems(conn, files[index], month)
             result.problems.extend(problems)
@@ -350,19 +269,82 @@ class ExportReader:
             GROUP BY ALL
         """
 
-    def _resolve_tags(self, conn: duckdb.DuckDBPyConnection, resolution: TagResolution) -> None:
-        """The application tag's value of each distinct tag set (a few per resource, not per line item),
-        and which values name a known application: the groups are then summed per application."""
-        distinct = [row[0] for row in conn.execute(DISTINCT_TAGS).fetchall()]
-        values = [tag_value(self.layout.parse_tags(raw), resolution.keys) for raw in distinct]
+    def _detailed_groups(self, conn: duckdb.DuckDBPyConnection) -> list[ChargeGroup]:
+        groups = []
+        tags: dict[str | None, dict[str, str]] = {}
+        for *fields, cost, line_items, quantity in conn.execute(q.DETAILED_GROUPS).fetchall():
+            values = dict(zip(DETAILED_KEYS, fields, strict=True))
+            raw_tags = values.pop("tags")
+            if raw_tags not in tags:
+                tags[raw_tags] = self.layout.parse_tags(raw_tags)
+            groups.append(
+                ChargeGroup(
+                    source=self.layout.source,
+                    provider=values.pop("provider") or UNKNOWN_PROVIDER,
+                    billing_currency=values.pop("currency"),
+                    cost=Decimal(cost),
+                    line_items=line_items,
+                    tags=tags[raw_tags],
+                    pricing_quantity=None if quantity is None else Decimal(quantity),
+                    **values,
+                )
+            )
+        return groups
+
+    def _allocated_groups(self, conn: duckdb.DuckDBPyConnection, allocation: Allocation) -> list[ChargeGroup]:
+        """The month's charges summed per application × product × billing currency, allocated
+        inside DuckDB: Python sees each distinct tag set and each distinct combination the rules
+        read once, never a line item."""
+        distinct = [row[0] for row in conn.execute(q.DISTINCT_TAGS).fetchall()]
         conn.execute(
             "CREATE TEMP TABLE tag_values AS SELECT unnest($tags) AS tags, unnest($values) AS tag_value",
-            {"tags": distinct, "values": values},
+            {
+                "tags": distinct,
+                "values": [tag_value(self.layout.parse_tags(raw), allocation.keys) for raw in distinct],
+            },
         )
         conn.execute(
             "CREATE TEMP TABLE known AS SELECT unnest($applications) AS application_id",
-            {"applications": sorted(resolution.applications)},
+            {"applications": sorted(allocation.applications)},
         )
+        conn.execute(q.CREATE_TAGGED)
+        inputs = conn.execute(q.RULE_INPUTS).fetchall()
+        placed = [
+            allocation.resolve(tagged, dict(zip(RULE_FIELDS, fields, strict=True)))
+            for tagged, *fields in inputs
+        ]
+        columns = ("tag_value", *RULE_FIELDS)
+        ruled: dict[str, list[Any]] = {name: [row[i] for row in inputs] for i, name in enumerate(columns)}
+        conn.execute(q.CREATE_RULED, {**ruled, "application": placed})
+        return [
+            ChargeGroup(
+                source=self.layout.source,
+                provider=provider or UNKNOWN_PROVIDER,
+                service_name=service,
+                service_category=category,
+                charge_category=charge_category,
+                sku_id=sku,
+                billing_currency=currency,
+                pricing_unit=unit,
+                cost=Decimal(cost),
+                line_items=line_items,
+                pricing_quantity=None if quantity is None else Decimal(quantity),
+                application=application,
+            )
+            for (
+                application,
+                provider,
+                service,
+                category,
+                charge_category,
+                sku,
+                currency,
+                unit,
+                cost,
+                line_items,
+                quantity,
+            ) in conn.execute(q.RELEVE_GROUPS).fetchall()
+        ]
 
     def _problems(
         self, conn: duckdb.DuckDBPyConnection, file: ExportFile, month: dt.date
@@ -374,7 +356,7 @@ class ExportReader:
                 SELECT {row_number} AS row_number, {self.layout.problem(file)} AS row_problem,
                        {self.layout.fields(file)}, CAST(to_json(t) AS VARCHAR) AS payload
                 FROM {file.scan(numbered=True)} AS t
-            ), checked AS (SELECT *, coalesce(row_problem, {CURRENCY_PROBLEM}) AS problem FROM raw)
+            ), checked AS (SELECT *, coalesce(row_problem, {q.CURRENCY_PROBLEM}) AS problem FROM raw)
             SELECT row_number, problem, cost, upper(trim(currency)), payload
             FROM checked
             WHERE problem IS NOT NULL AND (period IS NULL OR (period >= $start AND period < $end))

@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from finops_dagster.domains.public_cloud.charges import ChargeGroup, ChargeProblem, SourceMonth
+from finops_dagster.domains.public_cloud.charges import (
+    RULE_FIELDS,
+    Allocation,
+    ChargeGroup,
+    ChargeProblem,
+    SourceMonth,
+)
 from finops_dagster.domains.public_cloud.tags import tag_value
 from finops_dagster.reference.catalog import Product
 from finops_dagster.reference.snapshot import ReferenceSnapshot
@@ -77,6 +83,7 @@ class ChargeFold:
         self.snapshot = snapshot
         self.exchange_rates = exchange_rates
         self.settings = settings
+        self.allocation = Allocation(settings.tag_keys, snapshot.applications, snapshot.application_by_rules)
         self.sums: dict[tuple[str, str, str, str], _Sum] = {}
         self.products: dict[str, Product] = {}
         self.rejects: list[Reject] = []
@@ -91,6 +98,7 @@ class ChargeFold:
             self.add(group)
         for problem in read.problems:
             self.reject(problem)
+        self.unknown_tag_values.update(read.unknown_application_tags)
         if read.line_items_by_category is not None:
             self.charge_categories.update(read.line_items_by_category)
         else:
@@ -160,19 +168,10 @@ class ChargeFold:
         if group.application is not None:
             return group.application
         tagged = group.tag_value or tag_value(group.tags, self.settings.tag_keys)
-        if tagged is not None and tagged.upper() in self.snapshot.applications:
-            return tagged.upper()
-        fields = {
-            "sub_account_id": group.sub_account_id,
-            "sub_account_name": group.sub_account_name,
-            "resource_group": group.resource_group,
-            "provider": group.provider,
-            "service_name": group.service_name,
-            "tag": tagged,
-        }
-        by_rule = self.snapshot.application_by_rules(fields.get)
-        if by_rule is not None:
-            return by_rule
+        fields = {name: getattr(group, name) for name in RULE_FIELDS}
+        application = self.allocation.resolve(tagged, fields)
+        if application is not None:
+            return application
         if tagged is not None:
             self.unknown_tag_values[tagged] += group.line_items
         return UNALLOCATED_APPLICATION
