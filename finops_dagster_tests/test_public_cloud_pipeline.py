@@ -413,7 +413,8 @@ def test_parquet_with_doubles_and_focus_1_3_provider_column(
 ) -> None:
     path = tmp_path / "aws" / "part-0.parquet"
     path.parent.mkdir()
-    duckdb.sql(f"""
+    with duckdb.connect() as conn:
+        conn.execute(f"""
         COPY (SELECT 0.1::DOUBLE AS BilledCost, 0.1::DOUBLE AS EffectiveCost, 'USD' AS BillingCurrency,
                      TIMESTAMP '2026-10-01' AS BillingPeriodStart,
                      TIMESTAMP '2026-10-05 03:00' AS ChargePeriodStart,
