@@ -118,6 +118,33 @@ def install_error_handlers(app: FastAPI) -> None:
         return _problem(500, "internal_error", "unexpected error; see the API's log")
 
 
+def _document_400_not_422(app: FastAPI, auth_disabled: bool) -> None:
+    """Invalid parameters answer 400 with a Problem (install_error_handlers), not FastAPI's 422: the
+    schema says so, and it names the bearer authentication (so /docs can send a token)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            components = schema.setdefault("components", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.get("schemas", {}).pop(name, None)
+            if not auth_disabled:
+                components["securitySchemes"] = {"oidcBearer": {
+                    "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                    "description": "an access token of the configured OIDC issuer, for the API's audience, "
+                                   "carrying the configured role",
+                }}
+                schema["security"] = [{"oidcBearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     """The app for `settings`; the pool opens when the app starts (uvicorn, or a TestClient)."""
     state = ApiState(
@@ -149,6 +176,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(backstage.router)
+
+    _document_400_not_422(app, settings.auth_disabled)
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict[str, Any]:

@@ -73,8 +73,9 @@ def _session_statements(settings: ApiSettings) -> list[sql.Composed | sql.SQL]:
     return statements
 
 
-def check_access(settings: ApiSettings) -> None:
-    """Fail at start, with a message naming the setting, when the API could not serve."""
+def check_access(settings: ApiSettings) -> str | None:
+    """Fail at start, with a message naming the setting, when the API could not serve; return a
+    warning when it can serve but has nothing to say yet (views never populated)."""
     where = describe(settings.postgres_url)
     try:
         with psycopg.connect(settings.postgres_url, autocommit=True, connect_timeout=10) as conn:
@@ -92,8 +93,10 @@ def check_access(settings: ApiSettings) -> None:
                         "(run `finops-dagster migrate`)"
                     ) from None
             try:
-                conn.execute(ACCESS_PROBE)
                 conn.execute(VERSION_QUERY)
+                conn.execute(ACCESS_PROBE)
+            except psycopg.errors.ObjectNotInPrerequisiteState:
+                return f"the views of {where} have not been populated yet: requests get 503 until a publish"
             except psycopg.errors.UndefinedTable:
                 raise SettingError(f"{where} has no FinOps views yet: run `finops-dagster migrate`") from None
             except psycopg.errors.InsufficientPrivilege:
@@ -108,6 +111,7 @@ def check_access(settings: ApiSettings) -> None:
         raise SettingError(
             f"FINOPS_API_POSTGRES_URL / POSTGRES_URL: {where} is unreachable: {reason}"
         ) from None
+    return None
 
 
 class Mart:

@@ -63,10 +63,11 @@ PAGES = _page_models()
 
 
 def _responses(*names: str) -> dict[int | str, dict[str, Any]]:
-    if len(names) == 1:
-        return {200: {"model": PAGES[names[0]]}}
-    schemas = [{"$ref": f"#/components/schemas/{name}Page"} for name in names]
-    return {200: {"content": {"application/json": {"schema": {"oneOf": schemas}}}}}
+    """The 200 response's model: one page model, or the union of the grains' page models."""
+    model: Any = PAGES[names[0]]
+    for name in names[1:]:
+        model = model | PAGES[name]
+    return {200: {"model": model}}
 
 
 def _sort(listing: L.Listing, raw: str | None) -> L.Sort | None:

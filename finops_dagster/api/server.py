@@ -38,7 +38,9 @@ def serve(host: str, port: int, *, access_log: bool = True) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = api_settings()
-    check_access(settings)
+    note = check_access(settings)
+    if note:
+        print(f"WARNING: {note}", file=sys.stderr)
     if settings.auth_disabled:
         print(f"WARNING: {AUTH_DISABLED_WARNING}", file=sys.stderr)
     role = settings.db_role or "the connecting user (FINOPS_API_DB_ROLE=none)"

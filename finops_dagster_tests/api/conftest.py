@@ -36,7 +36,7 @@ from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG, RunLedg
 from finops_dagster.pipeline import build_definitions
 from finops_dagster.resources.mongo import MongoResource
 from finops_dagster.resources.postgres import PostgresResource
-from finops_dagster_tests.cmdb_documents import application, night, nights, vm
+from finops_dagster_tests.cmdb_documents import application, nights, vm
 from finops_dagster_tests.conftest import database_url
 
 JANUARY, FEBRUARY, MARCH, APRIL = (dt.date(2025, month, 1) for month in (1, 2, 3, 4))
@@ -48,14 +48,30 @@ GROUPS = {"PAYMENTS": "GRP-A", "BILLING": "GRP-A", "BACKUP": "GRP-A", "CRM": "GR
 # What each application runs in each month: (vCPUs, RAM MiB, disk GB) per VM. Changes between months
 # give spikes, drops, a new application (SEARCH in March) and one that disappears (BACKUP after February).
 ESTATE: dict[dt.date, dict[str, list[tuple[int, int, int]]]] = {
-    JANUARY: {"PAYMENTS": [(4, 8192, 100)], "BILLING": [(8, 16384, 200)], "CRM": [(16, 65536, 500)],
-              "BACKUP": [(2, 2048, 1000)]},
-    FEBRUARY: {"PAYMENTS": [(4, 8192, 100), (2, 4096, 50)], "BILLING": [(8, 16384, 200)],
-               "CRM": [(16, 65536, 500)], "BACKUP": [(2, 2048, 1000)]},
-    MARCH: {"PAYMENTS": [(4, 8192, 100), (2, 4096, 50)], "BILLING": [(24, 65536, 800)],
-            "CRM": [(16, 65536, 500)], "SEARCH": [(4, 8192, 100)]},
-    APRIL: {"PAYMENTS": [(1, 1024, 10)], "BILLING": [(24, 65536, 800)], "CRM": [(16, 65536, 500)],
-            "SEARCH": [(8, 16384, 200)]},
+    JANUARY: {
+        "PAYMENTS": [(4, 8192, 100)],
+        "BILLING": [(8, 16384, 200)],
+        "CRM": [(16, 65536, 500)],
+        "BACKUP": [(2, 2048, 1000)],
+    },
+    FEBRUARY: {
+        "PAYMENTS": [(4, 8192, 100), (2, 4096, 50)],
+        "BILLING": [(8, 16384, 200)],
+        "CRM": [(16, 65536, 500)],
+        "BACKUP": [(2, 2048, 1000)],
+    },
+    MARCH: {
+        "PAYMENTS": [(4, 8192, 100), (2, 4096, 50)],
+        "BILLING": [(24, 65536, 800)],
+        "CRM": [(16, 65536, 500)],
+        "SEARCH": [(4, 8192, 100)],
+    },
+    APRIL: {
+        "PAYMENTS": [(1, 1024, 10)],
+        "BILLING": [(24, 65536, 800)],
+        "CRM": [(16, 65536, 500)],
+        "SEARCH": [(8, 16384, 200)],
+    },
 }
 
 
@@ -65,8 +81,16 @@ def month_documents(month: dt.date) -> list[dict[str, Any]]:
         documents += [application(code, day=day, group=group) for code, group in GROUPS.items()]
         for code, machines in ESTATE[month].items():
             for index, (cpus, memory, disk) in enumerate(machines):
-                documents.append(vm(f"{code.lower()}-{index}", day=day, cpus=str(cpus), memory=str(memory),
-                                    disks_size=str(disk), app=code))
+                documents.append(
+                    vm(
+                        f"{code.lower()}-{index}",
+                        day=day,
+                        cpus=str(cpus),
+                        memory=str(memory),
+                        disks_size=str(disk),
+                        app=code,
+                    )
+                )
         # an unallocated VM: cost with no application group
         documents.append(vm("orphan", day=day, cpus="1", memory="1024", disks_size="10"))
     return documents
@@ -76,29 +100,49 @@ def month_documents(month: dt.date) -> list[dict[str, Any]]:
 class Published:
     url: str
     runs: list[str]
+    resources: dict[str, Any]
+
+    def publish(self, first: dt.date, last: dt.date) -> str:
+        """Run the pipeline again over these months (same CMDB: the same relevés, a new publish)."""
+        with pytest.MonkeyPatch.context() as patch:
+            _pipeline_settings(patch)
+            run_id = _run(self.resources, first, last)
+        self.runs.append(run_id)
+        return run_id
 
     def rows(self, query: str | sql.Composed, params: Any = ()) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.url, autocommit=True) as conn:
-            return conn.execute(query, params).fetchall()
+            return conn.execute(query, params or None).fetchall()
 
 
 def _run(resources: dict[str, Any], first: dt.date, last: dt.date) -> str:
     with instance_for_test() as instance:
         job = build_definitions(resources).resolve_job_def("finops_nightly")
         result = job.execute_in_process(
-            instance=instance, raise_on_error=False,
+            instance=instance,
+            raise_on_error=False,
             tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()},
         )
     assert result.success, "the pipeline failed to publish the API's test months"
     return result.run_id
 
 
+def _pipeline_settings(patch: pytest.MonkeyPatch) -> None:
+    patch.setenv("FINOPS_DOMAINS_ENABLED", "open_legacy")
+    # months of this made-up estate move a lot: the volume check must not block them
+    patch.setenv("FINOPS_VOLUME_WARN_DEVIATION", "1000")
+    patch.setenv("FINOPS_VOLUME_ERROR_DEVIATION", "1000")
+
+
 @pytest.fixture(scope="session")
 def published(server_url: str, template_db: str) -> Iterator[Published]:
     name = f"finops_api_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template_db)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
+        )
     url = database_url(server_url, name)
     cmdb = MongoResource(url=f"mongomock://{uuid.uuid4().hex}")
     for month in ESTATE:
@@ -107,12 +151,9 @@ def published(server_url: str, template_db: str) -> Iterator[Published]:
     resources = {"postgres": postgres, "cmdb": cmdb, "run_ledger": RunLedger(postgres=postgres)}
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("FINOPS_DOMAINS_ENABLED", "open_legacy")
-            # months of this made-up estate move a lot: the volume check must not block them
-            patch.setenv("FINOPS_VOLUME_WARN_DEVIATION", "1000")
-            patch.setenv("FINOPS_VOLUME_ERROR_DEVIATION", "1000")
+            _pipeline_settings(patch)
             runs = [_run(resources, JANUARY, MARCH), _run(resources, MARCH, APRIL)]
-        yield Published(url, runs)
+        yield Published(url, runs, resources)
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -129,12 +170,27 @@ class Issuer:
     kid: str
     jwks_url: str
 
-    def token(self, *, roles: list[str] | None = None, audience: str = AUDIENCE, issuer: str = ISSUER,
-              expires_in: int = 300, key: rsa.RSAPrivateKey | None = None, kid: str | None = None,
-              **claims: Any) -> str:
+    def token(
+        self,
+        *,
+        roles: list[str] | None = None,
+        audience: str = AUDIENCE,
+        issuer: str = ISSUER,
+        expires_in: int = 300,
+        key: rsa.RSAPrivateKey | None = None,
+        kid: str | None = None,
+        **claims: Any,
+    ) -> str:
         now = int(time.time())
-        payload = {"iss": issuer, "aud": audience, "sub": "backstage", "iat": now, "exp": now + expires_in,
-                   "roles": [ROLE] if roles is None else roles, **claims}
+        payload = {
+            "iss": issuer,
+            "aud": audience,
+            "sub": "backstage",
+            "iat": now,
+            "exp": now + expires_in,
+            "roles": [ROLE] if roles is None else roles,
+            **claims,
+        }
         return jwt.encode(payload, key or self.key, algorithm="RS256", headers={"kid": kid or self.kid})
 
     def headers(self, **kwargs: Any) -> dict[str, str]:
@@ -190,8 +246,16 @@ def live_api(settings: ApiSettings, headers: dict[str, str] | None = None) -> It
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
