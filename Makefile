@@ -9,7 +9,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: install demo dev test lint benchmark
+.PHONY: install demo dev test lint benchmark benchmark-api
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
@@ -27,3 +27,6 @@ lint: $(BIN)/.installed
 
 benchmark: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.open_legacy
+
+benchmark-api: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.api

@@ -25,7 +25,7 @@ from finops_dagster.api.db import Mart, ViewsNotPopulated
 from finops_dagster.api.dimensions import KnownValues, UnknownValue
 from finops_dagster.api.models import Problem
 from finops_dagster.api.periods import BadPeriod
-from finops_dagster.api.serving import ApiState, BadInput
+from finops_dagster.api.serving import ApiState, BadInput, VersionCache
 from finops_dagster.api.settings import ApiSettings
 
 log = logging.getLogger("finops_dagster.api")
@@ -152,6 +152,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         mart=Mart(settings),
         known=KnownValues(),
         verifier=None if settings.oidc is None else TokenVerifier(settings.oidc),
+        versions=VersionCache(settings.version_ttl_ms / 1000),
     )
 
     @asynccontextmanager

@@ -107,13 +107,34 @@ class JwksCache:
         return jwks_uri
 
 
+VERIFIED_CACHE_SIZE = 4096
+
+
 class TokenVerifier:
+    """Verifies bearer tokens. A token that verified is remembered (by its exact text) until it
+    expires, so a client sending the same access token on every call (Backstage's backend does) does
+    not pay a signature check per request; expiry is still checked on every use."""
+
     def __init__(self, settings: OidcSettings) -> None:
         self.settings = settings
         self.jwks = JwksCache(settings)
+        self._verified: dict[str, tuple[float, Principal]] = {}
 
     async def verify(self, authorization: str | None) -> Principal:
         token = _bearer(authorization)
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            expires_at, principal = remembered
+            if time.time() < expires_at + self.settings.leeway_s:
+                return principal
+            del self._verified[token]
+        principal, expires_at = await self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (expires_at, principal)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -153,7 +174,7 @@ class TokenVerifier:
                 f"the token does not grant read access: role {self.settings.required_role!r} "
                 f"is missing from claim {self.settings.role_claim!r}"
             )
-        return Principal(subject=str(claims.get("sub", "?")), authenticated=True)
+        return Principal(subject=str(claims.get("sub", "?")), authenticated=True), float(claims["exp"])
 
 
 def _bearer(authorization: str | None) -> str:

@@ -206,7 +206,7 @@ RANKING = Listing(
         ),
     ),
     ("application", "currency"),
-    default_order=("cost_rank",),
+    default_order=("currency", "cost_rank"),
 )
 ANOMALIES = Listing(
     "anomalies",
@@ -297,9 +297,21 @@ def _range_conditions(listing: Listing, periods: PeriodRange) -> tuple[list[sql.
     return conditions, params
 
 
-def build_query(listing: Listing, request: Request) -> tuple[sql.Composed, list[Any]]:
-    """SELECT … FROM the view WHERE … [GROUP BY …] ORDER BY (sort, period, key) LIMIT/OFFSET,
-    with the number of matching rows (count(*) OVER ()) on every row."""
+@dataclass(frozen=True)
+class Query:
+    """A page's SQL and, separately, the SQL counting every matching row (run only when needed)."""
+
+    page: sql.Composed
+    page_params: list[Any]
+    count: sql.Composed
+    count_params: list[Any]
+
+
+def build_query(listing: Listing, request: Request) -> Query:
+    """SELECT … FROM the view WHERE … [GROUP BY …] ORDER BY (sort, period, key) LIMIT/OFFSET.
+
+    The total is a separate count: a `count(*) OVER ()` on the page query would make PostgreSQL
+    read and sort every matching row even for a top-10 that an index can answer directly."""
     conditions, params = _range_conditions(listing, request.periods)
     for name, value in sorted(request.filters.items()):
         conditions.append(sql.SQL("{} = %s").format(sql.Identifier(listing.column_of(name))))
@@ -335,12 +347,11 @@ def build_query(listing: Listing, request: Request) -> tuple[sql.Composed, list[
         by(name.lstrip("-"), name.startswith("-"))
     for name in listing.dimensions:
         by(name)
-    query = sql.SQL(
-        "SELECT *, count(*) OVER () AS total_rows FROM ({inner}) AS listing"
-        " ORDER BY {order} LIMIT %s OFFSET %s"
-    ).format(inner=inner, order=sql.SQL(", ").join(order))
-    params += [request.page_size, (request.page - 1) * request.page_size]
-    return query, params
+    page = sql.SQL("SELECT * FROM ({inner}) AS listing ORDER BY {order} LIMIT %s OFFSET %s").format(
+        inner=inner, order=sql.SQL(", ").join(order)
+    )
+    count = sql.SQL("SELECT count(*) AS total FROM ({inner}) AS listing").format(inner=inner)
+    return Query(page, [*params, request.page_size, (request.page - 1) * request.page_size], count, params)
 
 
 def exact(value: Decimal | None) -> str | None:

@@ -1,6 +1,7 @@
 """What every route shares: the caller's identity, the publish version, conditional requests, JSON.
 
-`respond` reads the version of the views (the last successful publish) first; a request whose
+`respond` reads the version of the views (the last successful publish, cached for
+FINOPS_API_VERSION_TTL_MS) first; a request whose
 `If-None-Match` (or, without it, `If-Modified-Since`) matches gets a 304 without touching the views.
 Otherwise the route's reader runs and the body goes out with `ETag`, `Last-Modified` and
 `Cache-Control: private, no-cache` (a client may keep it, and revalidates each time).
@@ -11,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
@@ -36,6 +39,7 @@ class ApiState:
     mart: Mart
     known: KnownValues
     verifier: TokenVerifier | None
+    versions: VersionCache
 
 
 class BadInput(ValueError):
@@ -103,16 +107,46 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+class VersionCache:
+    """The last publish, re-read at most every `ttl_s` (0: on every request).
+
+    The version changes once a night; reading it on every request would double the round trips of
+    the cheapest requests. A response may therefore carry the previous publish's validators for up to
+    `ttl_s` after a publish (no client ever gets a 304 for data older than that)."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._version: Version | None = None
+        self._read_at = float("-inf")
+
+    def fresh(self) -> Version | None:
+        if self._version is not None and time.monotonic() - self._read_at < self.ttl_s:
+            return self._version
+        return None
+
+    async def read(self, conn: psycopg.AsyncConnection[Any]) -> Version:
+        started = time.monotonic()
+        self._version = await read_version(conn)
+        self._read_at = started
+        return self._version
+
+
 async def respond(request: Request, read: Reader) -> Response:
     state = state_of(request)
-    async with state.mart.connection() as conn:
-        version = await read_version(conn)
+    async with AsyncExitStack() as stack:
+        conn: psycopg.AsyncConnection[Any] | None = None
+        version = state.versions.fresh()
+        if version is None:
+            conn = await stack.enter_async_context(state.mart.connection())
+            version = await state.versions.read(conn)
         etag = version.etag(request.url.path, request.url.query)
         headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Authorization"}
         if version.published_at is not None:
             headers["Last-Modified"] = _http_date(version.published_at)
         if not_modified(request, etag, version.published_at):
             return Response(status_code=304, headers=headers)
+        if conn is None:
+            conn = await stack.enter_async_context(state.mart.connection())
         body = await read(conn, version)
     content = json.dumps(body, default=_default, ensure_ascii=False, separators=(",", ":"))
     return Response(content=content, media_type="application/json", headers=headers)

@@ -45,6 +45,7 @@ class ApiSettings:
     pool_max: int
     statement_timeout_ms: int
     backstage_currency: str
+    version_ttl_ms: int
 
     @property
     def auth_disabled(self) -> bool:
@@ -134,6 +135,7 @@ def api_settings() -> ApiSettings:
         pool_max=pool_max,
         statement_timeout_ms=env_int("FINOPS_API_STATEMENT_TIMEOUT_MS", 5000, minimum=1),
         backstage_currency=currency,
+        version_ttl_ms=env_int("FINOPS_API_VERSION_TTL_MS", 1000),
     )
 
 

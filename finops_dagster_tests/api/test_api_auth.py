@@ -4,6 +4,7 @@ issuer, wrong signature, unknown key, missing role; the demo switch; nothing of 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import jwt
@@ -58,6 +59,17 @@ def test_no_token_or_another_scheme_is_401(secured: LiveApi) -> None:
 
 def test_an_expired_token_is_401(secured: LiveApi, issuer: Issuer) -> None:
     _refused(secured, issuer.token(expires_in=-3600), 401, "expired")
+
+
+def test_a_remembered_token_still_expires(published: Published, issuer: Issuer,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_for(monkeypatch, published.url, issuer, FINOPS_API_OIDC_LEEWAY_S="0")
+    token = issuer.token(expires_in=2)
+    with live_api(settings) as api:
+        assert api.get(DATA, headers=_bearer(token)).status_code == 200
+        assert api.get(DATA, headers=_bearer(token)).status_code == 200  # remembered
+        time.sleep(2.5)
+        _refused(api, token, 401, "expired")
 
 
 def test_a_token_for_another_audience_is_401(secured: LiveApi, issuer: Issuer) -> None:

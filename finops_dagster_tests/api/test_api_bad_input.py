@@ -213,10 +213,9 @@ def test_values_travel_as_parameters_even_past_validation(published: Published) 
         ):
             for attempt in INJECTIONS:
                 filters = dict.fromkeys(listing.filters, attempt)
-                query, params = L.build_query(
-                    listing, L.Request(PeriodRange(None, None), filters, None, 1, 10)
-                )
-                assert conn.execute(query, params).fetchall() == []
+                query = L.build_query(listing, L.Request(PeriodRange(None, None), filters, None, 1, 10))
+                assert conn.execute(query.page, query.page_params).fetchall() == []
+                assert conn.execute(query.count, query.count_params).fetchone() == (0,)
     assert _state(published) == before
 
 

@@ -160,7 +160,7 @@ CASES: list[tuple[str, dict[str, Any], str, tuple[Any, ...], str]] = [
         {"from": "2025-04", "to": "2025-04"},
         f"SELECT {MONTH}, application_id, currency, total_cost::text, cost_rank, previous_month_cost::text, "
         "month_over_month_change::text, month_over_month_ratio::text FROM finops.mv_rank_app_month "
-        "WHERE period_month = '2025-04-01' ORDER BY cost_rank, application_id, currency",
+        "WHERE period_month = '2025-04-01' ORDER BY currency, cost_rank, application_id",
         (),
         "ApplicationRank",
     ),
@@ -169,7 +169,7 @@ CASES: list[tuple[str, dict[str, Any], str, tuple[Any, ...], str]] = [
         {"sort": "-month_over_month_change"},
         f"SELECT {MONTH}, application_id, currency, total_cost::text, cost_rank, previous_month_cost::text, "
         "month_over_month_change::text, month_over_month_ratio::text FROM finops.mv_rank_app_month "
-        "ORDER BY +month_over_month_change DESC, period_month, cost_rank, application_id, currency",
+        "ORDER BY +month_over_month_change DESC, period_month, currency, cost_rank, application_id",
         (),
         "ApplicationRank",
     ),
@@ -179,7 +179,7 @@ CASES: list[tuple[str, dict[str, Any], str, tuple[Any, ...], str]] = [
         f"SELECT {MONTH}, application_id, currency, total_cost::text, cost_rank, previous_month_cost::text, "
         "month_over_month_change::text, month_over_month_ratio::text FROM finops.mv_rank_app_month "
         "WHERE application_id = 'SEARCH' "
-        "ORDER BY +month_over_month_ratio NULLS LAST, period_month, cost_rank, application_id, currency",
+        "ORDER BY +month_over_month_ratio NULLS LAST, period_month, currency, cost_rank, application_id",
         (),
         "ApplicationRank",
     ),
