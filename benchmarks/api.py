@@ -1,7 +1,7 @@
 """The read API under load: main endpoints over views of 24 months × 5,000 applications.
 
     python -m benchmarks.api [--months 24] [--applications 5000] [--products-per-app 6] [--groups 100]
-        [--connections 16] [--duration 10] [--postgres-url URL] [--keep-db]
+        [--connections 16] [--duration 10] [--workers 1] [--only TEXT] [--postgres-url URL] [--keep-db]
 
 What is measured, and how:
 
@@ -17,9 +17,10 @@ What is measured, and how:
   seconds per endpoint after a 2-second warm-up, each request picking the next of 20 variants (other
   applications, groups, months) so no single row is hot. wrk's Lua `done` hook reports requests,
   p50, p99 and non-2xx answers.
-- Baseline: the same SQL sent directly to PostgreSQL by `pgbench` (the version probe and the data
-  query the API runs for that request, parameters inlined, as `finops_reader`) with the same number
-  of clients and duration; its per-transaction log gives p50 and p99. The ratio API/direct says what
+- Baseline: the same SQL sent directly to PostgreSQL by `pgbench -M prepared` (the version probe, the
+  data query and, when the page is full, the count — what the API runs for that request when its
+  version cache is cold, parameters inlined, as `finops_reader`) with the same number of clients and
+  duration; its per-transaction log gives p50 and p99. The ratio API/direct says what
   HTTP, authentication, Python and JSON add on top of the database's own work.
 - Client, API and PostgreSQL share this machine's cores: the load average is printed with the figures.
 """
@@ -385,7 +386,7 @@ def jwks_server(key: rsa.RSAPrivateKey) -> Iterator[str]:
 
 
 @contextmanager
-def api_process(url: str, jwks_url: str, connections: int) -> Iterator[str]:
+def api_process(url: str, jwks_url: str, connections: int, workers: int) -> Iterator[str]:
     port = free_port()
     env = {
         **os.environ,
@@ -394,8 +395,8 @@ def api_process(url: str, jwks_url: str, connections: int) -> Iterator[str]:
         "FINOPS_API_OIDC_ISSUER": ISSUER,
         "FINOPS_API_OIDC_AUDIENCE": AUDIENCE,
         "FINOPS_API_OIDC_JWKS_URL": jwks_url,
-        "FINOPS_API_POOL_MIN": str(connections),
-        "FINOPS_API_POOL_MAX": str(connections),
+        "FINOPS_API_POOL_MIN": str(max(1, connections // workers)),
+        "FINOPS_API_POOL_MAX": str(max(1, connections // workers)),
     }
     process = subprocess.Popen(
         [
@@ -408,6 +409,8 @@ def api_process(url: str, jwks_url: str, connections: int) -> Iterator[str]:
             "--port",
             str(port),
             "--no-access-log",
+            "--workers",
+            str(workers),
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -519,6 +522,8 @@ def run_pgbench(url: str, endpoint: Endpoint, connections: int, duration: int, w
     command = [
         pgbench_binary(),
         "-n",
+        "-M",
+        "prepared",  # the API's statements are prepared too (planned once per connection)
         "-c",
         str(connections),
         "-j",
@@ -575,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("FINOPS_BENCH_POSTGRES_URL", DEFAULT_SERVER),
         help="a server where the benchmark may create and drop its database",
     )
+    parser.add_argument("--workers", type=int, default=1, help="API worker processes (default 1)")
+    parser.add_argument("--only", default="", help="run the endpoints whose name contains this text")
     parser.add_argument("--keep-db", action="store_true", help="keep the filled database")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -611,8 +618,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         work = Path(tmp)
         results: list[tuple[str, Figures, Figures]] = []
-        with jwks_server(key) as jwks_url, api_process(url, jwks_url, args.connections) as base:
-            for endpoint in endpoints(months, args.applications, args.groups):
+        with jwks_server(key) as jwks_url, api_process(url, jwks_url, args.connections, args.workers) as base:
+            selected = [e for e in endpoints(months, args.applications, args.groups) if args.only in e.name]
+            for endpoint in selected:
                 check = httpx.get(
                     base + endpoint.paths[0], headers={"Authorization": f"Bearer {token}"}, timeout=30
                 )

@@ -55,7 +55,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     if args.demo:
         prepare_demo()
-    return serve(args.host, args.port, access_log=not args.no_access_log)
+    return serve(args.host, args.port, access_log=not args.no_access_log, workers=args.workers)
 
 
 def _demo_options(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the demo's mart (embedded server of `finops-dagster demo`); authentication off "
         "unless FINOPS_API_AUTH is set",
     )
+    api.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     api.add_argument("--no-access-log", action="store_true", help="do not log every request")
     api.set_defaults(run=cmd_api)
     return parser

@@ -128,6 +128,8 @@ CREATE INDEX mv_cost_app_product_month_app ON finops.mv_cost_app_product_month (
 CREATE INDEX mv_cost_app_product_month_product ON finops.mv_cost_app_product_month (product_id, period_month);
 -- Top applications of a month, and an application's rank and anomalies over time.
 CREATE INDEX mv_rank_app_month_rank ON finops.mv_rank_app_month (period_month, currency, cost_rank);
+CREATE INDEX mv_rank_app_month_change
+    ON finops.mv_rank_app_month (period_month, month_over_month_change DESC NULLS LAST);
 CREATE INDEX mv_rank_app_month_app ON finops.mv_rank_app_month (application_id, period_month);
 CREATE INDEX mv_anomalies_month_app ON finops.mv_anomalies_month (application_id, period_month);
 -- The publish probes above look up a run's published loads.

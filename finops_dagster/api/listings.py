@@ -288,6 +288,10 @@ def _range_conditions(listing: Listing, periods: PeriodRange) -> tuple[list[sql.
         last = quarter_start(last) if last else None
         if last and listing.period_column == "period_month":
             last = add_months(last, 2)
+    if first and first == last:
+        # one period: an equality lets PostgreSQL treat the period as a constant, so an index led by
+        # it can also give the order of the column sorted on (rankings by change, for instance)
+        return [sql.SQL("{} = %s").format(column)], [first]
     if first:
         conditions.append(sql.SQL("{} >= %s").format(column))
         params.append(first)

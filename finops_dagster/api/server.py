@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 from finops_dagster.api.db import check_access, describe
 from finops_dagster.api.settings import api_settings
@@ -31,7 +32,7 @@ def prepare_demo() -> None:
     os.environ.setdefault("FINOPS_API_AUTH", "none")
 
 
-def serve(host: str, port: int, *, access_log: bool = True) -> int:
+def serve(host: str, port: int, *, access_log: bool = True, workers: int = 1) -> int:
     import uvicorn
 
     from finops_dagster.api.app import AUTH_DISABLED_WARNING, create_app
@@ -49,13 +50,16 @@ def serve(host: str, port: int, *, access_log: bool = True) -> int:
         f"{describe(settings.postgres_url)} as {role}",
         file=sys.stderr,
     )
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        access_log=access_log,
-        log_level="info",
-        proxy_headers=True,
-        server_header=False,
-    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "access_log": access_log,
+        "log_level": "info",
+        "proxy_headers": True,
+        "server_header": False,
+    }
+    if workers > 1:  # each worker process imports the app and reads the same environment
+        uvicorn.run("finops_dagster.api.asgi:create", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(create_app(settings), **options)
     return 0
