@@ -10,7 +10,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from psycopg.conninfo import conninfo_to_dict
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from finops_dagster.settings import SettingError, env_bool, env_int, env_str
 
@@ -53,20 +54,36 @@ class ApiSettings:
 
 
 def _postgres_url() -> str:
-    """FINOPS_API_POSTGRES_URL, else the mart of the pipeline (POSTGRES_URL or POSTGRES_HOST/…)."""
-    url = os.environ.get("FINOPS_API_POSTGRES_URL", "").strip()
-    if url:
-        name = "FINOPS_API_POSTGRES_URL"
+    """FINOPS_API_POSTGRES_URL, else the pipeline's mart settings: POSTGRES_URL (or POSTGRES_HOST,
+    POSTGRES_PORT, POSTGRES_DB), with POSTGRES_USER / POSTGRES_PASSWORD overriding the URL's."""
+    for name in ("FINOPS_API_POSTGRES_URL", "POSTGRES_URL"):
+        url = os.environ.get(name, "").strip()
+        if url:
+            break
     else:
-        from finops_dagster.resources.postgres import postgres_from_env
-
-        resource = postgres_from_env()  # raises SettingError naming POSTGRES_URL when nothing is set
-        return resource.conninfo()
+        host = os.environ.get("POSTGRES_HOST", "").strip()
+        if not host:
+            raise SettingError(
+                "FINOPS_API_POSTGRES_URL or POSTGRES_URL (or POSTGRES_HOST) must be set: the API reads the "
+                "data mart's views. On the demo's data: finops-dagster api --demo"
+            )
+        name = "POSTGRES_HOST"
+        url = make_conninfo(
+            host=host, port=env_str("POSTGRES_PORT", "5432"), dbname=env_str("POSTGRES_DB", "finops")
+        )
+    overrides = {}
+    if name != "FINOPS_API_POSTGRES_URL":
+        for variable, key in (("POSTGRES_USER", "user"), ("POSTGRES_PASSWORD", "password")):
+            if os.environ.get(variable):
+                overrides[key] = os.environ[variable]
     try:
         conninfo_to_dict(url)
-    except Exception:
-        raise SettingError(f"{name} is not a valid libpq URL or key=value string") from None
-    return url
+        return make_conninfo(url, **overrides) if overrides else url
+    except psycopg.ProgrammingError:
+        raise SettingError(
+            f"{name} is not a valid libpq URL or key=value string (is a special character of the password "
+            "percent-encoded?)"
+        ) from None
 
 
 def _oidc_settings() -> OidcSettings:
