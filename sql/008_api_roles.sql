@@ -117,9 +117,11 @@ $$;
 -- Indexes for the API's lookups (the unique keys start with period_month)
 -- =====================================================================================
 
--- An application's or a group's series over all months, and the list of applications of a group.
+-- An application's series over all months; a group's applications in a month (in page order), and
+-- the list of applications of a group.
 CREATE INDEX mv_cost_application_month_app ON finops.mv_cost_application_month (application_id, period_month);
-CREATE INDEX mv_cost_application_month_group ON finops.mv_cost_application_month (group_id, application_id);
+CREATE INDEX mv_cost_application_month_group
+    ON finops.mv_cost_application_month (group_id, period_month, application_id, currency);
 CREATE INDEX mv_cost_app_quarter_app ON finops.mv_cost_app_quarter (application_id, period_quarter);
 -- An application's breakdown by domain, family and product over a period range.
 CREATE INDEX mv_cost_app_domain_month_app ON finops.mv_cost_app_domain_month (application_id, period_month);
