@@ -17,11 +17,11 @@ What is measured, and how:
   seconds per endpoint after a 2-second warm-up, each request picking the next of 20 variants (other
   applications, groups, months) so no single row is hot. wrk's Lua `done` hook reports requests,
   p50, p99 and non-2xx answers.
-- Baseline: the same SQL sent directly to PostgreSQL by `pgbench -M prepared` (the version probe, the
-  data query and, when the page is full, the count — what the API runs for that request when its
-  version cache is cold, parameters inlined, as `finops_reader`) with the same number of clients and
-  duration; its per-transaction log gives p50 and p99. The ratio API/direct says what
-  HTTP, authentication, Python and JSON add on top of the database's own work.
+- Baseline: the same SQL sent directly to PostgreSQL by `pgbench -M prepared` (the version probe and
+  the data query, parameters inlined, as `finops_reader`: what the API runs for a request when its
+  version cache is cold; a listing's total is counted once per publish, during the warm-up) with the
+  same number of clients and duration; its per-transaction log gives p50 and p99. The ratio
+  API/direct says what HTTP, authentication, Python and JSON add on top of the database's own work.
 - Client, API and PostgreSQL share this machine's cores: the load average is printed with the figures.
 """
 
@@ -129,13 +129,10 @@ Statement = tuple[sql.Composed | str, Any]
 
 @dataclass(frozen=True)
 class Variant:
-    """One URL of an endpoint, and the SQL the API runs for it: the version probe, the data query, and
-    the count when the page comes back full (the API skips it otherwise)."""
+    """One URL of an endpoint, and the data query the API runs for it."""
 
     path: str
     data: Statement
-    count: Statement | None = None
-    page_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -163,9 +160,7 @@ def endpoints(months: list[dt.date], applications: int, groups: int) -> list[End
         for i in range(VARIANTS):
             path, periods, filters, sort, size = variant(i)
             query = L.build_query(target, L.Request(periods, filters, sort, 1, size))
-            variants.append(
-                Variant(path, (query.page, query.page_params), (query.count, query.count_params), size)
-            )
+            variants.append(Variant(path, (query.page, query.page_params)))
         return Endpoint(name, variants)
 
     def month(i: int) -> dt.date:
@@ -498,8 +493,6 @@ def run_pgbench(url: str, endpoint: Endpoint, connections: int, duration: int, w
         cursor = psycopg.ClientCursor(conn)
         for index, variant in enumerate(endpoint.variants):
             statements: list[Statement] = [(VERSION_QUERY, None), variant.data]
-            if variant.count and len(conn.execute(*variant.data).fetchall()) in (0, variant.page_size):
-                statements.append(variant.count)
             text = "\n".join(
                 " ".join(cursor.mogrify(query, params).split()) + ";" for query, params in statements
             )

@@ -26,7 +26,7 @@ from finops_dagster.api.db import Mart, ViewsNotPopulated
 from finops_dagster.api.dimensions import KnownValues, UnknownValue
 from finops_dagster.api.models import Problem
 from finops_dagster.api.periods import BadPeriod
-from finops_dagster.api.serving import ApiState, BadInput, VersionCache
+from finops_dagster.api.serving import ApiState, BadInput, PublishCache, VersionCache
 from finops_dagster.api.settings import ApiSettings
 
 log = logging.getLogger("finops_dagster.api")
@@ -154,6 +154,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         known=KnownValues(),
         verifier=None if settings.oidc is None else TokenVerifier(settings.oidc),
         versions=VersionCache(settings.version_ttl_ms / 1000),
+        totals=PublishCache(),
     )
 
     @asynccontextmanager

@@ -118,10 +118,15 @@ async def _listing(
                 given[name] = await state.known.check(conn, version, name, value)
         query = L.build_query(listing, L.Request(periods, given, ordering, page, size))
         rows = await fetch(conn, query.page, query.page_params)
+        key = (listing.name, listing.grain, periods, tuple(sorted(given.items())))
         if 0 < len(rows) < size:  # the last page: the total needs no count
             total = (page - 1) * size + len(rows)
         else:
-            total = int((await fetch(conn, query.count, query.count_params))[0]["total"])
+            cached = state.totals.get(version, key)
+            if cached is None:
+                cached = int((await fetch(conn, query.count, query.count_params))[0]["total"])
+                state.totals.put(version, key, cached)
+            total = cached
         return {
             "grain": listing.grain,
             "items": [L.render(listing, row) for row in rows],

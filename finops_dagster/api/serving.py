@@ -40,6 +40,25 @@ class ApiState:
     known: KnownValues
     verifier: TokenVerifier | None
     versions: VersionCache
+    totals: PublishCache
+
+
+class PublishCache:
+    """Values that only change when the views do (the total of a listing), kept until the next
+    publish: paging through a listing, or a dashboard polling it, counts its rows once per publish."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._token: str | None = None
+        self._values: dict[Any, int] = {}
+
+    def get(self, version: Version, key: Any) -> int | None:
+        return self._values.get(key) if self._token == version.token else None
+
+    def put(self, version: Version, key: Any, value: int) -> None:
+        if self._token != version.token or len(self._values) >= self._size:
+            self._values, self._token = {}, version.token
+        self._values[key] = value
 
 
 class BadInput(ValueError):
