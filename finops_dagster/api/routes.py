@@ -33,7 +33,7 @@ Currency = Annotated[str | None, Query(description="ISO 4217 code, e.g. EUR")]
 Sort = Annotated[str | None, Query(description="a column of the items; prefix with - for descending")]
 Page = Annotated[int, Query(description="1-based page number")]
 PageSize = Annotated[int | None, Query(description="rows per page (default and maximum: see settings)")]
-Dimension = Annotated[str | None, Query()]
+Dimension = Annotated[str | None, Query(description="a value the views know (400 otherwise)")]
 
 
 def _page_models() -> dict[str, type]:
