@@ -9,7 +9,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: install demo dev test lint benchmark benchmark-public-cloud
+.PHONY: install demo dev test lint benchmark benchmark-public-cloud benchmark-api
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
@@ -30,3 +30,6 @@ benchmark: $(BIN)/.installed
 
 benchmark-public-cloud: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.public_cloud
+
+benchmark-api: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.api

@@ -1,4 +1,5 @@
-"""The `finops-dagster` command: migrate the mart, run the demo, open the UI on the demo data."""
+"""The `finops-dagster` command: migrate the mart, run the demo, open the UI on the demo data, serve the
+read API."""
 
 from __future__ import annotations
 
@@ -48,6 +49,15 @@ def cmd_dev(args: argparse.Namespace) -> int:
             env.native.server.close()
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    """The read API (finops_dagster/api) on POSTGRES_URL / FINOPS_API_POSTGRES_URL, or on the demo's mart."""
+    from finops_dagster.api.server import prepare_demo, serve
+
+    if args.demo:
+        prepare_demo()
+    return serve(args.host, args.port, access_log=not args.no_access_log, workers=args.workers)
+
+
 def _demo_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cis", type=int, default=3000, help="infrastructure CIs in the generated CMDB")
     parser.add_argument("--months", type=int, default=3, help="months of nightly dumps, ending this month")
@@ -74,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_options(dev)
     dev.add_argument("dagster_args", nargs=argparse.REMAINDER, help="passed to `dagster dev`")
     dev.set_defaults(run=cmd_dev)
+    api = commands.add_parser("api", help="serve the read-only cost API over the materialized views")
+    api.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    api.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    api.add_argument(
+        "--demo",
+        action="store_true",
+        help="serve the demo's mart (embedded server of `finops-dagster demo`); authentication off "
+        "unless FINOPS_API_AUTH is set",
+    )
+    api.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    api.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    api.set_defaults(run=cmd_api)
     return parser
 
 

@@ -1,0 +1,99 @@
+"""The values a filter may take, as the views know them, cached per publish.
+
+A filter naming a domain, family, group, application or product the views have never seen gets a
+400 saying so, instead of an empty page that looks like "no cost". The known values are read from the
+views themselves (the reader sees nothing else) once per publish: the cache is keyed by the version
+of the views, so the first request after a publish reloads what it needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from finops_dagster.api.db import Version, fetch
+from finops_dagster.api.listings import ANOMALY_KINDS
+
+MAX_VALUE_LENGTH = 200
+SHOWN_KNOWN_VALUES = 20
+
+
+def _loose_scan(view: str, column: str) -> sql.Composed:
+    """DISTINCT over an indexed leading column, one index probe per value (no full scan)."""
+    return sql.SQL(
+        "WITH RECURSIVE v AS ("
+        " SELECT min({c}) AS value FROM finops.{v}"
+        " UNION ALL"
+        " SELECT (SELECT min({c}) FROM finops.{v} WHERE {c} > v.value) FROM v WHERE v.value IS NOT NULL"
+        ") SELECT value FROM v WHERE value IS NOT NULL"
+    ).format(c=sql.Identifier(column), v=sql.Identifier(view))
+
+
+def _distinct(view: str, column: str) -> sql.Composed:
+    return sql.SQL("SELECT DISTINCT {c} AS value FROM finops.{v} WHERE {c} IS NOT NULL").format(
+        c=sql.Identifier(column), v=sql.Identifier(view)
+    )
+
+
+SOURCES: dict[str, sql.Composed] = {
+    "domain": _distinct("mv_cost_domain_month", "domain_id"),
+    "family": _distinct("mv_cost_family_month", "family_id"),
+    "group": _distinct("mv_cost_group_month", "group_id"),
+    "currency": _distinct("mv_cost_domain_month", "currency"),
+    "application": _loose_scan("mv_cost_application_month", "application_id"),
+    "product": _loose_scan("mv_cost_app_product_month", "product_id"),
+}
+
+
+class UnknownValue(Exception):
+    """A filter or path value the views do not know; `status` is 400 for a filter, 404 for a path."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def check_text(name: str, value: str) -> str:
+    """Reject what cannot be a dimension value at all, before any lookup."""
+    if not value or len(value) > MAX_VALUE_LENGTH or not value.isprintable():
+        raise UnknownValue(f"{name}: expected a value of 1 to {MAX_VALUE_LENGTH} printable characters")
+    return value
+
+
+class KnownValues:
+    def __init__(self) -> None:
+        self._token: str | None = None
+        self._values: dict[str, frozenset[str]] = {}
+
+    async def values(self, conn: psycopg.AsyncConnection[Any], version: Version, name: str) -> frozenset[str]:
+        if self._token != version.token:
+            self._values, self._token = {}, version.token
+        if name not in self._values:
+            rows = await fetch(conn, SOURCES[name])
+            self._values[name] = frozenset(str(row["value"]) for row in rows)
+        return self._values[name]
+
+    async def check(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        version: Version,
+        name: str,
+        value: str,
+        *,
+        status: int = 400,
+    ) -> str:
+        """`value` when the views know it as a `name`; else UnknownValue with a message that helps."""
+        check_text(name, value)
+        if name == "kind":
+            if value not in ANOMALY_KINDS:
+                raise UnknownValue(f"kind: expected one of {', '.join(ANOMALY_KINDS)}, got {value!r}")
+            return value
+        known = await self.values(conn, version, name)
+        if value in known:
+            return value
+        hint = ""
+        if len(known) <= SHOWN_KNOWN_VALUES:
+            hint = f" (known: {', '.join(sorted(known)) or 'none yet'})"
+        raise UnknownValue(f"unknown {name} {value!r}: the views hold no cost for it{hint}", status)

@@ -1,0 +1,171 @@
+"""What every route shares: the caller's identity, the publish version, conditional requests, JSON.
+
+`respond` reads the version of the views (the last successful publish, cached for
+FINOPS_API_VERSION_TTL_MS) first; a request whose
+`If-None-Match` (or, without it, `If-Modified-Since`) matches gets a 304 without touching the views.
+Otherwise the route's reader runs and the body goes out with `ETag`, `Last-Modified` and
+`Cache-Control: private, no-cache` (a client may keep it, and revalidates each time).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+
+import psycopg
+from fastapi import Request
+from fastapi.responses import Response
+
+from finops_dagster.api.auth import ANONYMOUS, Principal, TokenVerifier
+from finops_dagster.api.db import Mart, Version, read_version
+from finops_dagster.api.dimensions import KnownValues
+from finops_dagster.api.settings import ApiSettings
+
+log = logging.getLogger(__name__)
+
+Reader = Callable[[psycopg.AsyncConnection[Any], Version], Awaitable[Any]]
+
+
+@dataclass
+class ApiState:
+    settings: ApiSettings
+    mart: Mart
+    known: KnownValues
+    verifier: TokenVerifier | None
+    versions: VersionCache
+    totals: PublishCache
+
+
+class PublishCache:
+    """Values that only change when the views do (the total of a listing), kept until the next
+    publish: paging through a listing, or a dashboard polling it, counts its rows once per publish."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._token: str | None = None
+        self._values: dict[Any, int] = {}
+
+    def get(self, version: Version, key: Any) -> int | None:
+        return self._values.get(key) if self._token == version.token else None
+
+    def put(self, version: Version, key: Any, value: int) -> None:
+        if self._token != version.token or len(self._values) >= self._size:
+            self._values, self._token = {}, version.token
+        self._values[key] = value
+
+
+class BadInput(ValueError):
+    """A parameter the API cannot use (400); the message names it."""
+
+
+def reject_unknown_parameters(request: Request) -> None:
+    """A misspelt filter (`?domian=`) would otherwise be ignored and return every row."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    allowed = {param.alias for param in dependant.query_params}
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise BadInput(
+            f"unknown query parameter(s) {', '.join(unknown)} "
+            f"(this endpoint takes: {', '.join(sorted(allowed))})"
+        )
+    for name in request.query_params:
+        if len(request.query_params.getlist(name)) > 1:
+            raise BadInput(f"{name}: give it once")
+
+
+def state_of(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+async def authenticate(request: Request) -> Principal:
+    """The FastAPI dependency of every data route: a verified caller, or the demo's anonymous one."""
+    state = state_of(request)
+    if state.verifier is None:
+        return ANONYMOUS
+    return await state.verifier.verify(request.headers.get("authorization"))
+
+
+def _http_date(moment: dt.datetime) -> str:
+    return format_datetime(moment.astimezone(dt.UTC).replace(microsecond=0), usegmt=True)
+
+
+def not_modified(request: Request, etag: str, last_modified: dt.datetime | None) -> bool:
+    """RFC 9110 §13.2.2: If-None-Match (weak comparison) wins; If-Modified-Since only without it."""
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        if if_none_match.strip() == "*":
+            return True
+        wanted = etag.removeprefix("W/")
+        return any(tag.strip().removeprefix("W/") == wanted for tag in if_none_match.split(","))
+    if_modified_since = request.headers.get("if-modified-since")
+    if if_modified_since and last_modified is not None:
+        try:
+            since = parsedate_to_datetime(if_modified_since)
+        except (TypeError, ValueError):
+            return False
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=dt.UTC)
+        return last_modified.replace(microsecond=0) <= since
+    return False
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class VersionCache:
+    """The last publish, re-read at most every `ttl_s` (0: on every request).
+
+    The version changes once a night; reading it on every request would double the round trips of
+    the cheapest requests. A response may therefore carry the previous publish's validators for up to
+    `ttl_s` after a publish (no client ever gets a 304 for data older than that)."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._version: Version | None = None
+        self._read_at = float("-inf")
+
+    def fresh(self) -> Version | None:
+        if self._version is not None and time.monotonic() - self._read_at < self.ttl_s:
+            return self._version
+        return None
+
+    async def read(self, conn: psycopg.AsyncConnection[Any]) -> Version:
+        started = time.monotonic()
+        self._version = await read_version(conn)
+        self._read_at = started
+        return self._version
+
+
+async def respond(request: Request, read: Reader) -> Response:
+    state = state_of(request)
+    async with AsyncExitStack() as stack:
+        conn: psycopg.AsyncConnection[Any] | None = None
+        version = state.versions.fresh()
+        if version is None:
+            conn = await stack.enter_async_context(state.mart.connection())
+            version = await state.versions.read(conn)
+        etag = version.etag(request.url.path, request.url.query)
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Authorization"}
+        if version.published_at is not None:
+            headers["Last-Modified"] = _http_date(version.published_at)
+        if not_modified(request, etag, version.published_at):
+            return Response(status_code=304, headers=headers)
+        if conn is None:
+            conn = await stack.enter_async_context(state.mart.connection())
+        body = await read(conn, version)
+    content = json.dumps(body, default=_default, ensure_ascii=False, separators=(",", ":"))
+    return Response(content=content, media_type="application/json", headers=headers)
