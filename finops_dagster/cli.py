@@ -18,7 +18,7 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     from finops_dagster.mart.migrations import apply_migrations
     from finops_dagster.resources.postgres import postgres_from_env
 
-    postgres = postgres_from_env()
+    postgres = postgres_from_env().process_config_and_initialize()  # EnvVar settings resolved outside a run
     with postgres._open(autocommit=True) as conn:
         applied = apply_migrations(conn)
     print(f"{postgres.describe()}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))

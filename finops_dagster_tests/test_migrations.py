@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from finops_dagster.cli import main as cli_main
 from finops_dagster.mart.locks import MART_NAMESPACE, MIGRATIONS_KEY
 from finops_dagster.mart.migrations import (
     MIGRATIONS_DIR,
@@ -237,3 +238,15 @@ def test_resource_migrates_a_fresh_database_on_first_connection(empty_db_url: st
     # later connections of the process do not migrate again, and still work
     with resource.connect() as conn:
         assert conn.execute("SELECT count(*) FROM finops.etl_runs").fetchone() == (0,)
+
+
+def test_the_migrate_command_reads_postgres_url(
+    empty_db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`finops-dagster migrate` as the README runs it: the URL comes from the environment."""
+    monkeypatch.setenv("POSTGRES_URL", empty_db_url)
+
+    assert cli_main(["migrate"]) == 0
+    assert "applied 001_reference.sql" in capsys.readouterr().out
+    assert cli_main(["migrate"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("up to date")
