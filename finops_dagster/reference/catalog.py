@@ -137,7 +137,7 @@ def _exchange_rate(row: dict[str, str]) -> ExchangeRate:
     rate = Decimal(_required(row, "rate"))
     if not rate.is_finite() or rate <= 0:
         raise ValueError(f"rate {rate} must be a finite number > 0")
-    exponent = rate.as_tuple().exponent
+    exponent = rate.normalize().as_tuple().exponent
     if isinstance(exponent, int) and exponent < -10:
         raise ValueError(f"rate {rate} has more than 10 decimals: the mart stores rates at 10")
     from_currency, to_currency = _currency(row, "from_currency"), _currency(row, "to_currency")

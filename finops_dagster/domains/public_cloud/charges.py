@@ -59,6 +59,8 @@ class ChargeProblem:
     raw: dict[str, Any]
     cost: Decimal | None = None
     currency: str | None = None
+    line_items: int = 1
+    """How many rows this problem stands for (several when summed into one reject)."""
 
 
 RULE_FIELDS = ("sub_account_id", "sub_account_name", "resource_group", "provider", "service_name")
@@ -103,5 +105,8 @@ class SourceMonth:
     line_items: int = 0
     line_items_by_category: dict[str, int] | None = None
     """Line items per charge category, where the groups no longer say (the file sources sum them away)."""
+    source_costs: dict[str, Decimal] | None = None
+    """What the source holds for the month per billing currency, counted before any grouping, where
+    the source can say (the files); otherwise the fold adds its groups and problems up."""
     unknown_application_tags: dict[str, int] = field(default_factory=dict)
     """Line items per application-tag value that named no known application and that no rule placed."""

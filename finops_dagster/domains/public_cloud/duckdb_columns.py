@@ -89,7 +89,8 @@ def raw(column: str, duckdb_type: str) -> str:
 
 
 def timestamp(column: str, duckdb_type: str) -> str:
-    """A UTC timestamp (without zone); text with or without an offset is read as an instant."""
+    """A UTC timestamp (without zone); text with or without an offset is read as an instant (the
+    reader's DuckDB session is in UTC, so an offset-less value is UTC too)."""
     ref = identifier(column)
     upper = duckdb_type.upper()
     if is_text(upper):

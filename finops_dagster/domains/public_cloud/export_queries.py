@@ -29,6 +29,11 @@ DROP_FILES_OUTSIDE_MONTH = """
 """
 """A file whose only rows of the month are unreadable-period rows holds nothing for the month."""
 
+FILES_WITH_UNPLACED_ROWS = "SELECT DISTINCT file_index FROM charges WHERE NOT in_month ORDER BY 1"
+"""Files with rows whose period cannot be read: placed in their file's first readable month."""
+
+HOLDS_UNPLACED_ROWS = "SELECT count(*) > 0 FROM charges WHERE file_index = $index AND NOT in_month"
+
 VALID_CURRENCY = "coalesce(regexp_full_match(upper(trim(currency)), '[A-Z]{3}'), false)"
 
 CURRENCY_PROBLEM = (
@@ -40,6 +45,25 @@ CURRENCY_PROBLEM = (
 READABLE = f"problem IS NULL AND {VALID_CURRENCY}"
 
 PROBLEM_FILES = f"SELECT DISTINCT file_index FROM charges WHERE NOT ({READABLE}) ORDER BY 1"
+
+LINE_ITEMS = "SELECT sum(line_items)::BIGINT FROM charges"
+
+SOURCE_COSTS = f"""
+    SELECT upper(trim(currency)), sum(cost) FROM charges
+    WHERE {VALID_CURRENCY} AND cost IS NOT NULL GROUP BY 1 ORDER BY 1
+"""
+"""What the month's rows cost per billing currency, readable or not, straight from the scan: the
+independent side of the reconciliation (relevés and rejects must add back up to it)."""
+
+DETAILED_PROBLEMS = """
+    SELECT row_number, problem, cost, currency, payload
+    FROM unreadable WHERE rank <= $limit ORDER BY row_number
+"""
+
+SUMMARISED_PROBLEMS = """
+    SELECT problem, currency, count(*), sum(cost), min(row_number), max(row_number)
+    FROM unreadable WHERE rank > $limit GROUP BY problem, currency ORDER BY problem, currency
+"""
 
 CATEGORY_COUNTS = f"""
     SELECT coalesce(NULLIF(trim(charge_category), ''), '(none)'), sum(line_items)::BIGINT
@@ -56,6 +80,7 @@ DETAILED_GROUPS = f"""
            sum(cost), sum(line_items)::BIGINT, sum(pricing_quantity)
     FROM charges WHERE {READABLE}
     GROUP BY ALL
+    ORDER BY ALL
 """
 
 
@@ -129,6 +154,7 @@ RELEVE_GROUPS = f"""
            CASE WHEN {_ONE_UNIT} THEN sum(g.pricing_quantity) END
     {_PLACED}
     GROUP BY 1, g.provider, g.service_name, g.charge_category, g.sku_id, g.currency
+    ORDER BY 1, 2, 3, 5, 6, 7
 """
 """One row per application × product × billing currency: the quantity where its charges share one
 pricing unit (the relevé's unit), else none (the relevé then counts line items)."""

@@ -16,6 +16,7 @@ each month its file contributes to (a provider's file normally holds a single mo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import glob
 import json
@@ -43,6 +44,9 @@ from finops_dagster.releve import next_month
 
 EXPORT_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 UNKNOWN_PROVIDER = "unknown provider"
+GLOB_CHARACTERS = ("*", "?", "[", "]", "{", "}")
+DETAILED_REJECTS_PER_REASON = 1000
+"""Unreadable rows kept one by one per file and reason; the rest of them become one summary reject."""
 
 FIELDS = (
     "provider",
@@ -91,7 +95,7 @@ class ExportFile:
 
     @property
     def is_parquet(self) -> bool:
-        return self.path.endswith(".parquet")
+        return self.path.lower().endswith(".parquet")
 
     def has(self, column: str) -> bool:
         return column in self.columns
@@ -159,7 +163,10 @@ class ExportLayout(Protocol):
 
 
 def export_files(patterns: Sequence[str]) -> list[str]:
-    """Every export file the configured locations name: a directory (searched recursively) or a glob."""
+    """Every export file the configured locations name: a directory (searched recursively) or a glob.
+
+    A file whose path holds a glob character is refused: DuckDB would read the path as a pattern
+    and could read other files in its place (`export[1].csv` matches `export1.csv`)."""
     found: set[str] = set()
     for pattern in patterns:
         if os.path.isdir(pattern):
@@ -167,6 +174,12 @@ def export_files(patterns: Sequence[str]) -> list[str]:
         else:
             candidates = iter(glob.glob(pattern, recursive=True))
         found.update(path for path in candidates if path.lower().endswith(EXPORT_SUFFIXES))
+    for path in found:
+        if any(character in path for character in GLOB_CHARACTERS):
+            raise ExportFileError(
+                f"{path}: a file path with {' '.join(GLOB_CHARACTERS)} cannot be read unambiguously; "
+                "rename the file or its folder"
+            )
     return sorted(found)
 
 
@@ -205,6 +218,7 @@ class ExportReader:
         config: dict[str, Any] = {"threads": self.threads} if self.threads else {}
         with duckdb.connect(config=config) as conn:
             conn.execute("SET enable_progress_bar = false")
+            _in_utc(conn)
             files: list[ExportFile] = []
             for path in paths:
                 described = describe(conn, path, self.layout.description)
@@ -219,7 +233,13 @@ class ExportReader:
                     )
                 files.append(described)
             if files:
-                self._read(conn, files, month, allocation, result)
+                try:
+                    self._read(conn, files, month, allocation, result)
+                except duckdb.Error as error:
+                    raise ExportFileError(
+                        f"{self.setting}: a {self.layout.description} of {month:%Y-%m} cannot be read: "
+                        f"{_first_line(error)}"
+                    ) from None
         return result
 
     def _read(
@@ -233,6 +253,8 @@ class ExportReader:
         conn.execute(q.CREATE_CHARGES)
         for index, file in enumerate(files):
             conn.execute(self._sum_file(file, index), _bounds(month))
+        for (index,) in conn.execute(q.FILES_WITH_UNPLACED_ROWS).fetchall():
+            self._place_unreadable_periods(conn, files[index], index, month)
         conn.execute(q.DROP_FILES_OUTSIDE_MONTH)
         contributed = {row[0] for row in conn.execute("SELECT DISTINCT file_index FROM charges").fetchall()}
         result.skipped_files.extend(
@@ -247,12 +269,36 @@ class ExportReader:
             result.line_items_by_category = dict(conn.execute(q.CATEGORY_COUNTS).fetchall())
             result.groups.extend(self._allocated_groups(conn, allocation))
             result.unknown_application_tags = dict(conn.execute(q.UNKNOWN_TAGS).fetchall())
-        result.line_items += sum(group.line_items for group in result.groups)
-        problem_files = conn.execute(q.PROBLEM_FILES).fetchall()
-        for (index,) in problem_files:
-            problems = self._problems(conn, files[index], month)
-            result.problems.extend(problems)
-            result.line_items += len(problems)
+        result.line_items, result.source_costs = self._source_totals(conn)
+        for (index,) in conn.execute(q.PROBLEM_FILES).fetchall():
+            result.problems.extend(self._problems(conn, files[index], index, month))
+
+    @staticmethod
+    def _source_totals(conn: duckdb.DuckDBPyConnection) -> tuple[int, dict[str, Decimal]]:
+        """What the files hold for the month, counted straight from the scan, before any grouping or
+        allocation: the reconciliation compares relevés and rejects with this."""
+        counted = conn.execute(q.LINE_ITEMS).fetchone()
+        costs = {currency: Decimal(cost) for currency, cost in conn.execute(q.SOURCE_COSTS).fetchall()}
+        return (int(counted[0]) if counted and counted[0] is not None else 0), costs
+
+    def _place_unreadable_periods(
+        self, conn: duckdb.DuckDBPyConnection, file: ExportFile, index: int, month: dt.date
+    ) -> None:
+        """Rows whose period cannot be read belong to the first month the rest of their file holds
+        (a provider's file normally holds one month): rejects of that month only, never of every
+        month read. A file with no readable period at all cannot be placed: it fails the read."""
+        row = conn.execute(
+            f"SELECT min(period) FROM (SELECT {self.layout.fields(file)} FROM {file.scan()}) "
+            "WHERE period IS NOT NULL"
+        ).fetchone()
+        first = row[0] if row else None
+        if first is None:
+            raise ExportFileError(
+                f"{file.path}: no row has a period that can be read as a date, so its rows belong to no "
+                f"month; check the file's period columns ({self.layout.description})"
+            )
+        if (first.year, first.month) != (month.year, month.month):
+            conn.execute("DELETE FROM charges WHERE file_index = $index AND NOT in_month", {"index": index})
 
     def _sum_file(self, file: ExportFile, index: int) -> str:
         """One scan of a file: its rows of the month (and those whose period cannot be read) summed
@@ -347,27 +393,33 @@ class ExportReader:
         ]
 
     def _problems(
-        self, conn: duckdb.DuckDBPyConnection, file: ExportFile, month: dt.date
+        self, conn: duckdb.DuckDBPyConnection, file: ExportFile, index: int, month: dt.date
     ) -> list[ChargeProblem]:
-        """The unreadable rows of one file for the month, with each row as written."""
+        """The unreadable rows of one file for the month, each with the row as written (up to
+        DETAILED_REJECTS_PER_REASON per reason, the rest summed into one reject per reason and
+        currency, so a file of bad rows never becomes millions of Python objects)."""
         row_number = "file_row_number + 1" if file.is_parquet else "row_number() OVER ()"
+        placed = conn.execute(q.HOLDS_UNPLACED_ROWS, {"index": index}).fetchone()
+        unplaced = "period IS NULL OR " if placed and placed[0] else ""
         query = f"""
+            CREATE OR REPLACE TEMP TABLE unreadable AS
             WITH raw AS (
                 SELECT {row_number} AS row_number, {self.layout.problem(file)} AS row_problem,
                        {self.layout.fields(file)}, CAST(to_json(t) AS VARCHAR) AS payload
                 FROM {file.scan(numbered=True)} AS t
             ), checked AS (SELECT *, coalesce(row_problem, {q.CURRENCY_PROBLEM}) AS problem FROM raw)
-            SELECT row_number, problem, cost, upper(trim(currency)), payload
+            SELECT row_number, problem, cost, upper(trim(currency)) AS currency, payload,
+                   row_number() OVER (PARTITION BY problem ORDER BY row_number) AS rank
             FROM checked
-            WHERE problem IS NOT NULL AND (period IS NULL OR (period >= $start AND period < $end))
-            ORDER BY row_number
+            WHERE problem IS NOT NULL AND ({unplaced}(period >= $start AND period < $end))
         """
         threads = conn.execute("SELECT current_setting('threads')").fetchone()
         conn.execute("SET threads = 1")  # a CSV's row numbers follow the file's order only on one thread
         try:
-            rows = conn.execute(query, _bounds(month)).fetchall()
+            conn.execute(query, _bounds(month))
         finally:
             conn.execute(f"SET threads = {int(threads[0]) if threads else 1}")
+        rows = conn.execute(q.DETAILED_PROBLEMS, {"limit": DETAILED_REJECTS_PER_REASON}).fetchall()
         problems = []
         for row_number, reason, cost, currency, payload in rows:
             readable_currency = currency if _is_currency(currency) else None
@@ -379,6 +431,21 @@ class ExportReader:
                     raw=_json_object(payload),
                     cost=None if cost is None or readable_currency is None else Decimal(cost),
                     currency=readable_currency,
+                )
+            )
+        for reason, currency, count, cost, first, last in conn.execute(
+            q.SUMMARISED_PROBLEMS, {"limit": DETAILED_REJECTS_PER_REASON}
+        ).fetchall():
+            readable_currency = currency if _is_currency(currency) else None
+            problems.append(
+                ChargeProblem(
+                    source=self.layout.source,
+                    ref=f"{file.path}#rows {first}-{last}",
+                    reason=f"{reason} ({count} more rows like this one, summed)",
+                    raw={"rows": count, "first_row": first, "last_row": last},
+                    cost=None if cost is None or readable_currency is None else Decimal(cost),
+                    currency=readable_currency,
+                    line_items=count,
                 )
             )
         return problems
@@ -397,6 +464,14 @@ def describe(conn: duckdb.DuckDBPyConnection, path: str, description: str) -> Ex
     if not file.is_parquet and list(columns) == ["column0"]:
         return SkippedFile(path, "empty file")
     return ExportFile(path, columns)
+
+
+def _in_utc(conn: duckdb.DuckDBPyConnection) -> None:
+    """Read every date-time as an instant in UTC, whatever the host's time zone: a line item at
+    `2026-03-01T00:00:00Z` is March's everywhere. Without DuckDB's time-zone support (ICU) its
+    sessions are in UTC already."""
+    with contextlib.suppress(duckdb.Error):
+        conn.execute("SET TimeZone = 'UTC'")
 
 
 def _bounds(month: dt.date) -> dict[str, dt.datetime]:

@@ -94,10 +94,15 @@ class ChargeFold:
 
     def add_source(self, read: SourceMonth) -> None:
         """Everything a source said of the month: its charge groups, its unreadable rows."""
+        counted = read.source_costs is not None
         for group in read.groups:
-            self.add(group)
+            self.add(group, counted=counted)
         for problem in read.problems:
-            self.reject(problem)
+            self.reject(problem, counted=counted)
+        if read.source_costs is not None:
+            self.line_items += read.line_items
+            for currency, cost in read.source_costs.items():
+                self.source_costs[currency] = self.source_costs.get(currency, Decimal(0)) + cost
         self.unknown_tag_values.update(read.unknown_application_tags)
         if read.line_items_by_category is not None:
             self.charge_categories.update(read.line_items_by_category)
@@ -105,8 +110,10 @@ class ChargeFold:
             for group in read.groups:
                 self.charge_categories[group.charge_category or "(none)"] += group.line_items
 
-    def add(self, group: ChargeGroup) -> None:
-        self._count_source(group.billing_currency, group.cost, group.line_items)
+    def add(self, group: ChargeGroup, *, counted: bool = False) -> None:
+        """One charge group; `counted` when its source already counted its cost (`source_costs`)."""
+        if not counted:
+            self._count_source(group.billing_currency, group.cost, group.line_items)
         rate = self._rate(group.billing_currency)
         if rate is None:
             self.rejects.append(self._no_rate_reject(group))
@@ -119,9 +126,10 @@ class ChargeFold:
         total.units.add(group.pricing_unit if group.pricing_quantity is not None else None)
         total.quantity += group.pricing_quantity or Decimal(0)
 
-    def reject(self, problem: ChargeProblem) -> None:
+    def reject(self, problem: ChargeProblem, *, counted: bool = False) -> None:
         """A row a source could not read: kept with its reason, its cost counted where it was readable."""
-        self._count_source(problem.currency, problem.cost, 1)
+        if not counted:
+            self._count_source(problem.currency, problem.cost, problem.line_items)
         self.rejects.append(
             Reject(
                 domain_id=DOMAIN_ID,

@@ -12,6 +12,7 @@ error → Adjustment. Google Cloud's own FOCUS export is read as a FOCUS export.
 from __future__ import annotations
 
 import ast
+import json
 from dataclasses import dataclass
 
 from finops_dagster.domains.public_cloud.duckdb_columns import DECIMAL, literal
@@ -29,8 +30,11 @@ REQUIRED_COLUMNS = (
     "labels",
     "credits",
 )
-CREDIT_AMOUNTS = r"'amount':\s*([^,}\s]+)"
-"""Each credit's amount in the Python-repr list of credits."""
+CREDIT_AMOUNTS = r"""['"]amount['"]\s*:\s*([^,}\s]+)"""
+"""Each credit's amount in the list of credits as text (Python repr, or JSON)."""
+CREDIT_KEYS = r"""['"]amount['"]\s*:"""
+"""Each credit's amount key: as many amounts as keys must be read, or the row is a reject."""
+LABEL_SEPARATOR = "\x1f"
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class GcpBillingExportLayout:
                 f"{file.text('project.id')} AS sub_account_id",
                 f"{file.text('project.name')} AS sub_account_name",
                 "NULL::VARCHAR AS resource_group",
-                f"concat_ws(' + ', {file.text('project.labels')}, {file.text('labels')}) AS tags",
+                f"concat_ws(chr(31), {file.text('project.labels')}, {file.text('labels')}) AS tags",
                 f"upper({file.text('currency')}) AS currency",
                 f"{file.text('usage.pricing_unit')} AS pricing_unit",
                 f"{file.number('cost')} + coalesce({self._credits(file)}, 0) AS cost",
@@ -90,7 +94,7 @@ class GcpBillingExportLayout:
     def parse_tags(self, raw: str | None) -> dict[str, str]:
         """Project labels, then the resource's labels (which win): `[{'key': …, 'value': …}]` lists."""
         tags: dict[str, str] = {}
-        for part in (raw or "").split(" + "):
+        for part in (raw or "").split(LABEL_SEPARATOR):
             tags.update(_labels(part))
         return tags
 
@@ -106,13 +110,20 @@ class GcpBillingExportLayout:
 
     @staticmethod
     def _credits(file: ExportFile) -> str:
-        """Sum of the credits' amounts; NULL when one of them is not a number."""
-        amounts = (
-            f"list_transform(regexp_extract_all({file.text('credits')}, {literal(CREDIT_AMOUNTS)}, 1), "
-            f"lambda amount: TRY_CAST(amount AS {DECIMAL}))"
-        )
+        """Sum of the credits' amounts; NULL when one of them cannot be read. Flattened files hold the
+        list as text (Python repr or JSON); Parquet keeps it a list of records."""
+        if file.columns["credits"].upper().endswith("[]"):
+            amounts = f'list_transform("credits", lambda credit: TRY_CAST(credit.amount AS {DECIMAL}))'
+            expected = 'len("credits")'
+        else:
+            text = file.text("credits")
+            amounts = (
+                f"list_transform(regexp_extract_all({text}, {literal(CREDIT_AMOUNTS)}, 1), "
+                f"lambda amount: TRY_CAST(amount AS {DECIMAL}))"
+            )
+            expected = f"len(regexp_extract_all(coalesce({text}, ''), {literal(CREDIT_KEYS)}))"
         return (
-            f"CASE WHEN list_count({amounts}) = len({amounts}) "
+            f"CASE WHEN coalesce(list_count({amounts}), 0) = coalesce({expected}, 0) "
             f"THEN coalesce(list_sum({amounts}), 0) ELSE NULL END"
         )
 
@@ -127,13 +138,17 @@ class GcpBillingExportLayout:
 
 
 def _labels(text: str) -> dict[str, str]:
+    """`[{'key': …, 'value': …}]` as BigQuery's flattened rows write it (Python repr), or as JSON."""
     text = text.strip()
     if not text:
         return {}
     try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return {}
+        value = json.loads(text)
+    except ValueError:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return {}
     if not isinstance(value, list):
         return {}
     return {

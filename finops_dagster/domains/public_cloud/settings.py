@@ -2,6 +2,7 @@
 
 Sources (FINOPS_PUBLIC_CLOUD_SOURCES, default `focus`): `focus` (FOCUS exports of any provider),
 `gcp_billing_export` (Google Cloud's standard billing export as flattened files),
+`azure_cost_details` and `aws_cur` (Azure cost-details exports, AWS Cost and Usage Reports),
 `azure_cost_management` and `aws_cost_explorer` (the providers' cost APIs). Choices that change
 what a relevé says — which cost, which month, which tags name the application — are settings,
 with the FinOps practice's usual defaults.
