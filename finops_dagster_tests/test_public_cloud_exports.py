@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import duckdb
 import pytest
 import yaml
 
+from finops_dagster.domains.public_cloud import export_reader
 from finops_dagster.domains.public_cloud.aws_cur import (
     DEFAULT_COST_COLUMN,
     REQUIRED_COLUMNS,
@@ -27,6 +29,8 @@ from finops_dagster.domains.public_cloud.aws_cur import (
 from finops_dagster.domains.public_cloud.azure_cost_details import AzureCostDetailsLayout
 from finops_dagster.domains.public_cloud.charges import SourceMonth
 from finops_dagster.domains.public_cloud.export_reader import ExportFileError, ExportLayout, ExportReader
+from finops_dagster.domains.public_cloud.focus import FocusLayout
+from finops_dagster.domains.public_cloud.gcp_billing_export import GcpBillingExportLayout
 from finops_dagster_tests.samples import SAMPLES
 
 AZURE = SAMPLES / "azure"
@@ -448,3 +452,133 @@ def test_aws_missing_columns_are_named(tmp_path: Path) -> None:
         read(AwsCurLayout(), [path], dt.date(2024, 5, 1))
     with pytest.raises(ExportFileError, match="line_item_amortized_cost"):
         read(AwsCurLayout(cost_column="line_item_amortized_cost"), [path], dt.date(2024, 5, 1))
+
+
+# --------------------------------------------------------------------------------------------
+# The reader's edge cases: time zones, unplaceable rows, file names, volumes of bad rows
+# --------------------------------------------------------------------------------------------
+
+FOCUS_MIN_HEADER = (
+    "BilledCost,EffectiveCost,BillingCurrency,BillingPeriodStart,ChargePeriodStart,ChargeCategory,"
+    "ServiceCategory,ServiceName,ProviderName\n"
+)
+
+
+def focus_line(cost: str, charged: str, currency: str = "EUR") -> str:
+    return f"{cost},{cost},{currency},{charged[:7]}-01T00:00:00Z,{charged},Usage,Compute,VM,AWS\n"
+
+
+def focus_total(path: Path, month: dt.date) -> tuple[Decimal, SourceMonth]:
+    read_ = ExportReader(FocusLayout(), [str(path)], "FINOPS_FOCUS_PATHS").read_month(month, NOW)
+    return sum((group.cost for group in read_.groups), Decimal(0)), read_
+
+
+def test_months_are_read_in_utc_whatever_the_host_zone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "focus.csv"
+    path.write_text(
+        FOCUS_MIN_HEADER
+        + focus_line("7", "2026-03-01T00:00:00Z")
+        + focus_line("3", "2026-03-31T23:00:00Z")
+        + focus_line("5", "2026-04-01T01:30:00+02:00"),
+        encoding="utf-8",
+    )
+    for zone in ("America/New_York", "Europe/Paris"):
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        assert focus_total(path, dt.date(2026, 3, 1))[0] == Decimal(15)
+        assert focus_total(path, dt.date(2026, 2, 1))[0] == 0
+    monkeypatch.delenv("TZ")
+    time.tzset()
+
+
+def test_unreadable_periods_are_rejects_of_their_file_month_only(tmp_path: Path) -> None:
+    path = tmp_path / "focus.csv"
+    path.write_text(
+        FOCUS_MIN_HEADER
+        + focus_line("7", "2026-03-05T00:00:00Z")
+        + focus_line("2", "2026-04-02T00:00:00Z")
+        + "4,4,EUR,not-a-date,someday,Usage,Compute,VM,AWS\n",
+        encoding="utf-8",
+    )
+    march_total, march = focus_total(path, dt.date(2026, 3, 1))
+    april_total, april = focus_total(path, dt.date(2026, 4, 1))
+    assert (march_total, april_total) == (Decimal(7), Decimal(2))
+    assert [(p.reason, p.cost) for p in march.problems] == [
+        ("ChargePeriodStart someday is not a date", Decimal(4))
+    ]
+    assert april.problems == []
+    assert march.source_costs == {"EUR": Decimal(11)} and april.source_costs == {"EUR": Decimal(2)}
+
+
+def test_a_file_with_no_readable_date_fails_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "us-dates.csv"
+    path.write_text(
+        FOCUS_MIN_HEADER + "4,4,EUR,03/01/2026,03/05/2026,Usage,Compute,VM,AWS\n", encoding="utf-8"
+    )
+    with pytest.raises(
+        ExportFileError, match=r"us-dates\.csv: no row has a period that can be read as a date"
+    ):
+        focus_total(path, dt.date(2026, 3, 1))
+
+
+def test_file_names_with_glob_characters_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "export1.csv").write_text(FOCUS_MIN_HEADER + focus_line("40", "2026-03-05T00:00:00Z"))
+    (tmp_path / "export[1].csv").write_text(FOCUS_MIN_HEADER + focus_line("5", "2026-03-05T00:00:00Z"))
+    with pytest.raises(ExportFileError, match=r"export\[1\]\.csv: a file path with"):
+        focus_total(tmp_path, dt.date(2026, 3, 1))
+
+
+def test_many_bad_rows_are_summed_past_the_detailed_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export_reader, "DETAILED_REJECTS_PER_REASON", 3)
+    path = tmp_path / "focus.csv"
+    path.write_text(
+        FOCUS_MIN_HEADER
+        + focus_line("1", "2026-03-05T00:00:00Z")
+        + "".join(focus_line("2", "2026-03-05T00:00:00Z", currency="E1") for _ in range(10)),
+        encoding="utf-8",
+    )
+    total, read_ = focus_total(path, dt.date(2026, 3, 1))
+    assert total == Decimal(1)
+    assert [p.line_items for p in read_.problems] == [1, 1, 1, 7]
+    assert read_.problems[-1].ref.endswith("#rows 5-11")
+    assert (
+        read_.problems[-1].reason
+        == "billing currency E1 is not an ISO 4217 code (7 more rows like this one, summed)"
+    )
+    assert read_.line_items == 11
+
+
+def test_gcp_credits_in_json_text_and_parquet_lists_are_netted(tmp_path: Path) -> None:
+    header = (
+        "billing_account_id,service.description,cost,currency,usage_start_time,invoice.month,project.id,"
+        "labels,credits\n"
+    )
+    text = tmp_path / "json.csv"
+    text.write_text(
+        header
+        + 'a,BigQuery,10,USD,2026-03-05 00:00:00+00:00,202603,p1,[],"[{""name"": ""x"", ""amount"": -4.5}]"\n'
+        + "a,BigQuery,3,USD,2026-03-05 00:00:00+00:00,202603,p1,[],\"[{'amount': 'lots'}]\"\n",
+        encoding="utf-8",
+    )
+    parquet = tmp_path / "list.parquet"
+    with duckdb.connect() as conn:
+        conn.execute(f"""
+            COPY (SELECT 'a' AS billing_account_id, 'BigQuery' AS "service.description",
+                         10.0::DECIMAL(18,6) AS cost, 'USD' AS currency,
+                         TIMESTAMP '2026-03-05' AS usage_start_time, '202603' AS "invoice.month",
+                         'p1' AS "project.id", [] :: STRUCT(key VARCHAR, value VARCHAR)[] AS labels,
+                         [{{'name': 'x', 'amount': -4.0::DOUBLE}}] AS credits)
+            TO '{parquet}' (FORMAT parquet)
+        """)
+    month = dt.date(2026, 3, 1)
+    from_text = read(GcpBillingExportLayout(), [text], month)
+    assert sum((g.cost for g in from_text.groups), Decimal(0)) == Decimal("5.5")
+    assert [p.reason for p in from_text.problems] == [
+        "credits [{'amount': 'lots'}] has an amount that is not a number"
+    ]
+    from_parquet = read(GcpBillingExportLayout(), [parquet], month)
+    assert sum((g.cost for g in from_parquet.groups), Decimal(0)) == Decimal("6")
