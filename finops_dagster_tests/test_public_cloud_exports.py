@@ -582,3 +582,14 @@ def test_gcp_credits_in_json_text_and_parquet_lists_are_netted(tmp_path: Path) -
     ]
     from_parquet = read(GcpBillingExportLayout(), [parquet], month)
     assert sum((g.cost for g in from_parquet.groups), Decimal(0)) == Decimal("6")
+
+
+def test_a_month_placeholder_limits_the_files_read(tmp_path: Path) -> None:
+    for month, cost in (("2026-03", "7"), ("2026-04", "2")):
+        folder = tmp_path / month
+        folder.mkdir()
+        (folder / "part-0.csv").write_text(FOCUS_MIN_HEADER + focus_line(cost, f"{month}-05T00:00:00Z"))
+    reader = ExportReader(FocusLayout(), [str(tmp_path / "{month}" / "*.csv")], "FINOPS_FOCUS_PATHS")
+    march = reader.read_month(dt.date(2026, 3, 1), NOW)
+    assert (march.files_read, march.skipped_files) == (1, [])
+    assert sum((group.cost for group in march.groups), Decimal(0)) == Decimal(7)

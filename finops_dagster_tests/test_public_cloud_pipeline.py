@@ -195,10 +195,17 @@ def test_focus_sample_totals_match_an_independent_sum(
     assert_close(figures["billed"], expected, figures["releves"])
     assert_close(figures["total"], expected * usd_to_eur(month), figures["releves"] * 2)
     load = mart.execute(
-        "SELECT source_costs, reject_count FROM finops.domain_load WHERE run_id = %s", (result.run_id,)
+        "SELECT source_costs, reject_count, details FROM finops.domain_load WHERE run_id = %s",
+        (result.run_id,),
     ).fetchone()
     assert load is not None
     assert Decimal(load[0]["USD"]) == expected and load[1] == 0
+    assert load[2]["exchange_rates"] == {
+        "USD": f"{usd_to_eur(month)} (indicative monthly average (replace with the treasury's rates))"
+    }
+    assert any(
+        "converted at an indicative rate" in str(entry) for entry in domain.instance.all_logs(result.run_id)
+    )
     check = check_evaluations(result)[("public_cloud_releves", "reconciliation")]
     assert check.passed, check.description
     currencies = mart.execute(

@@ -31,11 +31,37 @@ def families_by_service_category() -> dict[str, str]:
 
 def exchange_rates(conn: psycopg.Connection, month: dt.date, to_currency: str) -> dict[str, Decimal]:
     """The month's rates into the reporting currency, by billed currency."""
+    return {currency: rate for currency, (rate, _) in rates_with_sources(conn, month, to_currency).items()}
+
+
+def rates_with_sources(
+    conn: psycopg.Connection, month: dt.date, to_currency: str
+) -> dict[str, tuple[Decimal, str]]:
     rows = conn.execute(
-        "SELECT from_currency, rate FROM finops.exchange_rate WHERE period_month = %s AND to_currency = %s",
+        "SELECT from_currency, rate, source FROM finops.exchange_rate "
+        "WHERE period_month = %s AND to_currency = %s",
         (month, to_currency),
     ).fetchall()
-    return {currency.strip(): rate for currency, rate in rows}
+    return {currency.strip(): (rate, source) for currency, rate, source in rows}
+
+
+def converted_at(
+    context: AssetExecutionContext, load: DomainLoad, rates: dict[str, tuple[Decimal, str]]
+) -> dict[str, str]:
+    """The rates this month's relevés were converted at, with where each comes from; a rate the
+    reference file marks indicative is said aloud, so a deployment that kept the shipped rates knows."""
+    used = {releve.billed_currency for releve in load.releves if releve.billed_currency}
+    for currency in sorted(used):
+        rate, source = rates[currency]
+        if "indicative" in source.lower():
+            context.log.warning(
+                f"{load.period_month:%Y-%m}: {currency} converted at an indicative rate "
+                f"({rate.normalize():f}, {source}); "
+                "replace reference/data/exchange_rates.csv with the treasury's monthly rates"
+            )
+    return {
+        currency: f"{rates[currency][0].normalize():f} ({rates[currency][1]})" for currency in sorted(used)
+    }
 
 
 def read_month(
@@ -48,12 +74,13 @@ def read_month(
 ) -> tuple[DomainLoad, ChargeFold]:
     """Every enabled source's charges of the month, allocated and converted."""
     settings = sources.settings
+    rates = rates_with_sources(conn, month, settings.reporting_currency)
     fold = ChargeFold(
         month=month,
         run_id=context.run_id,
         computed_at=now,
         snapshot=snapshot,
-        exchange_rates=exchange_rates(conn, month, settings.reporting_currency),
+        exchange_rates={currency: rate for currency, (rate, _) in rates.items()},
         settings=FoldSettings(
             tag_keys=settings.tag_keys,
             reporting_currency=settings.reporting_currency,
@@ -78,7 +105,9 @@ def read_month(
             f"{name} {month:%Y-%m}: {read.line_items} line items from {read.files_read} file(s) or "
             f"responses, {len(read.groups)} charge groups, {len(read.problems)} unreadable rows"
         )
-    return fold.finish(details), fold
+    load = fold.finish(details)
+    load.details["exchange_rates"] = converted_at(context, load, rates)
+    return load, fold
 
 
 @asset(

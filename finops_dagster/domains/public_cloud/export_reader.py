@@ -44,6 +44,9 @@ from finops_dagster.releve import next_month
 
 EXPORT_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 UNKNOWN_PROVIDER = "unknown provider"
+MONTH_PLACEHOLDER = "{month}"
+"""In a configured location, the month being read (`/exports/aws/{month}/*.parquet` → `…/2026-10/…`):
+files of other months are then not even opened."""
 GLOB_CHARACTERS = ("*", "?", "[", "]", "{", "}")
 DETAILED_REJECTS_PER_REASON = 1000
 """Unreadable rows kept one by one per file and reason; the rest of them become one summary reject."""
@@ -208,7 +211,7 @@ class ExportReader:
     ) -> SourceMonth:
         """The month's line items of every file, summed (per application with an `allocation`, else
         per tag set); unreadable rows as rejects."""
-        paths = export_files(self.paths)
+        paths = export_files([pattern.replace(MONTH_PLACEHOLDER, f"{month:%Y-%m}") for pattern in self.paths])
         if not paths:
             raise ExportFileError(
                 f"{self.setting} matches no {self.layout.description} (.csv, .csv.gz, .parquet): "
