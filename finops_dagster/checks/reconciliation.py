@@ -51,75 +51,74 @@ class UnitBalance:
         return abs(self.difference) <= HALF_UNIT * (self.rows + 1)
 
 
-def unit_balances(conn: psycopg.Connection, domain_id: str, run_id: str) -> list[UnitBalance]:
-    """Source, relevé and reject quantities per month and unit for one domain's loads of a run."""
-    query = sql.SQL("""
-        WITH source AS (
-            SELECT period_month, kv.key AS unit, kv.value::numeric AS quantity
-            FROM finops.domain_load, jsonb_each_text(source_totals) AS kv
-            WHERE domain_id = %(domain)s AND run_id = %(run)s
-        ), releves AS (
-            SELECT period_month, usage_unit AS unit, sum(usage_quantity) AS quantity, count(*) AS n
-            FROM {table} WHERE run_id = %(run)s GROUP BY 1, 2
-        ), rejects AS (
-            SELECT period_month, usage_unit AS unit, sum(usage_quantity) AS quantity, count(*) AS n
-            FROM finops.releve_reject
-            WHERE domain_id = %(domain)s AND run_id = %(run)s AND usage_unit IS NOT NULL GROUP BY 1, 2
-        ), loaded AS (
-            SELECT period_month FROM finops.domain_load WHERE domain_id = %(domain)s AND run_id = %(run)s
-        )
-        SELECT k.period_month, k.unit,
-               coalesce(s.quantity, 0), coalesce(r.quantity, 0), coalesce(j.quantity, 0),
-               coalesce(r.n, 0) + coalesce(j.n, 0)
-        FROM (SELECT period_month, unit FROM source
-              UNION SELECT period_month, unit FROM releves
-              UNION SELECT period_month, unit FROM rejects) AS k
-        JOIN loaded USING (period_month)
-        LEFT JOIN source s USING (period_month, unit)
-        LEFT JOIN releves r USING (period_month, unit)
-        LEFT JOIN rejects j USING (period_month, unit)
-        ORDER BY 1, 2
-    """).format(table=domain_table(domain_id))
+BALANCE_QUERY = """
+    WITH source AS (
+        SELECT period_month, kv.key AS measure_key, kv.value::numeric AS amount
+        FROM finops.domain_load, jsonb_each_text({source_totals}) AS kv
+        WHERE domain_id = %(domain)s AND run_id = %(run)s
+    ), releves AS (
+        SELECT period_month, {releve_key} AS measure_key, sum({releve_amount}) AS amount, count(*) AS n
+        FROM {table} WHERE run_id = %(run)s GROUP BY 1, 2
+    ), rejects AS (
+        SELECT period_month, {reject_key} AS measure_key, sum({reject_amount}) AS amount, count(*) AS n
+        FROM finops.releve_reject
+        WHERE domain_id = %(domain)s AND run_id = %(run)s AND {reject_key} IS NOT NULL
+          AND {reject_amount} IS NOT NULL
+        GROUP BY 1, 2
+    ), loaded AS (
+        SELECT period_month FROM finops.domain_load WHERE domain_id = %(domain)s AND run_id = %(run)s
+    )
+    SELECT k.period_month, k.measure_key,
+           coalesce(s.amount, 0), coalesce(r.amount, 0), coalesce(j.amount, 0),
+           coalesce(r.n, 0) + coalesce(j.n, 0)
+    FROM (SELECT period_month, measure_key FROM source
+          UNION SELECT period_month, measure_key FROM releves
+          UNION SELECT period_month, measure_key FROM rejects) AS k
+    JOIN loaded USING (period_month)
+    LEFT JOIN source s USING (period_month, measure_key)
+    LEFT JOIN releves r USING (period_month, measure_key)
+    LEFT JOIN rejects j USING (period_month, measure_key)
+    ORDER BY 1, 2
+"""
+"""Per month and key (a unit, or a billing currency): what the source said, what the relevés and
+the rejects carry, and how many rows they are (the rounding tolerance)."""
+
+QUANTITY_COLUMNS = {
+    "source_totals": "source_totals",
+    "releve_key": "usage_unit",
+    "releve_amount": "usage_quantity",
+    "reject_key": "usage_unit",
+    "reject_amount": "usage_quantity",
+}
+COST_COLUMNS = {
+    "source_totals": "source_costs",
+    "releve_key": "coalesce(billed_currency, currency)::text",
+    "releve_amount": "coalesce(billed_cost, total_cost)",
+    "reject_key": "currency::text",
+    "reject_amount": "cost",
+}
+"""A relevé converted from another currency counts its billed amount in that currency; the others
+count their total cost in their own currency."""
+
+
+def _balances(
+    conn: psycopg.Connection, domain_id: str, run_id: str, columns: dict[str, str]
+) -> list[UnitBalance]:
+    query = sql.SQL(BALANCE_QUERY).format(
+        table=domain_table(domain_id), **{name: sql.SQL(expression) for name, expression in columns.items()}
+    )
     rows = conn.execute(query, {"domain": domain_id, "run": run_id}).fetchall()
     return [UnitBalance(*row) for row in rows]
+
+
+def unit_balances(conn: psycopg.Connection, domain_id: str, run_id: str) -> list[UnitBalance]:
+    """Source, relevé and reject quantities per month and unit for one domain's loads of a run."""
+    return _balances(conn, domain_id, run_id, QUANTITY_COLUMNS)
 
 
 def cost_balances(conn: psycopg.Connection, domain_id: str, run_id: str) -> list[UnitBalance]:
-    """Billed cost per month and billing currency: the source's, the relevés' and the rejects'.
-
-    A relevé converted from another currency counts its billed amount in that currency; the others
-    count their total cost in their own currency.
-    """
-    query = sql.SQL("""
-        WITH source AS (
-            SELECT period_month, kv.key AS currency, kv.value::numeric AS cost
-            FROM finops.domain_load, jsonb_each_text(source_costs) AS kv
-            WHERE domain_id = %(domain)s AND run_id = %(run)s
-        ), releves AS (
-            SELECT period_month, coalesce(billed_currency, currency)::text AS currency,
-                   sum(coalesce(billed_cost, total_cost)) AS cost, count(*) AS n
-            FROM {table} WHERE run_id = %(run)s GROUP BY 1, 2
-        ), rejects AS (
-            SELECT period_month, currency::text AS currency, sum(cost) AS cost, count(*) AS n
-            FROM finops.releve_reject
-            WHERE domain_id = %(domain)s AND run_id = %(run)s AND cost IS NOT NULL GROUP BY 1, 2
-        ), loaded AS (
-            SELECT period_month FROM finops.domain_load WHERE domain_id = %(domain)s AND run_id = %(run)s
-        )
-        SELECT k.period_month, k.currency,
-               coalesce(s.cost, 0), coalesce(r.cost, 0), coalesce(j.cost, 0),
-               coalesce(r.n, 0) + coalesce(j.n, 0)
-        FROM (SELECT period_month, currency FROM source
-              UNION SELECT period_month, currency FROM releves
-              UNION SELECT period_month, currency FROM rejects) AS k
-        JOIN loaded USING (period_month)
-        LEFT JOIN source s USING (period_month, currency)
-        LEFT JOIN releves r USING (period_month, currency)
-        LEFT JOIN rejects j USING (period_month, currency)
-        ORDER BY 1, 2
-    """).format(table=domain_table(domain_id))
-    rows = conn.execute(query, {"domain": domain_id, "run": run_id}).fetchall()
-    return [UnitBalance(*row) for row in rows]
+    """Billed cost per month and billing currency: the source's, the relevés' and the rejects'."""
+    return _balances(conn, domain_id, run_id, COST_COLUMNS)
 
 
 BALANCES = {"quantity": unit_balances, "cost": cost_balances}

@@ -51,7 +51,7 @@ GLOB_CHARACTERS = ("*", "?", "[", "]", "{", "}")
 DETAILED_REJECTS_PER_REASON = 1000
 """Unreadable rows kept one by one per file and reason; the rest of them become one summary reject."""
 
-FIELDS = (
+KEYS = (
     "provider",
     "service_name",
     "service_category",
@@ -63,27 +63,10 @@ FIELDS = (
     "tags",
     "currency",
     "pricing_unit",
-    "cost",
-    "pricing_quantity",
-    "period",
 )
+"""What a charge group is keyed by: the first fields a layout selects, and DETAILED_GROUPS' keys."""
+FIELDS = (*KEYS, "cost", "pricing_quantity", "period")
 """What a layout's `fields` select, in this order and under these names."""
-
-
-DETAILED_KEYS = (
-    "provider",
-    "service_name",
-    "service_category",
-    "charge_category",
-    "sku_id",
-    "sub_account_id",
-    "sub_account_name",
-    "resource_group",
-    "tags",
-    "currency",
-    "pricing_unit",
-)
-"""The keys of DETAILED_GROUPS, in order."""
 
 
 class ExportFileError(RuntimeError):
@@ -308,7 +291,7 @@ class ExportReader:
         by every field a relevé depends on, without per-row work a group can do once."""
         return f"""
             INSERT INTO charges
-            SELECT {index}, problem, period IS NOT NULL, {", ".join(FIELDS[:11])},
+            SELECT {index}, problem, period IS NOT NULL, {", ".join(KEYS)},
                    CAST(sum(cost) AS {col.DECIMAL}), count(*), CAST(sum(pricing_quantity) AS {col.DECIMAL})
             FROM (
                 SELECT {self.layout.problem(file)} AS problem, {self.layout.fields(file)}
@@ -322,7 +305,7 @@ class ExportReader:
         groups = []
         tags: dict[str | None, dict[str, str]] = {}
         for *fields, cost, line_items, quantity in conn.execute(q.DETAILED_GROUPS).fetchall():
-            values = dict(zip(DETAILED_KEYS, fields, strict=True))
+            values = dict(zip(KEYS, fields, strict=True))
             raw_tags = values.pop("tags")
             if raw_tags not in tags:
                 tags[raw_tags] = self.layout.parse_tags(raw_tags)
