@@ -9,7 +9,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: install demo dev test lint benchmark
+.PHONY: install demo dev test lint benchmark benchmark-nightly
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
@@ -27,3 +27,8 @@ lint: $(BIN)/.installed
 
 benchmark: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.open_legacy
+
+# The nightly run end to end at the reference scale (SCALE=0.1 for a tenth of the source volumes).
+SCALE ?= 1
+benchmark-nightly: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.nightly --scale $(SCALE)

@@ -42,6 +42,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import psycopg
@@ -93,15 +95,15 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.interval = interval
         self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.samples.append((time.time(), rss_now_mib()))
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def stop(self) -> list[tuple[float, float]]:
-        self._stop.set()
+        self._halt.set()
         self.join()
         self.samples.append((time.time(), rss_now_mib()))
         return self.samples
@@ -312,7 +314,11 @@ def cmdb_fold(server: str, cis: int, applications: int, seed: int) -> dict[str, 
     }
 
 
-def in_child(role: Sequence[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+RESULTS: dict[str, Any] = {}
+"""Every child's figures, saved as they come (--results), so a late failure loses nothing."""
+
+
+def in_child(role: Sequence[str], env: dict[str, str] | None = None, *, save_as: str = "") -> dict[str, Any]:
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.nightly", "--role", *role],
         capture_output=True,
@@ -322,7 +328,16 @@ def in_child(role: Sequence[str], env: dict[str, str] | None = None) -> dict[str
     if completed.returncode != 0:
         sys.stderr.write(completed.stderr[-4000:])
         raise SystemExit(f"the {role[0]} process failed (exit {completed.returncode})")
-    return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
+    result = dict(json.loads(completed.stdout.strip().splitlines()[-1]))
+    save(save_as or role[0], result)
+    return result
+
+
+def save(name: str, figures: Any) -> None:
+    RESULTS[name] = figures
+    path = RESULTS.get("_path")
+    if path:
+        Path(path).write_text(json.dumps(RESULTS, indent=1, default=str), encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- parent: set-up
@@ -354,6 +369,13 @@ def fill_history(url: str, previous: dt.date, months: int, seed: int) -> int:
     from finops_dagster.mart.publish import ensure_month_partition
 
     columns = ", ".join(RELEVE_COLUMNS)
+    derived = {
+        "period_month": "%(month)s",
+        "run_id": "%(run_id)s",
+        "computed_at": "%(computed_at)s",
+        **{name: f"round({name} * f, 6)" for name in ("usage_quantity", "total_cost", "billed_cost")},
+    }
+    values = ", ".join(derived.get(name, name) for name in RELEVE_COLUMNS)
     history = []
     month = previous
     for _ in range(months):
@@ -380,14 +402,11 @@ def fill_history(url: str, previous: dt.date, months: int, seed: int) -> int:
                 inserted = conn.execute(
                     f"""
                     INSERT INTO finops.fact_releve ({columns})
-                    SELECT %(month)s, application_id, product_id, family_id, domain_id,
-                           round(usage_quantity * f, 6), usage_unit, unit_cost, round(total_cost * f, 6),
-                           currency, source, %(run_id)s, rate_card_version, source_record_count,
-                           %(computed_at)s
+                    SELECT {values}
                     FROM (
-                        SELECT *, (1 - %(trend)s * %(back)s)
+                        SELECT *, ((1 - %(trend)s * %(back)s)
                                   * (0.9 + 0.2 * ((hashtext(application_id || product_id || %(salt)s) & 1023)
-                                                  / 1023.0)) AS f
+                                                  / 1023.0)))::numeric AS f
                         FROM finops.fact_releve
                         WHERE period_month = %(previous)s
                     ) AS published
@@ -550,6 +569,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--cmdb-fold", action=argparse.BooleanOptionalAction, default=True, help="time the CMDB fold at scale"
     )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="also save every figure as JSON there (default: nightly-<scale>-<pid>.json in the temp folder)",
+    )
     parser.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -570,6 +594,10 @@ def child(role: list[str]) -> int:
     return 0
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.role:
@@ -578,9 +606,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if psql is None:
         print("psql is not on PATH: it is the \\copy baseline", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _terminate)  # so the database is dropped on the way out
     for name in ("FINOPS_DOMAINS_ENABLED", "FINOPS_FOCUS_PATHS", "FINOPS_PUBLIC_CLOUD_SOURCES", "MONGO_URL"):
         os.environ.pop(name, None)
     scale = Scale.reference(args.scale)
+    RESULTS["_path"] = str(
+        args.results or Path(tempfile.gettempdir()) / f"nightly-{args.scale:g}-{os.getpid()}.json"
+    )
+    print(f"figures also saved to {RESULTS['_path']}")
     today = dt.datetime.now(dt.UTC).date()
     current = month_start(today)
     previous = month_start(current - dt.timedelta(days=1))
@@ -628,7 +661,7 @@ def run(
     with psycopg.connect(url, autocommit=True) as conn:
         apply_migrations(conn)
         row = conn.execute("SHOW server_version").fetchone()
-    server_version = str(row[0]) if row else "?"
+    server_version = machine(str(row[0]) if row else "?")  # with the load average at the start
     os.environ["POSTGRES_URL"] = url
 
     progress(f"writing FOCUS exports ({scale.focus_line_items:,} line items per provider-month, Parquet)")
@@ -655,7 +688,7 @@ def run(
 
     run_role = ["run", previous.isoformat(), current.isoformat()]
     progress("first nightly run (populates the views)")
-    setup.warmup = in_child(run_role, dict(os.environ))
+    setup.warmup = in_child(run_role, dict(os.environ), save_as="first_run")
     if not setup.warmup["success"]:
         print("the first nightly run failed:\n  " + "\n  ".join(setup.warmup["failures"]))
 
@@ -678,12 +711,14 @@ def run(
     )
     try:
         time.sleep(1.0)
-        measured = in_child(run_role, dict(os.environ))
+        measured = in_child(run_role, dict(os.environ), save_as="measured_run")
     finally:
-        assert reader.stdin is not None
+        assert reader.stdin is not None and reader.stdout is not None
         reader.stdin.close()
-        out, _ = reader.communicate(timeout=60)
+        out = reader.stdout.read()
+        reader.wait(timeout=60)
     reads = dict(json.loads(out.strip().splitlines()[-1]))
+    save("reads", reads)
     progress("baseline: psql \\copy of the published rows")
     csv_path = workdir / "published.csv"
     exported = export_published(url, measured["run_id"], csv_path)
@@ -697,6 +732,7 @@ def run(
         "seconds": copy_s,
         "psql_start_s": psql_startup_s(url, psql),
     }
+    save("copy", copy_figures)
     progress("baseline: bare DuckDB GROUP BY over the FOCUS files")
     bare = in_child(["bare", str(focus), previous.isoformat(), next_month(current).isoformat()])
     fold = None
@@ -721,8 +757,8 @@ def report(
     previous: dt.date,
 ) -> None:
     print()
-    print(machine(server_version))
-    print(f"load average at the end: {load_average()}")
+    print(server_version)
+    print(f"         load average at the end {load_average()}")
     print()
     print("set-up (not part of the nightly run):")
     print(
