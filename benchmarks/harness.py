@@ -41,8 +41,8 @@ def database_url(server: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def bench_database(server: str) -> Iterator[tuple[str, str]]:
-    """A fresh database on `server`, dropped on the way out whatever happens."""
+def bench_database(server: str, *, keep: bool = False) -> Iterator[tuple[str, str]]:
+    """A fresh database on `server`, dropped on the way out whatever happens (unless `keep`)."""
     name = f"finops_bench_{os.getpid()}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -50,9 +50,12 @@ def bench_database(server: str) -> Iterator[tuple[str, str]]:
     try:
         yield name, database_url(server, name)
     finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        print(f"database {name} dropped")
+        if keep:
+            print(f"database {name} kept")
+        else:
+            with psycopg.connect(server, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            print(f"database {name} dropped")
 
 
 def psql_copy(url: str, path: Path, table_name: str, columns: Sequence[str], psql: str) -> tuple[float, int]:

@@ -574,6 +574,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         help="also save every figure as JSON there (default: nightly-<scale>-<pid>.json in the temp folder)",
     )
+    parser.add_argument(
+        "--keep-database", action="store_true", help="keep finops_bench_<pid> at the end, to look into it"
+    )
     parser.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -634,7 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup = Setup()
     with (
         tempfile.TemporaryDirectory(prefix="finops_nightly_", dir=args.workdir) as workdir,
-        bench_database(args.postgres_url) as (name, url),
+        bench_database(args.postgres_url, keep=args.keep_database) as (name, url),
     ):
         measured, reads, copy_figures, bare, fold, server_version = run(
             args, scale, today, url, Path(workdir), setup, psql
