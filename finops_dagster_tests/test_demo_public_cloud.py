@@ -372,12 +372,13 @@ def test_the_demo_writes_its_months_and_points_the_domain_at_them(
     directory = write_demo_focus_exports(tmp_path, 3, dt.date(2026, 12, 16))
 
     assert directory == tmp_path / "focus" and os.environ["FINOPS_FOCUS_PATHS"] == str(directory)
-    counts = {
-        str(path.relative_to(directory)): duckdb.execute(
-            f"SELECT count(*) FROM read_csv('{path}', all_varchar = true)"
-        ).fetchone()
-        for path in directory.rglob("*.csv")
-    }
+    with duckdb.connect() as conn:  # not the module's default connection, which other tests use
+        counts = {
+            str(path.relative_to(directory)): conn.execute(
+                f"SELECT count(*) FROM read_csv('{path}', all_varchar = true)"
+            ).fetchone()
+            for path in directory.rglob("*.csv")
+        }
     full, current = (FOCUS_LINE_ITEMS_PER_MONTH,), (round(FOCUS_LINE_ITEMS_PER_MONTH * 15 / 31),)
     assert counts == {
         f"{provider}/{month}/part-000.csv": current if month == "2026-12" else full

@@ -77,9 +77,10 @@ def small() -> Scale:
 
 def _codes_in_focus(directory: Path) -> tuple[set[str], int, int]:
     """Application codes named by the exports' tags, the line items, and those without a tag."""
-    rows = duckdb.sql(
-        f"SELECT Tags FROM read_parquet('{directory}/**/*.parquet', union_by_name = true)"
-    ).fetchall()
+    with duckdb.connect() as conn:
+        rows = conn.execute(
+            f"SELECT Tags FROM read_parquet('{directory}/**/*.parquet', union_by_name = true)"
+        ).fetchall()
     codes: set[str] = set()
     untagged = 0
     for (tags,) in rows:
