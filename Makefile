@@ -9,7 +9,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: install demo dev test lint benchmark benchmark-nightly
+.PHONY: install demo dev test lint benchmark
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
@@ -25,10 +25,11 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check finops_dagster finops_dagster_tests benchmarks
 	$(BIN)/mypy
 
-benchmark: $(BIN)/.installed
-	$(BIN)/python -m benchmarks.open_legacy
-
 # The nightly run end to end at the reference scale (SCALE=0.1 for a tenth of the source volumes).
+.PHONY: benchmark-nightly
 SCALE ?= 1
 benchmark-nightly: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.nightly --scale $(SCALE)
+
+benchmark: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.open_legacy
