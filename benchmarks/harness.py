@@ -25,6 +25,20 @@ def max_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def peak_rss_mib() -> float:
+    """This program's own resident-set high-water mark (VmHWM), in MiB.
+
+    Unlike ru_maxrss, which a child started by fork and exec inherits from its parent (so a child
+    of a big parent never reports less than the parent's size at the fork), VmHWM belongs to the
+    program's address space and starts afresh at exec. Falls back to ru_maxrss without /proc.
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return max_rss_mib()
+
+
 def rss_now_mib() -> float:
     """The process's resident set now (VmRSS), in MiB; 0 where /proc is not available."""
     with contextlib.suppress(OSError):

@@ -22,9 +22,10 @@ What it does, in order (everything but step 6 is set-up, timed and printed on it
    records, so the volume checks and the views compare real history;
 6. THE MEASURED RUN: the nightly job (`finops_nightly`, previous + current month, every domain, the
    publish, the 11 views refreshed CONCURRENTLY, every check) executed in process in a child
-   process, so its peak memory (ru_maxrss) is its own; a thread samples VmRSS every 100 ms and each
-   step gets the highest sample taken while it ran. Meanwhile another process reads the views
-   every 50 ms, timing each read;
+   process, so its peak memory (VmHWM, the high-water mark of its own address space — not
+   ru_maxrss, which a forked child inherits from this process and its simulators) is its own; a
+   thread samples VmRSS every 100 ms and each step gets the highest sample taken while it ran.
+   Meanwhile another process reads the views every 50 ms, timing each read;
 7. baselines on the same data: `psql \\copy` of the run's published rows (exported to CSV) into an
    empty copy of fact_releve, and a bare DuckDB GROUP BY over the FOCUS files of the two months,
    each in a fresh process;
@@ -61,9 +62,9 @@ from benchmarks.harness import (
     bench_database,
     load_average,
     machine,
-    max_rss_mib,
     mib,
     n,
+    peak_rss_mib,
     psql_copy,
     psql_startup_s,
     rss_now_mib,
@@ -130,7 +131,7 @@ def run_nightly(first: str, last: str) -> dict[str, Any]:
     MongoResource(url=os.environ["MONGO_URL"], database=os.environ.get("MONGO_DB", "cmdb_raw")).db()
     standin_s = time.perf_counter() - started
     job = build_definitions().resolve_job_def("finops_nightly")
-    rss_before = max_rss_mib()
+    rss_before = peak_rss_mib()
     sampler = RssSampler()
     sampler.start()
     with DagsterInstance.ephemeral() as instance:
@@ -197,7 +198,7 @@ def run_nightly(first: str, last: str) -> dict[str, Any]:
         "standin_fill_s": standin_s,
         "rss_before_mib": rss_before,
         "rss_sampled_peak_mib": max((rss for _, rss in samples), default=0.0),
-        "peak_mib": max_rss_mib(),
+        "peak_mib": peak_rss_mib(),
         "steps": sorted(
             (step for step in steps.values() if step["start"] is not None), key=lambda step: step["start"]
         ),
@@ -305,14 +306,14 @@ def bare_group_by(directory: str, first: str, end: str) -> dict[str, Any]:
         "start": dt.datetime.fromisoformat(first),
         "end": dt.datetime.fromisoformat(end),
     }
-    rss_before = max_rss_mib()
+    rss_before = peak_rss_mib()
     start = time.perf_counter()
     with duckdb.connect() as conn:
         rows = conn.execute(BARE_GROUP_BY, params).fetchall()
     wall = time.perf_counter() - start
     return {
         "wall_s": wall,
-        "peak_mib": max_rss_mib(),
+        "peak_mib": peak_rss_mib(),
         "rss_before_mib": rss_before,
         "groups": len(rows),
         "line_items": sum(row[11] for row in rows),
@@ -341,7 +342,7 @@ def cmdb_fold(server: str, cis: int, applications: int, seed: int) -> dict[str, 
         "pricing_s": run.finish_s,
         "releves": run.releves,
         "rejects": run.rejects,
-        "peak_mib": max_rss_mib(),
+        "peak_mib": peak_rss_mib(),
     }
 
 
@@ -827,7 +828,7 @@ def report(
     peak = measured["peak_mib"]
     print(f"whole run wall (execute_in_process): {s(measured['wall_s'])} s")
     print(
-        f"run process peak memory (ru_maxrss): {mib(peak)} MiB "
+        f"run process peak memory (VmHWM): {mib(peak)} MiB "
         f"(before the run: {mib(measured['rss_before_mib'])} MiB, with the CMDB stand-in; "
         f"highest 100 ms sample {mib(measured['rss_sampled_peak_mib'])} MiB)"
     )
