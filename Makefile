@@ -25,6 +25,12 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check finops_dagster finops_dagster_tests benchmarks
 	$(BIN)/mypy
 
+# The nightly run end to end at the reference scale (SCALE=0.1 for a tenth of the source volumes).
+.PHONY: benchmark-nightly
+SCALE ?= 1
+benchmark-nightly: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.nightly --scale $(SCALE)
+
 benchmark: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.open_legacy
 

@@ -25,19 +25,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import cProfile
 import csv
 import datetime as dt
-import os
-import platform
 import pstats
 import random
 import re
-import resource
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,9 +46,22 @@ from types import FrameType
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from benchmarks.harness import (
+    DEFAULT_SERVER,
+    MIB,
+    bench_database,
+    load_average,
+    machine,
+    max_rss_mib,
+    mib,
+    n,
+    psql_copy,
+    psql_startup_s,
+    rate,
+    s,
+    table,
+)
 from finops_dagster.domains.open_legacy.cmdb_client import CiMonth, CmdbLayout
 from finops_dagster.domains.open_legacy.mapping import DOMAIN_ID, OpenLegacyFold, load_class_catalog
 from finops_dagster.mart.migrations import apply_migrations
@@ -68,14 +76,12 @@ from finops_dagster.reference.loader import (
 from finops_dagster.reference.snapshot import ReferenceSnapshot, read_snapshot
 from finops_dagster.releve import RELEVE_COLUMNS, DomainLoad, Releve, quantize_money, quantize_quantity
 
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 MONTH = dt.date(2026, 3, 1)
 """The benchmarked month: 31 days (room for up to 31 dumps), priced by the shipped RC-2026.1."""
 SYNTHETIC_MONTH = dt.date(2026, 4, 1)
 """The synthetic publish goes to its own month, so it lands in an empty partition like \\copy does."""
 DUMP_HOUR = 2
 DUPLICATE_DELAY = dt.timedelta(minutes=7)
-MIB = 1024 * 1024
 
 # The estate's shape. Shares are of CIs.
 CLASS_MIX: tuple[tuple[str, float], ...] = (
@@ -276,11 +282,6 @@ def generate_ci_months(
 # --------------------------------------------------------------------------- measurements
 
 
-def max_rss_mib() -> float:
-    """The process's resident-set high-water mark (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 @dataclass
 class MappingRun:
     cis: int
@@ -426,21 +427,8 @@ def copy_baseline(url: str, releves: Sequence[Releve], workdir: Path, psql: str,
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS finops.fact_releve_copy")
         conn.execute("CREATE TABLE finops.fact_releve_copy (LIKE finops.fact_releve INCLUDING ALL)")
-    command = f"\\copy finops.fact_releve_copy ({', '.join(RELEVE_COLUMNS)}) from '{path}' csv"
-    start = time.perf_counter()
-    subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", command],
-                   check=True, capture_output=True, text=True)
-    result.copy_s = time.perf_counter() - start
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM finops.fact_releve_copy").fetchone()
-    result.copied = row[0] if row else 0
+    result.copy_s, result.copied = psql_copy(url, path, "finops.fact_releve_copy", RELEVE_COLUMNS, psql)
     path.unlink()
-
-
-def psql_startup_s(url: str, psql: str) -> float:
-    start = time.perf_counter()
-    subprocess.run([psql, "-X", "-q", "-d", url, "-c", "SELECT 1"], check=True, capture_output=True)
-    return time.perf_counter() - start
 
 
 def synthetic_load(rows: int, snapshot: ReferenceSnapshot, run_id: str, seed: int) -> DomainLoad:
@@ -476,27 +464,6 @@ def synthetic_load(rows: int, snapshot: ReferenceSnapshot, run_id: str, seed: in
 # --------------------------------------------------------------------------- the database
 
 
-def database_url(server: str, name: str) -> str:
-    params = conninfo_to_dict(server)
-    params["dbname"] = name
-    return make_conninfo(**params)  # type: ignore[arg-type]
-
-
-@contextlib.contextmanager
-def bench_database(server: str) -> Iterator[tuple[str, str]]:
-    """A fresh database on `server`, dropped on the way out whatever happens."""
-    name = f"finops_bench_{os.getpid()}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield name, database_url(server, name)
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        print(f"database {name} dropped")
-
-
 def prepare(url: str, catalog: Catalog, estate: Estate) -> tuple[ReferenceSnapshot, str, dict[str, float]]:
     timings: dict[str, float] = {}
     with psycopg.connect(url, autocommit=True) as conn:
@@ -517,53 +484,6 @@ def prepare(url: str, catalog: Catalog, estate: Estate) -> tuple[ReferenceSnapsh
 
 
 # --------------------------------------------------------------------------- output
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        first, *rest = cells
-        right = [str(cell).rjust(width) for cell, width in zip(rest, widths[1:], strict=True)]
-        return "  " + " | ".join([str(first).ljust(widths[0]), *right])
-
-    rule = "  " + "-+-".join("-" * width for width in widths)
-    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
-
-
-def n(value: float) -> str:
-    return f"{value:,.0f}"
-
-
-def s(value: float) -> str:
-    return f"{value:,.3f}" if value < 10 else f"{value:,.1f}"
-
-
-def rate(count: float, seconds: float) -> str:
-    return n(count / seconds) if seconds > 0 else "-"
-
-
-def mib(value: float) -> str:
-    return f"{value:,.1f}"
-
-
-def load_average() -> str:
-    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
-def machine(server_version: str) -> str:
-    model = "?"
-    with contextlib.suppress(OSError):
-        for entry in Path("/proc/cpuinfo").read_text().splitlines():
-            if entry.startswith("model name"):
-                model = entry.split(":", 1)[1].strip()
-                break
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
-    return (f"machine: {os.cpu_count()} CPUs ({model}), {memory:.0f} GiB RAM, {platform.system()} "
-            f"{platform.release()}\n         Python {platform.python_version()} "
-            f"({platform.python_implementation()}), psycopg {psycopg.__version__}, "
-            f"PostgreSQL server {server_version}\n"
-            f"         load average at start {load_average()} (other processes share these CPUs)")
 
 
 def traced(text: str, run: MappingRun) -> str:

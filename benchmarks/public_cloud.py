@@ -31,7 +31,7 @@ from typing import Any
 import duckdb
 import psycopg
 
-from benchmarks.open_legacy import (
+from benchmarks.harness import (
     DEFAULT_SERVER,
     bench_database,
     load_average,

@@ -36,6 +36,7 @@ import re
 import statistics
 import threading
 import time
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -791,6 +792,7 @@ class NativeServicesSimulator:
             self._minutes_base[root] = self._minutes_base.get(root, 0.0) + project.ci_minutes_per_day
         self._daily_minutes: dict[tuple[int, dt.date], int] = {}
         self._daily_hours: dict[tuple[str, dt.date], Decimal] = {}
+        self._visible: dict[dt.date, tuple[list[GitlabProject], list[int]]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -838,7 +840,19 @@ class NativeServicesSimulator:
         return max(moment, project.created_at(self.today))
 
     def _visible_projects(self) -> list[GitlabProject]:
-        return [project for project in self.projects if project.exists(self.today, self.night)]
+        return list(self._visible_at(self.night)[0])
+
+    def _visible_at(self, night: dt.date) -> tuple[list[GitlabProject], list[int]]:
+        """The projects existing at the night's snapshot, by id, and their ids (for bisection):
+        computed once per night, so paging through a large instance stays linear."""
+        with self._lock:
+            cached = self._visible.get(night)
+        if cached is None:
+            projects = [project for project in self.projects if project.exists(self.today, night)]
+            cached = (projects, [project.id for project in projects])
+            with self._lock:
+                self._visible[night] = cached
+        return cached
 
     def gitlab_projects_keyset(
         self,
@@ -857,15 +871,14 @@ class NativeServicesSimulator:
         if sort not in ("asc", "desc"):
             raise SimulatedApiError("invalid_sort", "sort does not have a valid value")
         per_page = _gitlab_per_page(per_page)
-        candidates = self._visible_projects()
-        if sort == "desc":
-            candidates.reverse()
-        if id_after is not None:
-            candidates = [project for project in candidates if project.id > id_after]
-        if id_before is not None:
-            candidates = [project for project in candidates if project.id < id_before]
-        page = candidates[:per_page]
-        following = page[-1].id if len(candidates) > per_page else None
+        visible, ids = self._visible_at(self.night)
+        low = bisect_right(ids, id_after) if id_after is not None else 0
+        high = bisect_left(ids, id_before) if id_before is not None else len(ids)
+        if sort == "asc":
+            page = visible[low : min(high, low + per_page)]
+        else:
+            page = visible[max(low, high - per_page) : high][::-1]
+        following = page[-1].id if high - low > per_page else None
         return [self.gitlab_project(project, statistics=statistics) for project in page], following
 
     def gitlab_projects_offset(

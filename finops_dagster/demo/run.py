@@ -13,14 +13,13 @@ import os
 import shutil
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 
 from finops_dagster.demo.embedded_postgres import ensure_database, start_embedded
-from finops_dagster.demo.estate import build_estate
 from finops_dagster.demo.native_services import NativeServicesSimulator
 from finops_dagster.demo.native_services import RunningServer as NativeServer
 from finops_dagster.demo.native_services import serve as serve_native
@@ -31,6 +30,7 @@ from finops_dagster.demo.private_cloud import (
     serve,
 )
 from finops_dagster.demo.public_cloud import DEMO_PROVIDERS, write_focus_exports
+from finops_dagster.demo.scale import Scale
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG
 from finops_dagster.releve import month_start
 from finops_dagster.settings import enabled_domains
@@ -41,7 +41,7 @@ REPO_INSTANCE_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
 PRIVATE_CLOUD_URLS = ("FINOPS_OPENSTACK_URL", "FINOPS_OPENCOST_URL", "FINOPS_USAGE_API_URL")
 NATIVE_URLS = ("FINOPS_GITLAB_URL", "FINOPS_ARTIFACTORY_URL", "FINOPS_NATIVE_SERVICES")
 PUBLIC_CLOUD_SETTINGS = ("FINOPS_PUBLIC_CLOUD_SOURCES", "FINOPS_FOCUS_PATHS")
-FOCUS_LINE_ITEMS_PER_MONTH = 20_000
+FOCUS_LINE_ITEMS_PER_MONTH = Scale.demo().focus_line_items
 """Per provider and month: enough for every service, tag spelling and charge category to show."""
 
 
@@ -66,15 +66,31 @@ def demo_dir() -> Path:
     return Path(os.environ.get("FINOPS_DEMO_DIR", ".finops-demo")).resolve()
 
 
-def prepare_environment(*, cis: int, months: int, today: dt.date) -> DemoEnvironment:
-    """Resolve (and export) POSTGRES_URL, MONGO_URL, DAGSTER_HOME and DAGSTER_POSTGRES_URL."""
+def demo_scale(cis: int) -> Scale:
+    """The demo's estate with the CMDB size asked for on the command line."""
+    return replace(Scale.demo(), cis=cis)
+
+
+def cmdb_standin_url(scale: Scale, months: int, today: dt.date) -> str:
+    """MONGO_URL of the generated CMDB stand-in of this scale (its CIs: ``scale.cis``)."""
+    return f"demo://?cis={scale.cis}&months={months}&today={today.isoformat()}&applications={scale.applications}"
+
+
+def prepare_environment(
+    *, cis: int, months: int, today: dt.date, scale: Scale | None = None
+) -> DemoEnvironment:
+    """Resolve (and export) POSTGRES_URL, MONGO_URL, DAGSTER_HOME and DAGSTER_POSTGRES_URL.
+
+    Every generated source has the sizes of ``scale`` (default: the demo's, with ``cis`` CIs).
+    """
+    scale = scale or demo_scale(cis)
     base = demo_dir()
     embedded = not os.environ.get("POSTGRES_URL")
     if embedded:
         server = start_embedded(base / "pgdata")
         os.environ["POSTGRES_URL"] = ensure_database(server, "finops")
     postgres_url = os.environ["POSTGRES_URL"]
-    os.environ.setdefault("MONGO_URL", f"demo://?cis={cis}&months={months}&today={today.isoformat()}")
+    os.environ.setdefault("MONGO_URL", cmdb_standin_url(scale, months, today))
     if not os.environ.get("DAGSTER_HOME"):
         home = base / "dagster_home"
         home.mkdir(parents=True, exist_ok=True)
@@ -82,9 +98,9 @@ def prepare_environment(*, cis: int, months: int, today: dt.date) -> DemoEnviron
         os.environ["DAGSTER_HOME"] = str(home)
     if not os.environ.get("DAGSTER_POSTGRES_URL"):
         os.environ["DAGSTER_POSTGRES_URL"] = ensure_database(postgres_url, "dagster")
-    simulated = start_simulated_private_cloud(today)
-    native = start_simulated_native(today)
-    focus = write_demo_focus_exports(base, months, today)
+    simulated = start_simulated_private_cloud(today, scale)
+    native = start_simulated_native(today, scale)
+    focus = write_demo_focus_exports(base, months, today, scale)
     return DemoEnvironment(
         postgres_url,
         os.environ["MONGO_URL"],
@@ -96,38 +112,52 @@ def prepare_environment(*, cis: int, months: int, today: dt.date) -> DemoEnviron
     )
 
 
-def write_demo_focus_exports(base: Path, months: int, today: dt.date) -> Path | None:
+def write_demo_focus_exports(
+    base: Path, months: int, today: dt.date, scale: Scale | None = None, *, fmt: str = "csv"
+) -> Path | None:
     """Generated FOCUS exports of two providers (one billing in USD) for the demo's months, unless the
-    domain is disabled or real public-cloud sources are configured."""
+    domain is disabled or real public-cloud sources are configured. ``scale.focus_line_items`` per
+    provider and complete month; the current month has its elapsed share of them."""
     if "public_cloud" not in enabled_domains() or any(os.environ.get(name) for name in PUBLIC_CLOUD_SETTINGS):
         return None
+    scale = scale or Scale.demo()
     directory = base / "focus"
     shutil.rmtree(directory, ignore_errors=True)
-    estate = build_estate()
+    estate = scale.estate()
+    per_month = scale.focus_line_items
     first, current = (dt.date.fromisoformat(key) for key in demo_months(today, months))
     past = [first]
     while past[-1] < current:
         past.append(month_start(past[-1] + dt.timedelta(days=32)))
     past.pop()
-    write_focus_exports(estate, directory, past, line_items_per_month=FOCUS_LINE_ITEMS_PER_MONTH)
+    write_focus_exports(estate, directory, past, line_items_per_month=per_month, fmt=fmt)
     elapsed = (today - current).days / (month_start(current + dt.timedelta(days=32)) - current).days
     write_focus_exports(
         estate,
         directory,
         [current],
-        line_items_per_month=max(1, round(FOCUS_LINE_ITEMS_PER_MONTH * elapsed)),
+        line_items_per_month=max(1, round(per_month * elapsed)),
+        fmt=fmt,
         today=today,
     )
     os.environ["FINOPS_FOCUS_PATHS"] = str(directory)
     return directory
 
 
-def start_simulated_native(today: dt.date) -> SimulatedNative | None:
+def start_simulated_native(today: dt.date, scale: Scale | None = None) -> SimulatedNative | None:
     """Serve simulated GitLab, Artifactory and Cube on localhost, unless the domain is disabled or real
     services are configured."""
     if "native" not in enabled_domains() or any(os.environ.get(name) for name in NATIVE_URLS):
         return None
-    simulator = NativeServicesSimulator(build_estate(), today=today)
+    scale = scale or Scale.demo()
+    simulator = NativeServicesSimulator(
+        scale.estate(),
+        today=today,
+        seed=scale.seed,
+        projects=scale.gitlab_projects,
+        repos=scale.artifactory_repos,
+        consumers=scale.cube_consumers,
+    )
     server = serve_native(simulator)
     os.environ.update(server.environment())
     return SimulatedNative(simulator, server)
@@ -153,12 +183,15 @@ def replay_native_nights(env: DemoEnvironment, first: dt.date, today: dt.date) -
     return len(nights)
 
 
-def start_simulated_private_cloud(today: dt.date) -> RunningServer | None:
+def start_simulated_private_cloud(today: dt.date, scale: Scale | None = None) -> RunningServer | None:
     """Serve the generated private cloud on localhost and point the domain's settings at it, unless
     the domain is disabled or real private-cloud APIs are configured."""
     if "private_cloud" not in enabled_domains() or any(os.environ.get(name) for name in PRIVATE_CLOUD_URLS):
         return None
-    simulator = PrivateCloudSimulator(private_cloud_tenants(build_estate()), today=today)
+    scale = scale or Scale.demo()
+    simulator = PrivateCloudSimulator(
+        private_cloud_tenants(scale.estate(), tenants=scale.tenants, seed=scale.seed), today=today
+    )
     server = serve(simulator)
     os.environ.update(server.environment())
     return server
