@@ -371,7 +371,9 @@ def test_the_demo_writes_its_months_and_points_the_domain_at_them(
 
     directory = write_demo_focus_exports(tmp_path, 3, dt.date(2026, 12, 16))
 
-    assert directory == tmp_path / "focus" and os.environ["FINOPS_FOCUS_PATHS"] == str(directory)
+    assert directory == tmp_path / "focus" and os.environ["FINOPS_FOCUS_PATHS"] == str(
+        directory / "*" / "{month}" / "*"
+    )
     with duckdb.connect() as conn:
         counts = {
             str(path.relative_to(directory)): conn.execute(

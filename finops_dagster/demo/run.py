@@ -140,8 +140,14 @@ def write_demo_focus_exports(
         fmt=fmt,
         today=today,
     )
-    os.environ["FINOPS_FOCUS_PATHS"] = str(directory)
+    os.environ["FINOPS_FOCUS_PATHS"] = focus_location(directory)
     return directory
+
+
+def focus_location(directory: Path) -> str:
+    """The demo's exports as FINOPS_FOCUS_PATHS: `<provider>/<month>/part-N` files, so a month reads
+    its own folder only."""
+    return str(directory / "*" / "{month}" / "*")
 
 
 def start_simulated_native(today: dt.date, scale: Scale | None = None) -> SimulatedNative | None:
@@ -292,7 +298,7 @@ def print_next_steps(env: DemoEnvironment) -> None:
     print("so by hand the CMDB and the public cloud's generated exports alone are enabled):")
     print("  export FINOPS_DOMAINS_ENABLED=open_legacy" + (",public_cloud" if env.focus_exports else ""))
     if env.focus_exports is not None:
-        print(f"  export FINOPS_FOCUS_PATHS='{env.focus_exports}'")
+        print(f"  export FINOPS_FOCUS_PATHS='{focus_location(env.focus_exports)}'")
     print(f"  export POSTGRES_URL='{env.postgres_url}'")
     print(f"  export MONGO_URL='{env.mongo_url}'")
     print(
