@@ -29,6 +29,7 @@ from finops_dagster.http.client import HttpSource
 from finops_dagster.http.errors import SourceError
 from finops_dagster.http.settings import HttpSettings
 from finops_dagster.settings import SettingError
+from finops_dagster_tests.fake_time import FakeTime
 from finops_dagster_tests.samples import SAMPLES
 
 SAMPLE = SAMPLES / "azure" / "ManagementGroupQueryGrouping.json"
@@ -47,19 +48,6 @@ COLUMNS = [
     {"name": "ServiceName", "type": "String"},
     {"name": "Currency", "type": "String"},
 ]
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 50_000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture

@@ -33,24 +33,10 @@ from finops_dagster.http.errors import SourceError
 from finops_dagster.http.pagination import by_link_header, by_next_url, by_page_number, by_token
 from finops_dagster.http.settings import HttpSettings, http_settings
 from finops_dagster.settings import SettingError
+from finops_dagster_tests.fake_time import FakeTime
 
 SOURCE = "Test API"
 TOKEN_PATH = "/oidc/token"
-
-
-class FakeTime:
-    """A clock that only moves when told to, or when the source 'sleeps' (each sleep is recorded)."""
-
-    def __init__(self) -> None:
-        self.now = 10_000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
