@@ -141,7 +141,6 @@ class DomainLoad:
     rejects: list[Reject]
     source_totals: dict[str, Decimal]
     source_record_count: int
-    source_cost: Decimal | None = None
     source_costs: dict[str, Decimal] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 

@@ -59,8 +59,8 @@ def stage_domain_load(conn: psycopg.Connection, load: DomainLoad, run_id: str) -
         conn.execute(
             """
             INSERT INTO finops.domain_load (domain_id, period_month, run_id, releve_count, reject_count,
-                total_cost, source_record_count, source_totals, source_cost, source_costs, details)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                total_cost, source_record_count, source_totals, source_costs, details)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             """,
             (
                 load.domain_id,
@@ -71,7 +71,6 @@ def stage_domain_load(conn: psycopg.Connection, load: DomainLoad, run_id: str) -
                 load.total_cost,
                 load.source_record_count,
                 json.dumps({unit: str(quantity) for unit, quantity in load.source_totals.items()}),
-                load.source_cost,
                 json.dumps({currency: str(cost) for currency, cost in load.source_costs.items()}),
                 json.dumps(load.details, default=str),
             ),
