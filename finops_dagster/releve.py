@@ -1,16 +1,23 @@
 """The relevé contract: one record per application × product × month, whatever the domain.
 
 Every domain produces `Releve` rows and `Reject` rows; the mart only ever sees these two shapes.
+A domain that computes its relevés outside Python (DuckDB, for bills of tens of millions of line
+items) hands them over as a `ReleveBatch`: the CSV the mart's COPY loads as it is, which still
+reads back as `Releve` objects for whoever wants them.
 Money and quantities are `Decimal` end to end and are quantized once, here, so every domain
 rounds the same way and the reconciliation tolerance is known.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from functools import cached_property
+from typing import Any, overload
 
 UNALLOCATED_APPLICATION = "UNALLOCATED"
 UNALLOCATED_GROUP = "UNALLOCATED"
@@ -107,6 +114,64 @@ class Releve:
 
 
 @dataclass(frozen=True)
+class ReleveBatch(Sequence[Releve]):
+    """`length` relevés as CSV rows in RELEVE_COLUMNS order (no header; an empty unquoted field is
+    NULL), with the totals that were summed with them."""
+
+    rows_csv: bytes
+    length: int
+    total_cost: Decimal
+    unallocated_cost: Decimal
+
+    def __len__(self) -> int:
+        return self.length
+
+    @overload
+    def __getitem__(self, index: int) -> Releve: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Releve]: ...
+
+    def __getitem__(self, index: int | slice) -> Releve | Sequence[Releve]:
+        return self.releves[index]
+
+    def __iter__(self) -> Iterator[Releve]:
+        return iter(self.releves)
+
+    @cached_property
+    def releves(self) -> list[Releve]:
+        """The rows read back as `Releve` objects, once, for whoever wants objects."""
+        reader = csv.reader(io.StringIO(self.rows_csv.decode("utf-8")))
+        return [_releve(dict(zip(RELEVE_COLUMNS, row, strict=True))) for row in reader]
+
+
+def _releve(row: dict[str, str]) -> Releve:
+    def optional(name: str) -> str | None:
+        return row[name] or None
+
+    billed = optional("billed_cost")
+    return Releve(
+        period_month=dt.date.fromisoformat(row["period_month"]),
+        application_id=row["application_id"],
+        product_id=row["product_id"],
+        family_id=row["family_id"],
+        domain_id=row["domain_id"],
+        usage_quantity=Decimal(row["usage_quantity"]),
+        usage_unit=row["usage_unit"],
+        unit_cost=Decimal(row["unit_cost"]),
+        total_cost=Decimal(row["total_cost"]),
+        currency=row["currency"],
+        source=row["source"],
+        run_id=row["run_id"],
+        rate_card_version=optional("rate_card_version"),
+        source_record_count=int(row["source_record_count"]),
+        computed_at=dt.datetime.fromisoformat(row["computed_at"]),
+        billed_cost=None if billed is None else Decimal(billed),
+        billed_currency=optional("billed_currency"),
+    )
+
+
+@dataclass(frozen=True)
 class Reject:
     """What could not become a relevé, why, and what it carried, so nothing is silently lost."""
 
@@ -137,7 +202,7 @@ class DomainLoad:
 
     domain_id: str
     period_month: dt.date
-    releves: list[Releve]
+    releves: Sequence[Releve]
     rejects: list[Reject]
     source_totals: dict[str, Decimal]
     source_record_count: int
@@ -146,4 +211,14 @@ class DomainLoad:
 
     @property
     def total_cost(self) -> Decimal:
+        if isinstance(self.releves, ReleveBatch):
+            return self.releves.total_cost
         return sum((releve.total_cost for releve in self.releves), Decimal(0))
+
+    @property
+    def unallocated_cost(self) -> Decimal:
+        if isinstance(self.releves, ReleveBatch):
+            return self.releves.unallocated_cost
+        return sum(
+            (r.total_cost for r in self.releves if r.application_id == UNALLOCATED_APPLICATION), Decimal(0)
+        )

@@ -567,7 +567,7 @@ def test_every_export_sample_reconciles(
         settings=FoldSettings(("app-id", "application", "app"), "EUR", False, families_by_service_category()),
     )
     reader = ExportReader(layout, [str(SAMPLES / sample)], "PATHS")
-    fold.add_source(reader.read_month(month, dt.datetime.now(dt.UTC), fold.allocation))
+    fold.add_source(reader.read_month(month, dt.datetime.now(dt.UTC), fold.table))
     load = fold.finish({})
     upsert_products(mart, fold.products.values())
     stage_domain_load(mart, load, fold.run_id)

@@ -7,7 +7,7 @@ publish moves exactly one run's rows and cleans the others. COPY carries the row
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from finops_dagster.mart.locks import STAGE_NAMESPACE
-from finops_dagster.releve import REJECT_COLUMNS, RELEVE_COLUMNS, DomainLoad
+from finops_dagster.releve import REJECT_COLUMNS, RELEVE_COLUMNS, DomainLoad, Releve, ReleveBatch
 
 
 def domain_table(domain_id: str) -> sql.Composed:
@@ -42,13 +42,7 @@ def stage_domain_load(conn: psycopg.Connection, load: DomainLoad, run_id: str) -
             (STAGE_NAMESPACE, f"{load.domain_id}/{load.period_month}"),
         )
         _delete_attempt(conn, table, load, run_id)
-        _copy_rows(
-            conn,
-            sql.SQL("COPY {} ({}) FROM STDIN").format(
-                table, sql.SQL(", ").join(map(sql.Identifier, RELEVE_COLUMNS))
-            ),
-            (releve.as_row() for releve in load.releves),
-        )
+        _copy_releves(conn, table, load.releves)
         _copy_rows(
             conn,
             sql.SQL("COPY finops.releve_reject ({}) FROM STDIN").format(
@@ -75,14 +69,13 @@ def stage_domain_load(conn: psycopg.Connection, load: DomainLoad, run_id: str) -
                 json.dumps(load.details, default=str),
             ),
         )
-    unallocated = sum((r.total_cost for r in load.releves if r.application_id == "UNALLOCATED"), Decimal(0))
     return StagedLoad(
         load.domain_id,
         f"{load.period_month:%Y-%m}",
         len(load.releves),
         len(load.rejects),
         load.total_cost,
-        unallocated,
+        load.unallocated_cost,
     )
 
 
@@ -98,6 +91,21 @@ def _delete_attempt(conn: psycopg.Connection, table: sql.Composed, load: DomainL
     conn.execute(
         "DELETE FROM finops.domain_load WHERE domain_id = %s AND period_month = %s AND run_id = %s",
         (domain, month, run_id),
+    )
+
+
+def _copy_releves(conn: psycopg.Connection, table: sql.Composed, releves: Sequence[Releve]) -> None:
+    """A batch's CSV goes to the server as it is; `Releve` objects row by row."""
+    columns = sql.SQL(", ").join(map(sql.Identifier, RELEVE_COLUMNS))
+    if isinstance(releves, ReleveBatch):
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(table, columns)
+        with conn.cursor() as cur, cur.copy(statement) as copy:
+            copy.write(releves.rows_csv)
+        return
+    _copy_rows(
+        conn,
+        sql.SQL("COPY {} ({}) FROM STDIN").format(table, columns),
+        (releve.as_row() for releve in releves),
     )
 
 

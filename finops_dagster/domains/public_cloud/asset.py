@@ -46,11 +46,11 @@ def rates_with_sources(
 
 
 def converted_at(
-    context: AssetExecutionContext, load: DomainLoad, rates: dict[str, tuple[Decimal, str]]
+    context: AssetExecutionContext, load: DomainLoad, rates: dict[str, tuple[Decimal, str]], reporting: str
 ) -> dict[str, str]:
-    """The rates this month's relevés were converted at, with where each comes from; a rate the
+    """The rates this month's bills were converted at, with where each comes from; a rate the
     reference file marks indicative is said aloud, so a deployment that kept the shipped rates knows."""
-    used = {releve.billed_currency for releve in load.releves if releve.billed_currency}
+    used = {currency for currency in load.source_costs if currency != reporting and currency in rates}
     for currency in sorted(used):
         rate, source = rates[currency]
         if "indicative" in source.lower():
@@ -90,23 +90,24 @@ def read_month(
     )
     details: dict[str, Any] = {}
     for name, reader in sources.readers.items():
-        read = reader.read_month(month, now, fold.allocation)
+        read = reader.read_month(month, now, fold.table)
         fold.add_source(read)
         for skipped in read.skipped_files:
             context.log.info(f"{name} {month:%Y-%m}: skipped {skipped.path}: {skipped.reason}")
         details[name] = {
             "files_read": read.files_read,
             "line_items": read.line_items,
-            "charge_groups": len(read.groups),
+            "charge_groups": len(read.groups) + read.inserted_groups,
             "unreadable_rows": len(read.problems),
             "skipped_files": [{"path": s.path, "reason": s.reason} for s in read.skipped_files],
         }
         context.log.info(
             f"{name} {month:%Y-%m}: {read.line_items} line items from {read.files_read} file(s) or "
-            f"responses, {len(read.groups)} charge groups, {len(read.problems)} unreadable rows"
+            f"responses, {len(read.groups) + read.inserted_groups} charge groups, "
+            f"{len(read.problems)} unreadable rows"
         )
     load = fold.finish(details)
-    load.details["exchange_rates"] = converted_at(context, load, rates)
+    load.details["exchange_rates"] = converted_at(context, load, rates, settings.reporting_currency)
     return load, fold
 
 

@@ -28,7 +28,7 @@ import boto3
 from botocore import exceptions as boto_errors
 from botocore.config import Config
 
-from finops_dagster.domains.public_cloud.charges import Allocation, ChargeGroup, ChargeProblem, SourceMonth
+from finops_dagster.domains.public_cloud.charges import ChargeGroup, ChargeProblem, ChargeTable, SourceMonth
 from finops_dagster.domains.public_cloud.settings import application_tag_key
 from finops_dagster.http.errors import SourceError
 from finops_dagster.http.pagination import follow
@@ -108,13 +108,11 @@ class AwsCostExplorer:
             "GroupBy": [{"Type": "TAG", "Key": self.tag_key}, {"Type": "DIMENSION", "Key": "SERVICE"}],
         }
 
-    def read_month(
-        self, month: dt.date, now: dt.datetime, allocation: Allocation | None = None
-    ) -> SourceMonth:
+    def read_month(self, month: dt.date, now: dt.datetime, into: ChargeTable | None = None) -> SourceMonth:
         """The month's costs: a past month in full, the current month up to `now`.
 
         The provider groups by the application tag itself: its groups carry that one tag, and the
-        domain allocates it (`allocation` is not needed here).
+        domain allocates its few groups itself (`into` is not needed here).
         """
         if month.day != 1:
             raise ValueError(f"a month is given by its first day, got {month}")

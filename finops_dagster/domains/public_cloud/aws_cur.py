@@ -137,6 +137,8 @@ class AwsCurLayout:
         ]
         return problem_case(checks)
 
+    tags_are_json = False
+
     def parse_tags(self, raw: str | None) -> dict[str, str]:
         """User-defined tags, keyed without their `user_` prefix (CUR 2.0's map keeps it)."""
         tags: dict[str, str] = {}

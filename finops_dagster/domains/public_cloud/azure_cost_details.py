@@ -120,6 +120,8 @@ class AzureCostDetailsLayout:
             )
         return problem_case(checks)
 
+    tags_are_json = True
+
     def parse_tags(self, raw: str | None) -> dict[str, str]:
         return parse_tags(raw)
 

@@ -30,7 +30,7 @@ from typing import Any, Self
 
 import httpx
 
-from finops_dagster.domains.public_cloud.charges import Allocation, ChargeGroup, ChargeProblem, SourceMonth
+from finops_dagster.domains.public_cloud.charges import ChargeGroup, ChargeProblem, ChargeTable, SourceMonth
 from finops_dagster.domains.public_cloud.settings import application_tag_key
 from finops_dagster.http.auth import OidcClientCredentials
 from finops_dagster.http.client import HttpSource
@@ -140,13 +140,11 @@ class AzureCostManagement:
             },
         }
 
-    def read_month(
-        self, month: dt.date, now: dt.datetime, allocation: Allocation | None = None
-    ) -> SourceMonth:
+    def read_month(self, month: dt.date, now: dt.datetime, into: ChargeTable | None = None) -> SourceMonth:
         """The month's costs of every scope: a past month in full, the current month up to `now`.
 
         The provider groups by the application tag itself: its groups carry that one tag, and the
-        domain allocates it (`allocation` is not needed here).
+        domain allocates its few groups itself (`into` is not needed here).
         """
         _check_month(month)
         result = SourceMonth()

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import duckdb
+
 
 @dataclass(frozen=True)
 class ChargeGroup:
@@ -77,6 +79,8 @@ class Allocation:
     keys: tuple[str, ...]
     applications: frozenset[str]
     by_rules: Callable[[Callable[[str], str | None]], str | None]
+    rule_fields: frozenset[str] = frozenset(("tag", *RULE_FIELDS))
+    """What the rules read (`tag` and RULE_FIELDS): a source summing charges for them keeps only these."""
 
     def resolve(self, tagged: str | None, fields: Mapping[str, str | None]) -> str | None:
         """The charge's application, or None when neither its tag nor a rule names a known one."""
@@ -84,6 +88,19 @@ class Allocation:
             return tagged.strip().upper()
         values = {**fields, "tag": tagged}
         return self.by_rules(values.get)
+
+
+@dataclass(frozen=True)
+class ChargeTable:
+    """The fold's DuckDB table of charges placed on applications (fold_queries.CREATE_ALLOCATED_CHARGES).
+
+    A source that sums in DuckDB (the export files) inserts into it from its own scan, placing each
+    charge with `allocation`, so a bill's line items never become Python objects. Its own work goes
+    on a cursor of `connection` (temporary tables stay its own)."""
+
+    allocation: Allocation
+    connection: duckdb.DuckDBPyConnection
+    name: str
 
 
 @dataclass(frozen=True)
@@ -109,4 +126,6 @@ class SourceMonth:
     """What the source holds for the month per billing currency, counted before any grouping, where
     the source can say (the files); otherwise the fold adds its groups and problems up."""
     unknown_application_tags: dict[str, int] = field(default_factory=dict)
+    inserted_groups: int = 0
+    """Charge groups the source inserted into the fold's `ChargeTable` rather than returned."""
     """Line items per application-tag value that named no known application and that no rule placed."""

@@ -2,21 +2,28 @@
 
 1. Each file is scanned once into `charges`: its month's line items summed by every field a relevé
    depends on, as written (trimming and checks happen here, once per group, not per line item).
+   With an allocation, a Parquet file's distinct tag sets are resolved first (reading one
+   column is cheap there) and its charges are summed per application already; a CSV file's are
+   summed by tag set (a second parse would double its cost) and placed after.
 2. With an allocation: `tag_values` (the application tag of each distinct tag set) and `known`
    (the mart's applications) place what they can; `tagged` holds the charges summed per known
    application, or with what the mapping rules read where the tag names none; `ruled` holds what
-   the rules said of those; `RELEVE_GROUPS` sums everything per application × product × currency.
+   the rules said of those; `insert_releve_groups` sums everything per application × product ×
+   currency into the fold's table.
 3. Without one: `DETAILED_GROUPS` keeps every group with its tags, for a caller that wants them.
 """
 
 from __future__ import annotations
 
-from finops_dagster.domains.public_cloud.duckdb_columns import DECIMAL
+from collections.abc import Set as AbstractSet
+
+from finops_dagster.domains.public_cloud.charges import RULE_FIELDS
+from finops_dagster.domains.public_cloud.duckdb_columns import DECIMAL, identifier
 from finops_dagster.releve import UNALLOCATED_APPLICATION
 
 CREATE_CHARGES = f"""
     CREATE OR REPLACE TEMP TABLE charges (
-        file_index INTEGER, problem VARCHAR, in_month BOOLEAN,
+        file_index INTEGER, problem VARCHAR, in_month BOOLEAN, application VARCHAR,
         provider VARCHAR, service_name VARCHAR, service_category VARCHAR, charge_category VARCHAR,
         sku_id VARCHAR, sub_account_id VARCHAR, sub_account_name VARCHAR, resource_group VARCHAR,
         tags VARCHAR, currency VARCHAR, pricing_unit VARCHAR,
@@ -70,7 +77,74 @@ CATEGORY_COUNTS = f"""
     FROM charges WHERE {READABLE} GROUP BY 1 ORDER BY 1
 """
 
-DISTINCT_TAGS = f"SELECT DISTINCT tags FROM charges WHERE {READABLE} AND tags IS NOT NULL"
+CREATE_TAG_TABLES = (
+    "CREATE OR REPLACE TEMP TABLE tag_values (tags VARCHAR, tag_value VARCHAR)",
+    "CREATE OR REPLACE TEMP TABLE tag_applications (tags VARCHAR, application_id VARCHAR)",
+)
+CREATE_WANTED_KEYS = (
+    "CREATE OR REPLACE TEMP TABLE wanted_keys AS SELECT unnest($keys) AS key, unnest($ranks) AS rank"
+)
+CREATE_KNOWN = "CREATE OR REPLACE TEMP TABLE known AS SELECT unnest($applications) AS application_id"
+"""`tag_values`: the application tag's value (or NULL) of each distinct tag set resolved so far;
+`tag_applications`: those that name a known application; `wanted_keys`: the configured tag keys,
+normalised, in order; `known`: the mart's applications."""
+
+
+def new_tags(source: str) -> str:
+    """Distinct tag sets of `source` (a query with a `tags` column) not resolved yet."""
+    return f"""
+    CREATE OR REPLACE TEMP TABLE new_tags AS
+    SELECT DISTINCT tags FROM ({source})
+    WHERE tags IS NOT NULL AND tags NOT IN (SELECT tags FROM tag_values)
+    """
+
+
+RESOLVE_JSON_TAGS = """
+    INSERT INTO tag_values
+    WITH objects AS (
+        SELECT tags,
+               TRY_CAST(TRY_CAST(CASE WHEN starts_with(trim(tags), '{') THEN trim(tags)
+                                      ELSE '{' || trim(tags) || '}' END AS JSON)
+                        AS MAP(VARCHAR, JSON)) AS entries
+        FROM new_tags
+    ), readable AS (
+        SELECT tags, entries FROM objects WHERE entries IS NOT NULL
+    ), pairs AS (
+        SELECT tags, unnest(map_keys(entries)) AS key, unnest(map_values(entries)) AS value,
+               generate_subscripts(map_keys(entries), 1) AS position
+        FROM readable
+    ), candidates AS (
+        SELECT p.tags, w.rank, p.position,
+               trim(CASE WHEN json_type(p.value) = 'VARCHAR' THEN p.value ->> '$'
+                         ELSE CAST(p.value AS VARCHAR) END) AS value
+        FROM pairs AS p
+        JOIN wanted_keys AS w ON w.key = replace(lower(trim(p.key)), '_', '-')
+        WHERE p.value IS NOT NULL
+    ), chosen AS (
+        SELECT tags, arg_min(value, rank * 1000000 + position) AS value
+        FROM candidates WHERE value <> '' GROUP BY tags
+    )
+    SELECT r.tags, c.value FROM readable AS r LEFT JOIN chosen AS c USING (tags)
+"""
+"""The application tag of JSON tag sets (braces optional), as tags.parse_tags and tags.tag_value
+read them: the first configured key present with a value, keys compared without case, spaces or
+the `-`/`_` difference. A set DuckDB cannot read as one object (invalid JSON, a key written twice)
+is left to Python (`UNRESOLVED_TAGS`)."""
+
+UNRESOLVED_TAGS = "SELECT tags FROM new_tags WHERE tags NOT IN (SELECT tags FROM tag_values)"
+
+INSERT_TAG_VALUES = "INSERT INTO tag_values SELECT unnest($tags), unnest($values)"
+
+REFRESH_TAG_APPLICATIONS = """
+    INSERT INTO tag_applications
+    SELECT t.tags, k.application_id
+    FROM new_tags AS n
+    JOIN tag_values AS t USING (tags)
+    JOIN known AS k ON k.application_id = upper(trim(t.tag_value))
+"""
+
+UNPLACED_TAGS = f"SELECT tags FROM charges WHERE application IS NULL AND {READABLE}"
+"""Tag sets of the charges no file placed while scanning (CSV files are summed by raw tags)."""
 
 DETAILED_GROUPS = f"""
     SELECT NULLIF(trim(provider), ''), NULLIF(trim(service_name), ''), NULLIF(trim(service_category), ''),
@@ -84,15 +158,31 @@ DETAILED_GROUPS = f"""
 """
 
 
+RULE_COLUMNS = {"tag": "tag_value", **{name: name for name in RULE_FIELDS}}
+"""What a mapping rule may read → the column of `tagged` (and `ruled`) that holds it."""
+
+
+def _rule_value(alias: str, field: str, reads: AbstractSet[str]) -> str:
+    """A field the rules read, or NULL where none reads it: combinations differing only there are one."""
+    return f"{alias}.{RULE_COLUMNS[field]}" if field in reads else "NULL::VARCHAR"
+
+
 def _unless_tagged(expression: str) -> str:
     """What only the mapping rules need: dropped where the tag already named the application, so
     those charges sum per application."""
-    return f"CASE WHEN k.application_id IS NULL THEN {expression} END"
+    return f"CASE WHEN coalesce(c.application, k.application_id) IS NULL THEN {expression} END"
 
 
-CREATE_TAGGED = f"""
+def create_tagged(reads: AbstractSet[str]) -> str:
+    """`tagged`: the charges trimmed and summed per known application, or with what the rules read
+    (among `reads`) where the tag names none."""
+
+    def for_rules(name: str) -> str:
+        return _unless_tagged(f"NULLIF(trim(c.{name}), '')") if name in reads else "NULL::VARCHAR"
+
+    return f"""
     CREATE TEMP TABLE tagged AS
-    SELECT k.application_id AS application,
+    SELECT coalesce(c.application, k.application_id) AS application,
            {_unless_tagged("NULLIF(trim(t.tag_value), '')")} AS tag_value,
            NULLIF(trim(c.provider), '') AS provider,
            NULLIF(trim(c.service_name), '') AS service_name,
@@ -100,26 +190,30 @@ CREATE_TAGGED = f"""
            CASE WHEN NULLIF(trim(c.service_name), '') IS NULL
                 THEN NULLIF(trim(c.charge_category), '') END AS charge_category,
            NULLIF(trim(c.sku_id), '') AS sku_id,
-           {_unless_tagged("NULLIF(trim(c.sub_account_id), '')")} AS sub_account_id,
-           {_unless_tagged("NULLIF(trim(c.sub_account_name), '')")} AS sub_account_name,
-           {_unless_tagged("NULLIF(trim(c.resource_group), '')")} AS resource_group,
+           {for_rules("sub_account_id")} AS sub_account_id,
+           {for_rules("sub_account_name")} AS sub_account_name,
+           {for_rules("resource_group")} AS resource_group,
            upper(trim(c.currency)) AS currency,
            NULLIF(trim(c.pricing_unit), '') AS pricing_unit,
            sum(c.cost) AS cost,
            sum(c.line_items)::BIGINT AS line_items,
            sum(c.pricing_quantity) AS pricing_quantity
     FROM charges AS c
-    LEFT JOIN tag_values AS t ON t.tags = c.tags
+    LEFT JOIN tag_values AS t ON c.application IS NULL AND t.tags = c.tags
     LEFT JOIN known AS k ON k.application_id = upper(trim(t.tag_value))
     WHERE c.problem IS NULL AND {VALID_CURRENCY.replace("currency", "c.currency")}
     GROUP BY ALL
-"""
+    """
 
-RULE_INPUTS = """
-    SELECT DISTINCT tag_value, sub_account_id, sub_account_name, resource_group, provider, service_name
-    FROM tagged WHERE application IS NULL
-"""
-"""What the mapping rules read, once per distinct combination (not per charge)."""
+
+def rule_inputs(reads: AbstractSet[str]) -> str:
+    """What the mapping rules read, once per distinct combination (not per charge), in
+    RULE_COLUMNS order."""
+    columns = ", ".join(
+        f"{_rule_value('g', field, reads)} AS {column}" for field, column in RULE_COLUMNS.items()
+    )
+    return f"SELECT DISTINCT {columns} FROM tagged AS g WHERE g.application IS NULL"
+
 
 CREATE_RULED = """
     CREATE TEMP TABLE ruled AS
@@ -129,41 +223,47 @@ CREATE_RULED = """
            unnest($application) AS application
 """
 
-_PLACED = """
-    FROM tagged AS g
-    LEFT JOIN ruled AS r
-      ON g.application IS NULL
-     AND r.tag_value IS NOT DISTINCT FROM g.tag_value
-     AND r.sub_account_id IS NOT DISTINCT FROM g.sub_account_id
-     AND r.sub_account_name IS NOT DISTINCT FROM g.sub_account_name
-     AND r.resource_group IS NOT DISTINCT FROM g.resource_group
-     AND r.provider IS NOT DISTINCT FROM g.provider
-     AND r.service_name IS NOT DISTINCT FROM g.service_name
-"""
+
+def _placed(reads: AbstractSet[str]) -> str:
+    matches = "".join(
+        f" AND r.{column} IS NOT DISTINCT FROM {_rule_value('g', field, reads)}"
+        for field, column in RULE_COLUMNS.items()
+    )
+    return f"FROM tagged AS g LEFT JOIN ruled AS r ON g.application IS NULL{matches}"
+
 
 _ONE_UNIT = (
     "bool_and(g.pricing_quantity IS NOT NULL AND g.pricing_unit IS NOT NULL) "
     "AND count(DISTINCT g.pricing_unit) = 1"
 )
 
-RELEVE_GROUPS = f"""
-    SELECT coalesce(g.application, r.application, '{UNALLOCATED_APPLICATION}') AS application,
-           g.provider, g.service_name, min(g.service_category), g.charge_category, g.sku_id, g.currency,
+
+def insert_releve_groups(table: str, reads: AbstractSet[str]) -> str:
+    """The month's charges summed per application × product × billing currency, into the fold's
+    `table`: the quantity where its charges share one pricing unit (the relevé's unit), else none
+    (the relevé then counts line items). Returns how many rows it inserted."""
+    return f"""
+    INSERT INTO {identifier(table)} (source, application, provider, service_name, service_category,
+                         charge_category, sku_id, currency, pricing_unit, cost, line_items,
+                         pricing_quantity)
+    SELECT $source, coalesce(g.application, r.application, '{UNALLOCATED_APPLICATION}'),
+           coalesce(g.provider, $unknown_provider), g.service_name, min(g.service_category),
+           g.charge_category, g.sku_id, g.currency,
            CASE WHEN {_ONE_UNIT} THEN min(g.pricing_unit) END,
            sum(g.cost), sum(g.line_items)::BIGINT,
            CASE WHEN {_ONE_UNIT} THEN sum(g.pricing_quantity) END
-    {_PLACED}
-    GROUP BY 1, g.provider, g.service_name, g.charge_category, g.sku_id, g.currency
-    ORDER BY 1, 2, 3, 5, 6, 7
-"""
-"""One row per application × product × billing currency: the quantity where its charges share one
-pricing unit (the relevé's unit), else none (the relevé then counts line items)."""
+    {_placed(reads)}
+    GROUP BY coalesce(g.application, r.application, '{UNALLOCATED_APPLICATION}'),
+             g.provider, g.service_name, g.charge_category, g.sku_id, g.currency
+    """
 
-UNKNOWN_TAGS = f"""
+
+def unknown_tags(reads: AbstractSet[str]) -> str:
+    """Application-tag values that name no known application and that no rule placed: a tagging
+    or referential problem for the FinOps team to fix."""
+    return f"""
     SELECT g.tag_value, sum(g.line_items)::BIGINT
-    {_PLACED}
+    {_placed(reads)}
     WHERE g.application IS NULL AND r.application IS NULL AND g.tag_value IS NOT NULL
     GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20
-"""
-"""Application-tag values that name no known application and that no rule placed: a tagging or
-referential problem for the FinOps team to fix."""
+    """

@@ -36,10 +36,11 @@ from finops_dagster.domains.public_cloud.charges import (
     Allocation,
     ChargeGroup,
     ChargeProblem,
+    ChargeTable,
     SkippedFile,
     SourceMonth,
 )
-from finops_dagster.domains.public_cloud.tags import tag_value
+from finops_dagster.domains.public_cloud.tags import normalized_key, tag_value
 from finops_dagster.releve import next_month
 
 EXPORT_SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -67,6 +68,8 @@ KEYS = (
 """What a charge group is keyed by: the first fields a layout selects, and DETAILED_GROUPS' keys."""
 FIELDS = (*KEYS, "cost", "pricing_quantity", "period")
 """What a layout's `fields` select, in this order and under these names."""
+RULE_ONLY_FIELDS = ("sub_account_id", "sub_account_name", "resource_group")
+"""Keys only the mapping rules read (the others also make the product)."""
 
 
 class ExportFileError(RuntimeError):
@@ -147,6 +150,11 @@ class ExportLayout(Protocol):
     def parse_tags(self, raw: str | None) -> dict[str, str]:
         """The row's tags (as selected in `fields`) as a mapping."""
 
+    @property
+    def tags_are_json(self) -> bool:
+        """Whether the tags are a JSON object (braces optional) as `tags.parse_tags` reads them, so
+        DuckDB can find the application tag itself (export_queries.RESOLVE_JSON_TAGS)."""
+
 
 def export_files(patterns: Sequence[str]) -> list[str]:
     """Every export file the configured locations name: a directory (searched recursively) or a glob.
@@ -189,11 +197,9 @@ class ExportReader:
     def close(self) -> None:
         """Nothing stays open between months: each read opens its own in-memory DuckDB."""
 
-    def read_month(
-        self, month: dt.date, now: dt.datetime, allocation: Allocation | None = None
-    ) -> SourceMonth:
-        """The month's line items of every file, summed (per application with an `allocation`, else
-        per tag set); unreadable rows as rejects."""
+    def read_month(self, month: dt.date, now: dt.datetime, into: ChargeTable | None = None) -> SourceMonth:
+        """The month's line items of every file, summed; unreadable rows as rejects. Into the fold's
+        table, allocated, when given `into`; else returned as groups per tag set."""
         paths = export_files([pattern.replace(MONTH_PLACEHOLDER, f"{month:%Y-%m}") for pattern in self.paths])
         if not paths:
             raise ExportFileError(
@@ -201,8 +207,7 @@ class ExportReader:
                 + ", ".join(self.paths)
             )
         result = SourceMonth()
-        config: dict[str, Any] = {"threads": self.threads} if self.threads else {}
-        with duckdb.connect(config=config) as conn:
+        with self._connect(into) as conn:
             conn.execute("SET enable_progress_bar = false")
             _in_utc(conn)
             files: list[ExportFile] = []
@@ -220,7 +225,7 @@ class ExportReader:
                 files.append(described)
             if files:
                 try:
-                    self._read(conn, files, month, allocation, result)
+                    self._read(conn, files, month, into, result)
                 except duckdb.Error as error:
                     raise ExportFileError(
                         f"{self.setting}: a {self.layout.description} of {month:%Y-%m} cannot be read: "
@@ -228,17 +233,29 @@ class ExportReader:
                     ) from None
         return result
 
+    def _connect(self, into: ChargeTable | None) -> duckdb.DuckDBPyConnection:
+        """Its own connection, or a cursor on the fold's DuckDB (its temporary tables stay its own)."""
+        conn = into.connection.cursor() if into is not None else duckdb.connect()
+        if self.threads:
+            conn.execute(f"SET threads = {int(self.threads)}")
+        return conn
+
     def _read(
         self,
         conn: duckdb.DuckDBPyConnection,
         files: list[ExportFile],
         month: dt.date,
-        allocation: Allocation | None,
+        into: ChargeTable | None,
         result: SourceMonth,
     ) -> None:
         conn.execute(q.CREATE_CHARGES)
+        if into is not None:
+            self._prepare_allocation(conn, into.allocation)
+            parquet = [f"SELECT {self.layout.fields(f)} FROM {f.scan()}" for f in files if f.is_parquet]
+            if parquet:  # their tag sets, all files at once: one column of Parquet reads fast
+                self._resolve_tags(conn, " UNION ALL ".join(parquet), into)
         for index, file in enumerate(files):
-            conn.execute(self._sum_file(file, index), _bounds(month))
+            conn.execute(self._sum_file(file, index, into), _bounds(month))
         for (index,) in conn.execute(q.FILES_WITH_UNPLACED_ROWS).fetchall():
             self._place_unreadable_periods(conn, files[index], index, month)
         conn.execute(q.DROP_FILES_OUTSIDE_MONTH)
@@ -249,12 +266,13 @@ class ExportReader:
             if index not in contributed
         )
         result.files_read = len(contributed)
-        if allocation is None:
+        if into is None:
             result.groups.extend(self._detailed_groups(conn))
         else:
             result.line_items_by_category = dict(conn.execute(q.CATEGORY_COUNTS).fetchall())
-            result.groups.extend(self._allocated_groups(conn, allocation))
-            result.unknown_application_tags = dict(conn.execute(q.UNKNOWN_TAGS).fetchall())
+            result.inserted_groups = self._insert_allocated(conn, into)
+            reads = into.allocation.rule_fields
+            result.unknown_application_tags = dict(conn.execute(q.unknown_tags(reads)).fetchall())
         result.line_items, result.source_costs = self._source_totals(conn)
         for (index,) in conn.execute(q.PROBLEM_FILES).fetchall():
             result.problems.extend(self._problems(conn, files[index], index, month))
@@ -286,16 +304,35 @@ class ExportReader:
         if (first.year, first.month) != (month.year, month.month):
             conn.execute("DELETE FROM charges WHERE file_index = $index AND NOT in_month", {"index": index})
 
-    def _sum_file(self, file: ExportFile, index: int) -> str:
+    def _sum_file(self, file: ExportFile, index: int, into: ChargeTable | None) -> str:
         """One scan of a file: its rows of the month (and those whose period cannot be read) summed
-        by every field a relevé depends on, without per-row work a group can do once."""
+        by every field a relevé depends on, without per-row work a group can do once.
+
+        When summing for an allocation, fields no mapping rule reads are left out, and a Parquet
+        file's rows whose tag set names a known application (resolved just before) are summed per
+        application, their tags and rule fields dropped: far fewer groups to make and to place."""
+        read = f"SELECT {self.layout.problem(file)} AS problem, {self.layout.fields(file)} FROM {file.scan()}"
+        placed_by_tag = into is not None and file.is_parquet
+        reads = into.allocation.rule_fields if into is not None else RULE_ONLY_FIELDS
+
+        def key(name: str) -> str:
+            if name in RULE_ONLY_FIELDS and name not in reads:
+                return f"NULL::VARCHAR AS {name}"
+            if placed_by_tag and name in (*RULE_ONLY_FIELDS, "tags"):
+                return f"CASE WHEN a.application_id IS NULL THEN f.{name} END AS {name}"
+            return f"f.{name}"
+
+        tag_join = "LEFT JOIN tag_applications AS a ON a.tags = f.tags" if placed_by_tag else ""
+        application = "a.application_id" if placed_by_tag else "NULL::VARCHAR"
         return f"""
             INSERT INTO charges
-            SELECT {index}, problem, period IS NOT NULL, {", ".join(KEYS)},
+            SELECT {index}, problem, period IS NOT NULL, application, {", ".join(KEYS)},
                    CAST(sum(cost) AS {col.DECIMAL}), count(*), CAST(sum(pricing_quantity) AS {col.DECIMAL})
             FROM (
-                SELECT {self.layout.problem(file)} AS problem, {self.layout.fields(file)}
-                FROM {file.scan()}
+                SELECT f.problem, f.period, {application} AS application,
+                       {", ".join(key(name) for name in KEYS)}, f.cost, f.pricing_quantity
+                FROM ({read}) AS f
+                {tag_join}
             )
             WHERE (period >= $start AND period < $end) OR period IS NULL
             GROUP BY ALL
@@ -323,24 +360,34 @@ class ExportReader:
             )
         return groups
 
-    def _allocated_groups(self, conn: duckdb.DuckDBPyConnection, allocation: Allocation) -> list[ChargeGroup]:
-        """The month's charges summed per application × product × billing currency, allocated
-        inside DuckDB: Python sees each distinct tag set and each distinct combination the rules
-        read once, never a line item."""
-        distinct = [row[0] for row in conn.execute(q.DISTINCT_TAGS).fetchall()]
-        conn.execute(
-            "CREATE TEMP TABLE tag_values AS SELECT unnest($tags) AS tags, unnest($values) AS tag_value",
-            {
-                "tags": distinct,
-                "values": [tag_value(self.layout.parse_tags(raw), allocation.keys) for raw in distinct],
-            },
-        )
-        conn.execute(
-            "CREATE TEMP TABLE known AS SELECT unnest($applications) AS application_id",
-            {"applications": sorted(allocation.applications)},
-        )
-        conn.execute(q.CREATE_TAGGED)
-        inputs = conn.execute(q.RULE_INPUTS).fetchall()
+    def _prepare_allocation(self, conn: duckdb.DuckDBPyConnection, allocation: Allocation) -> None:
+        for statement in q.CREATE_TAG_TABLES:
+            conn.execute(statement)
+        keys = list(dict.fromkeys(normalized_key(key) for key in allocation.keys))
+        conn.execute(q.CREATE_WANTED_KEYS, {"keys": keys, "ranks": list(range(len(keys)))})
+        conn.execute(q.CREATE_KNOWN, {"applications": sorted(allocation.applications)})
+
+    def _resolve_tags(self, conn: duckdb.DuckDBPyConnection, source: str, into: ChargeTable) -> None:
+        """The application tag of each tag set of `source` not seen yet: in DuckDB where the tags are
+        JSON, in Python for the rest (each distinct tag set once, never a line item)."""
+        conn.execute(q.new_tags(source))
+        if self.layout.tags_are_json:
+            conn.execute(q.RESOLVE_JSON_TAGS)
+        unresolved = [row[0] for row in conn.execute(q.UNRESOLVED_TAGS).fetchall()]
+        if unresolved:
+            keys = into.allocation.keys
+            values = [tag_value(self.layout.parse_tags(raw), keys) for raw in unresolved]
+            conn.execute(q.INSERT_TAG_VALUES, {"tags": unresolved, "values": values})
+        conn.execute(q.REFRESH_TAG_APPLICATIONS)
+
+    def _insert_allocated(self, conn: duckdb.DuckDBPyConnection, into: ChargeTable) -> int:
+        """The month's charges summed per application × product × billing currency and inserted
+        into the fold's table, allocated inside DuckDB: Python sees each distinct combination the
+        rules read once (and the tag sets DuckDB cannot read), never a line item."""
+        allocation = into.allocation
+        self._resolve_tags(conn, q.UNPLACED_TAGS, into)
+        conn.execute(q.create_tagged(allocation.rule_fields))
+        inputs = conn.execute(q.rule_inputs(allocation.rule_fields)).fetchall()
         placed = [
             allocation.resolve(tagged, dict(zip(RULE_FIELDS, fields, strict=True)))
             for tagged, *fields in inputs
@@ -348,35 +395,11 @@ class ExportReader:
         columns = ("tag_value", *RULE_FIELDS)
         ruled: dict[str, list[Any]] = {name: [row[i] for row in inputs] for i, name in enumerate(columns)}
         conn.execute(q.CREATE_RULED, {**ruled, "application": placed})
-        return [
-            ChargeGroup(
-                source=self.layout.source,
-                provider=provider or UNKNOWN_PROVIDER,
-                service_name=service,
-                service_category=category,
-                charge_category=charge_category,
-                sku_id=sku,
-                billing_currency=currency,
-                pricing_unit=unit,
-                cost=Decimal(cost),
-                line_items=line_items,
-                pricing_quantity=None if quantity is None else Decimal(quantity),
-                application=application,
-            )
-            for (
-                application,
-                provider,
-                service,
-                category,
-                charge_category,
-                sku,
-                currency,
-                unit,
-                cost,
-                line_items,
-                quantity,
-            ) in conn.execute(q.RELEVE_GROUPS).fetchall()
-        ]
+        row = conn.execute(
+            q.insert_releve_groups(into.name, allocation.rule_fields),
+            {"source": self.layout.source, "unknown_provider": UNKNOWN_PROVIDER},
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     def _problems(
         self, conn: duckdb.DuckDBPyConnection, file: ExportFile, index: int, month: dt.date

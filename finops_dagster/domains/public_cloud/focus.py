@@ -98,5 +98,7 @@ class FocusLayout:
         ]
         return problem_case(checks)
 
+    tags_are_json = True
+
     def parse_tags(self, raw: str | None) -> dict[str, str]:
         return parse_tags(raw)

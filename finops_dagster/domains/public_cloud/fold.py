@@ -11,24 +11,36 @@ product, credits as negative amounts.
 Currency: a relevé keeps what was billed (`billed_cost`, `billed_currency`) and its total in the
 reporting currency at the month's exchange rate; a currency without a rate for the month makes
 its charges rejects (their billed cost kept), so nothing is converted with a guess.
+
+The sums and the relevés are computed in an in-memory DuckDB (fold_queries.py): the export files'
+reader inserts its allocated sums there straight from its scan, so a bill of tens of millions of
+line items never becomes Python objects, and the relevés leave as the CSV the mart's COPY loads.
+The cost APIs' groups (a few thousand) are allocated here, in Python, and inserted alongside.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import duckdb
+
+from finops_dagster.domains.public_cloud import fold_queries as q
 from finops_dagster.domains.public_cloud.charges import (
     RULE_FIELDS,
     Allocation,
     ChargeGroup,
     ChargeProblem,
+    ChargeTable,
     SourceMonth,
 )
+from finops_dagster.domains.public_cloud.duckdb_columns import literal
 from finops_dagster.domains.public_cloud.tags import tag_value
 from finops_dagster.reference.catalog import Product
 from finops_dagster.reference.snapshot import ReferenceSnapshot
@@ -36,9 +48,8 @@ from finops_dagster.releve import (
     UNALLOCATED_APPLICATION,
     DomainLoad,
     Reject,
-    Releve,
+    ReleveBatch,
     quantize_money,
-    quantize_quantity,
 )
 
 DOMAIN_ID = "public_cloud"
@@ -55,17 +66,9 @@ class FoldSettings:
     families_by_category: Mapping[str, str]
 
 
-@dataclass
-class _Sum:
-    billed: Decimal = Decimal(0)
-    line_items: int = 0
-    quantity: Decimal = Decimal(0)
-    units: set[str | None] = field(default_factory=set)
-
-
 class ChargeFold:
-    """Sums charge groups per application × product × billing currency; memory grows with those,
-    never with line items."""
+    """Sums charges per application × product × billing currency; memory grows with those, never
+    with line items. `finish` makes the month's load and closes the fold's DuckDB."""
 
     def __init__(
         self,
@@ -83,8 +86,17 @@ class ChargeFold:
         self.snapshot = snapshot
         self.exchange_rates = exchange_rates
         self.settings = settings
-        self.allocation = Allocation(settings.tag_keys, snapshot.applications, snapshot.application_by_rules)
-        self.sums: dict[tuple[str, str, str, str], _Sum] = {}
+        self.allocation = Allocation(
+            settings.tag_keys,
+            snapshot.applications,
+            snapshot.application_by_rules,
+            frozenset(rule.field for rule in snapshot.rules),
+        )
+        self.duckdb = duckdb.connect()
+        self.duckdb.execute("SET enable_progress_bar = false")
+        self.duckdb.execute(q.CREATE_ALLOCATED_CHARGES)
+        self.table = ChargeTable(self.allocation, self.duckdb, "allocated_charges")
+        self.pending: list[ChargeGroup] = []
         self.products: dict[str, Product] = {}
         self.rejects: list[Reject] = []
         self.source_costs: dict[str, Decimal] = {}
@@ -93,7 +105,8 @@ class ChargeFold:
         self.charge_categories: Counter[str] = Counter()
 
     def add_source(self, read: SourceMonth) -> None:
-        """Everything a source said of the month: its charge groups, its unreadable rows."""
+        """Everything a source said of the month: its charge groups (or the sums it inserted into
+        `table`), its unreadable rows."""
         counted = read.source_costs is not None
         for group in read.groups:
             self.add(group, counted=counted)
@@ -114,17 +127,7 @@ class ChargeFold:
         """One charge group; `counted` when its source already counted its cost (`source_costs`)."""
         if not counted:
             self._count_source(group.billing_currency, group.cost, group.line_items)
-        rate = self._rate(group.billing_currency)
-        if rate is None:
-            self.rejects.append(self._no_rate_reject(group))
-            return
-        product = self._product(group)
-        key = (self._application(group), product.product_id, group.source, group.billing_currency)
-        total = self.sums.setdefault(key, _Sum())
-        total.billed += group.cost
-        total.line_items += group.line_items
-        total.units.add(group.pricing_unit if group.pricing_quantity is not None else None)
-        total.quantity += group.pricing_quantity or Decimal(0)
+        self.pending.append(group)
 
     def reject(self, problem: ChargeProblem, *, counted: bool = False) -> None:
         """A row a source could not read: kept with its reason, its cost counted where it was readable."""
@@ -145,7 +148,15 @@ class ChargeFold:
         )
 
     def finish(self, details: dict[str, Any]) -> DomainLoad:
-        releves = [self._releve(key, total) for key, total in sorted(self.sums.items())]
+        try:
+            self._insert_pending()
+            self._load_rates()
+            self.rejects.extend(self._unconvertible())
+            self.duckdb.execute(q.CREATE_PRICED, {"by_sku": self.settings.product_by_sku})
+            self._choose_products()
+            releves = self._releves()
+        finally:
+            self.duckdb.close()
         details = {
             **details,
             "charge_categories": dict(sorted(self.charge_categories.items())),
@@ -167,10 +178,31 @@ class ChargeFold:
         if currency is not None and cost is not None:
             self.source_costs[currency] = self.source_costs.get(currency, Decimal(0)) + cost
 
-    def _rate(self, currency: str) -> Decimal | None:
-        if currency == self.settings.reporting_currency:
-            return Decimal(1)
-        return self.exchange_rates.get(currency)
+    def _insert_pending(self) -> None:
+        """The groups handed over in Python, allocated here, into the table the files filled."""
+        if not self.pending:
+            return
+        columns: dict[str, list[Any]] = {
+            "source": [g.source for g in self.pending],
+            "application": [self._application(g) for g in self.pending],
+            "provider": [g.provider for g in self.pending],
+            "service_name": [g.service_name for g in self.pending],
+            "service_category": [g.service_category for g in self.pending],
+            "charge_category": [g.charge_category for g in self.pending],
+            "sku_id": [g.sku_id for g in self.pending],
+            "currency": [g.billing_currency for g in self.pending],
+            "pricing_unit": [
+                g.pricing_unit if g.pricing_quantity is not None else None for g in self.pending
+            ],
+            "cost": [str(g.cost) for g in self.pending],
+            "line_items": [g.line_items for g in self.pending],
+            "pricing_quantity": [
+                None if g.pricing_quantity is None or g.pricing_unit is None else str(g.pricing_quantity)
+                for g in self.pending
+            ],
+        }
+        self.duckdb.execute(q.INSERT_GROUPS, columns)
+        self.pending.clear()
 
     def _application(self, group: ChargeGroup) -> str:
         if group.application is not None:
@@ -184,77 +216,96 @@ class ChargeFold:
             self.unknown_tag_values[tagged] += group.line_items
         return UNALLOCATED_APPLICATION
 
-    def _product(self, group: ChargeGroup) -> Product:
-        service = group.service_name or group.charge_category or "Other"
-        parts = [group.provider, service]
-        if self.settings.product_by_sku and group.sku_id:
-            parts.append(group.sku_id)
-        product_id = ":".join(parts)
-        product = self.products.get(product_id)
-        if product is None:
+    def _load_rates(self) -> None:
+        rates = {**self.exchange_rates, self.settings.reporting_currency: Decimal(1)}
+        self.duckdb.execute(
+            q.CREATE_RATES, {"currency": list(rates), "rate": [str(rate) for rate in rates.values()]}
+        )
+
+    def _unconvertible(self) -> list[Reject]:
+        return [
+            Reject(
+                domain_id=DOMAIN_ID,
+                period_month=self.month,
+                run_id=self.run_id,
+                source=source,
+                source_ref=":".join(part or "-" for part in (provider, service_name, application)),
+                reason=(
+                    f"no exchange rate {currency}→{self.settings.reporting_currency} for "
+                    f"{self.month:%Y-%m} (reference/data/exchange_rates.csv)"
+                ),
+                cost=quantize_money(Decimal(cost)),
+                currency=currency,
+                raw_payload={
+                    "provider": provider,
+                    "service_name": service_name,
+                    "charge_category": charge_category,
+                    "application": application,
+                    "line_items": line_items,
+                },
+            )
+            for source, provider, service_name, charge_category, application, currency, cost, line_items in (
+                self.duckdb.execute(q.UNCONVERTIBLE).fetchall()
+            )
+        ]
+
+    def _choose_products(self) -> None:
+        """Each product once, for the catalogue: its family from its FOCUS ServiceCategory (the
+        first, in order, that names one), else the catalogue's, else the other family."""
+        for product_id, provider, service, sku, categories, unit in self.duckdb.execute(
+            q.PRODUCTS, {"by_sku": self.settings.product_by_sku}
+        ).fetchall():
             known = self.snapshot.products.get(product_id)
             family = (
-                self.settings.families_by_category.get(group.service_category or "")
+                next(
+                    (
+                        self.settings.families_by_category[c]
+                        for c in categories or []
+                        if c in self.settings.families_by_category
+                    ),
+                    None,
+                )
                 or (known.family_id if known else None)
                 or OTHER_FAMILY
             )
-            label = f"{group.provider} {service}" + (f" ({group.sku_id})" if len(parts) == 3 else "")
-            product = Product(product_id, family, label, group.pricing_unit or LINE_ITEMS_UNIT)
-            self.products[product_id] = product
-        return product
-
-    def _releve(self, key: tuple[str, str, str, str], sums: _Sum) -> Releve:
-        application, product_id, source, currency = key
-        converted = currency != self.settings.reporting_currency
-        rate = self._rate(currency) or Decimal(1)
-        total = quantize_money(sums.billed * rate)
-        units = sums.units
-        if len(units) == 1 and None not in units:
-            unit = next(iter(units)) or LINE_ITEMS_UNIT
-            quantity = quantize_quantity(sums.quantity)
-        else:
-            unit, quantity = LINE_ITEMS_UNIT, Decimal(sums.line_items)
-        return Releve(
-            period_month=self.month,
-            application_id=application,
-            product_id=product_id,
-            family_id=self.products[product_id].family_id,
-            domain_id=DOMAIN_ID,
-            usage_quantity=quantity,
-            usage_unit=unit,
-            unit_cost=quantize_money(total / quantity) if quantity else Decimal(0),
-            total_cost=total,
-            currency=self.settings.reporting_currency,
-            source=f"{source}:{currency}" if converted else source,
-            run_id=self.run_id,
-            rate_card_version=None,
-            source_record_count=sums.line_items,
-            computed_at=self.computed_at,
-            billed_cost=quantize_money(sums.billed) if converted else None,
-            billed_currency=currency if converted else None,
-        )
-
-    def _no_rate_reject(self, group: ChargeGroup) -> Reject:
-        return Reject(
-            domain_id=DOMAIN_ID,
-            period_month=self.month,
-            run_id=self.run_id,
-            source=group.source,
-            source_ref=":".join(
-                part or "-" for part in (group.provider, group.service_name, group.sub_account_id)
-            ),
-            reason=(
-                f"no exchange rate {group.billing_currency}→{self.settings.reporting_currency} for "
-                f"{self.month:%Y-%m} (reference/data/exchange_rates.csv)"
-            ),
-            cost=quantize_money(group.cost),
-            currency=group.billing_currency,
-            raw_payload={
-                "provider": group.provider,
-                "service_name": group.service_name,
-                "sub_account_id": group.sub_account_id,
-                "charge_category": group.charge_category,
-                "line_items": group.line_items,
-                "tags": dict(group.tags),
+            label = f"{provider} {service}" + (f" ({sku})" if sku else "")
+            self.products[product_id] = Product(product_id, family, label, unit or LINE_ITEMS_UNIT)
+        self.duckdb.execute(
+            q.CREATE_PRODUCT_FAMILIES,
+            {
+                "product_id": list(self.products),
+                "family_id": [product.family_id for product in self.products.values()],
             },
         )
+
+    def _releves(self) -> ReleveBatch:
+        """The relevés, computed in DuckDB and written as the CSV the mart loads."""
+        self.duckdb.execute(q.HALF_EVEN_QUOTIENT_MACRO)
+        self.duckdb.execute(q.UNIT_COST_MACRO)
+        self.duckdb.execute(
+            q.CREATE_RELEVES,
+            {
+                "month": self.month,
+                "domain": DOMAIN_ID,
+                "line_items_unit": LINE_ITEMS_UNIT,
+                "reporting": self.settings.reporting_currency,
+                "run_id": self.run_id,
+                "computed_at": self.computed_at.isoformat(),
+            },
+        )
+        row = self.duckdb.execute(q.RELEVE_TOTALS, {"unallocated": UNALLOCATED_APPLICATION}).fetchone()
+        count, total, unallocated = row if row else (0, "0", "0")
+        return ReleveBatch(
+            rows_csv=_csv_of(self.duckdb, "releves"),
+            length=int(count),
+            total_cost=Decimal(total),
+            unallocated_cost=Decimal(unallocated),
+        )
+
+
+def _csv_of(conn: duckdb.DuckDBPyConnection, table: str) -> bytes:
+    """A table as CSV (no header, NULL as an empty unquoted field, as PostgreSQL's COPY reads it)."""
+    with tempfile.TemporaryDirectory(prefix="finops-releves-") as directory:
+        path = Path(directory) / f"{table}.csv"
+        conn.execute(f"COPY {table} TO {literal(str(path))} (FORMAT csv, HEADER false)")
+        return path.read_bytes()

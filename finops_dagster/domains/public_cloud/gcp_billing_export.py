@@ -91,6 +91,8 @@ class GcpBillingExportLayout:
         ]
         return problem_case(checks)
 
+    tags_are_json = False
+
     def parse_tags(self, raw: str | None) -> dict[str, str]:
         """Project labels, then the resource's labels (which win): `[{'key': …, 'value': …}]` lists."""
         tags: dict[str, str] = {}

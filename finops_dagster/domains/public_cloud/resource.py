@@ -19,7 +19,7 @@ from finops_dagster.domains.public_cloud.aws_cost_explorer import AwsCostExplore
 from finops_dagster.domains.public_cloud.aws_cur import AwsCurLayout
 from finops_dagster.domains.public_cloud.azure_cost_details import AzureCostDetailsLayout
 from finops_dagster.domains.public_cloud.azure_cost_management import AzureCostManagement
-from finops_dagster.domains.public_cloud.charges import Allocation, SourceMonth
+from finops_dagster.domains.public_cloud.charges import ChargeTable, SourceMonth
 from finops_dagster.domains.public_cloud.export_reader import ExportLayout, ExportReader
 from finops_dagster.domains.public_cloud.focus import FocusLayout
 from finops_dagster.domains.public_cloud.gcp_billing_export import GcpBillingExportLayout
@@ -32,7 +32,7 @@ from finops_dagster.domains.public_cloud.settings import (
 
 class ChargeSource(Protocol):
     def read_month(
-        self, month: dt.date, now: dt.datetime, allocation: Allocation | None = None
+        self, month: dt.date, now: dt.datetime, into: ChargeTable | None = None
     ) -> SourceMonth: ...
 
     def close(self) -> None: ...

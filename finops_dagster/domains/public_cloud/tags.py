@@ -33,16 +33,17 @@ def parse_tags(raw: str | None) -> dict[str, str]:
 def tag_value(tags: Mapping[str, str], keys: Sequence[str]) -> str | None:
     """The value of the first configured key present. Keys are compared without case, surrounding
     spaces, or the difference between `-` and `_` (Athena's CUR columns turn `app-id` into `app_id`)."""
-    wanted = {_key(key): rank for rank, key in reversed(list(enumerate(keys)))}
+    wanted = {normalized_key(key): rank for rank, key in reversed(list(enumerate(keys)))}
     best: tuple[int, str] | None = None
     for key, value in tags.items():
-        rank = wanted.get(_key(key))
+        rank = wanted.get(normalized_key(key))
         if rank is not None and value.strip() and (best is None or rank < best[0]):
             best = (rank, value.strip())
     return best[1] if best else None
 
 
-def _key(key: str) -> str:
+def normalized_key(key: str) -> str:
+    """A tag key as keys are compared (export_queries.RESOLVE_JSON_TAGS does the same in SQL)."""
     return key.strip().lower().replace("_", "-")
 
 

@@ -1,0 +1,160 @@
+"""The SQL the charge fold runs in its DuckDB, in the order it runs it.
+
+1. `allocated_charges` receives every source's charges, each already placed on an application
+   (the export reader inserts its sums straight from its own scan; the fold inserts the groups of
+   the other sources).
+2. `rates` holds the month's exchange rates into the reporting currency (1 for that currency):
+   charges in a currency without one are rejects, never converted with a guess.
+3. `priced` names each charge's product; `products` gives what the catalogue needs of each one,
+   and `product_families` comes back with the family the fold chose for it.
+4. `RELEVES` sums per application × product × source × billed currency and computes each
+   relevé's quantity, conversion and unit cost with exact decimals and banker's rounding, the
+   rounding `releve.quantize_money` applies everywhere else.
+"""
+
+from __future__ import annotations
+
+from finops_dagster.releve import MONEY_SCALE
+
+AMOUNT = "DECIMAL(38, 18)"
+"""The charges' sums: exact to 18 decimals, up to 10^20."""
+
+CONVERTIBLE = "DECIMAL(38, 16)"
+"""A billed sum as it is multiplied by a rate (DECIMAL(20, 10)): the product keeps every decimal
+(scale 26) for sums up to 10^12; beyond, DuckDB stops with an overflow rather than round."""
+
+CREATE_ALLOCATED_CHARGES = f"""
+    CREATE TABLE allocated_charges (
+        source VARCHAR NOT NULL,
+        application VARCHAR NOT NULL,
+        provider VARCHAR NOT NULL,
+        service_name VARCHAR,
+        service_category VARCHAR,
+        charge_category VARCHAR,
+        sku_id VARCHAR,
+        currency VARCHAR NOT NULL,
+        pricing_unit VARCHAR,
+        cost {AMOUNT} NOT NULL,
+        line_items BIGINT NOT NULL,
+        pricing_quantity {AMOUNT}
+    )
+"""
+"""`pricing_unit` with `pricing_quantity` where the charges summed into a row share one unit;
+both NULL where they do not (the relevé then counts line items)."""
+
+INSERT_GROUPS = f"""
+    INSERT INTO allocated_charges
+    SELECT unnest($source), unnest($application), unnest($provider), unnest($service_name),
+           unnest($service_category), unnest($charge_category), unnest($sku_id), unnest($currency),
+           unnest($pricing_unit), CAST(unnest($cost) AS {AMOUNT}), unnest($line_items),
+           CAST(unnest($pricing_quantity) AS {AMOUNT})
+"""
+"""Amounts travel as text: a Python Decimal given to DuckDB as a number could become a float."""
+
+CREATE_RATES = """
+    CREATE TEMP TABLE rates AS
+    SELECT unnest($currency) AS currency, CAST(unnest($rate) AS DECIMAL(20, 10)) AS rate
+"""
+
+UNCONVERTIBLE = """
+    SELECT source, provider, service_name, charge_category, application, currency,
+           CAST(sum(cost) AS VARCHAR), sum(line_items)::BIGINT
+    FROM allocated_charges
+    WHERE currency NOT IN (SELECT currency FROM rates)
+    GROUP BY ALL
+    ORDER BY ALL
+"""
+"""Charges in a currency the month has no rate for: one reject per product and application."""
+
+CREATE_PRICED = """
+    CREATE TEMP TABLE priced AS
+    SELECT c.*, r.rate,
+           c.provider || ':' || coalesce(NULLIF(c.service_name, ''), NULLIF(c.charge_category, ''), 'Other')
+           || CASE WHEN $by_sku AND NULLIF(c.sku_id, '') IS NOT NULL THEN ':' || c.sku_id ELSE '' END
+           AS product_id
+    FROM allocated_charges AS c
+    JOIN rates AS r USING (currency)
+"""
+"""A charge's product: provider and service (`<provider>:<ChargeCategory>` for a charge without a
+service: a tax, an account-level credit), with the SKU when products are by SKU."""
+
+PRODUCTS = """
+    SELECT product_id, min(provider),
+           min(coalesce(NULLIF(service_name, ''), NULLIF(charge_category, ''), 'Other')),
+           min(CASE WHEN $by_sku THEN NULLIF(sku_id, '') END),
+           list(DISTINCT service_category ORDER BY service_category)
+               FILTER (WHERE service_category IS NOT NULL),
+           min(pricing_unit)
+    FROM priced
+    GROUP BY product_id
+    ORDER BY product_id
+"""
+
+CREATE_PRODUCT_FAMILIES = """
+    CREATE TEMP TABLE product_families AS
+    SELECT unnest($product_id) AS product_id, unnest($family_id) AS family_id
+"""
+
+HALF_EVEN_QUOTIENT_MACRO = """
+    CREATE TEMP MACRO half_even_quotient(n, d) AS
+        sign(n) * sign(d) * (
+            abs(n) // abs(d)
+            + CASE WHEN 2 * (abs(n) % abs(d)) > abs(d)
+                     OR (2 * (abs(n) % abs(d)) = abs(d) AND (abs(n) // abs(d)) % 2 = 1)
+                   THEN 1 ELSE 0 END
+        )
+"""
+"""n ÷ d for integers, rounded half to even."""
+
+UNIT_COST_MACRO = f"""
+    CREATE TEMP MACRO unit_cost(total, quantity) AS
+        CASE WHEN quantity = 0 THEN CAST(0 AS DECIMAL(24, 6)) ELSE
+            CAST(half_even_quotient(CAST(total * 1000000 AS HUGEINT) * 1000000,
+                                    CAST(quantity * 1000000 AS HUGEINT)) AS DECIMAL(38, 0))
+            * {MONEY_SCALE}
+        END
+"""
+"""total ÷ quantity (both to the micro-unit) to the micro-unit, rounded half to even, computed in
+integers: DuckDB divides decimals as binary floats, which money never goes through."""
+
+CREATE_RELEVES = f"""
+    CREATE TEMP TABLE releves AS
+    WITH sums AS (
+        SELECT application, product_id, source, currency, any_value(rate) AS rate,
+               sum(cost) AS billed, sum(line_items)::BIGINT AS line_items,
+               CASE WHEN bool_and(pricing_quantity IS NOT NULL AND NULLIF(pricing_unit, '') IS NOT NULL)
+                     AND min(pricing_unit) = max(pricing_unit)
+                    THEN min(pricing_unit) END AS unit,
+               sum(pricing_quantity) AS quantity
+        FROM priced
+        GROUP BY application, product_id, source, currency
+    ), measured AS (
+        SELECT *,
+               round_even(CAST(billed AS {CONVERTIBLE}) * rate, 6) AS total,
+               CASE WHEN unit IS NULL THEN CAST(line_items AS DECIMAL(28, 6))
+                    ELSE round_even(quantity, 6) END AS usage_quantity
+        FROM sums
+    )
+    SELECT $month AS period_month, m.application AS application_id, m.product_id, f.family_id,
+           $domain AS domain_id, CAST(m.usage_quantity AS DECIMAL(28, 6)) AS usage_quantity,
+           coalesce(m.unit, $line_items_unit) AS usage_unit,
+           CAST(unit_cost(m.total, m.usage_quantity) AS DECIMAL(24, 6)) AS unit_cost,
+           CAST(m.total AS DECIMAL(24, 6)) AS total_cost, $reporting AS currency,
+           CASE WHEN m.currency = $reporting THEN m.source ELSE m.source || ':' || m.currency END AS source,
+           $run_id AS run_id, NULL::VARCHAR AS rate_card_version, m.line_items AS source_record_count,
+           $computed_at AS computed_at,
+           CASE WHEN m.currency <> $reporting THEN CAST(round_even(m.billed, 6) AS DECIMAL(24, 6)) END
+               AS billed_cost,
+           CASE WHEN m.currency <> $reporting THEN m.currency END AS billed_currency
+    FROM measured AS m
+    JOIN product_families AS f USING (product_id)
+"""
+"""The month's relevés, columns in RELEVE_COLUMNS order. A relevé whose charges share one pricing
+unit has their quantity in that unit; otherwise it counts line items."""
+
+RELEVE_TOTALS = """
+    SELECT count(*), CAST(coalesce(sum(total_cost), 0) AS VARCHAR),
+           CAST(coalesce(sum(total_cost) FILTER (WHERE application_id = $unallocated), 0) AS VARCHAR)
+    FROM releves
+"""
+"""Decimals come back as text: DuckDB hands a Python Decimal over slowly, and text is exact."""
