@@ -27,10 +27,11 @@ from finops_dagster.domains.public_cloud.aws_cur import (
     AwsCurLayout,
 )
 from finops_dagster.domains.public_cloud.azure_cost_details import AzureCostDetailsLayout
-from finops_dagster.domains.public_cloud.charges import SourceMonth
+from finops_dagster.domains.public_cloud.charges import Allocation, ChargeTable, SourceMonth
 from finops_dagster.domains.public_cloud.export_reader import ExportFileError, ExportLayout, ExportReader
 from finops_dagster.domains.public_cloud.focus import FocusLayout
 from finops_dagster.domains.public_cloud.gcp_billing_export import GcpBillingExportLayout
+from finops_dagster.domains.public_cloud.tags import parse_tags, tag_value
 from finops_dagster_tests.samples import SAMPLES
 
 AZURE = SAMPLES / "azure"
@@ -593,3 +594,53 @@ def test_a_month_placeholder_limits_the_files_read(tmp_path: Path) -> None:
     march = reader.read_month(dt.date(2026, 3, 1), NOW)
     assert (march.files_read, march.skipped_files) == (1, [])
     assert sum((group.cost for group in march.groups), Decimal(0)) == Decimal(7)
+
+
+TRICKY_TAGS = [
+    '{"app-id": "pay"}',
+    '"app-id": "pay","env": "prod"',
+    '{"App_Id ": " PAY "}',
+    '{" application ": "hr", "app-id": "  "}',
+    '{"application": "hr", "app-id": "pay"}',
+    '{"app-id": 12}',
+    '{"app-id": 1.50}',
+    '{"app-id": true}',
+    '{"app-id": null, "application": "hr"}',
+    '{"app-id": "a", "APP-ID": "b"}',
+    '{"app-id": "a", "app-id": "b"}',
+    '{"k": {"app-id": "nested"}}',
+    '{"app-id": "caf\\u00e9"}',
+    '{"app-id": "a\\"b"}',
+    "NULL",
+    "",
+    "   ",
+    "{bad json",
+    "[1, 2]",
+    '{"env": "prod"}',
+]
+
+
+def test_json_tags_resolve_in_duckdb_as_python_reads_them() -> None:
+    """The application tag DuckDB finds in each tag set is the one tags.parse_tags and tags.tag_value
+    find; what DuckDB cannot read as one object falls back to them."""
+    keys = ("app-id", "application")
+    allocation = Allocation(keys, frozenset({"PAY", "HR"}), lambda value_of: None)
+    reader = ExportReader(FocusLayout(), [], "TEST_PATHS")
+    with duckdb.connect() as conn:
+        table = ChargeTable(allocation, conn, "unused")
+        reader._prepare_allocation(conn, allocation)
+        conn.execute("CREATE TEMP TABLE given AS SELECT unnest($tags) AS tags", {"tags": TRICKY_TAGS})
+        reader._resolve_tags(conn, "SELECT tags FROM given", table)
+        resolved = dict(conn.execute("SELECT tags, tag_value FROM tag_values").fetchall())
+        placed = dict(conn.execute("SELECT tags, application_id FROM tag_applications").fetchall())
+
+    assert set(resolved) == set(TRICKY_TAGS)
+    assert resolved == {raw: tag_value(parse_tags(raw), keys) for raw in TRICKY_TAGS}
+    assert placed == {
+        '{"app-id": "pay"}': "PAY",
+        '"app-id": "pay","env": "prod"': "PAY",
+        '{"App_Id ": " PAY "}': "PAY",
+        '{" application ": "hr", "app-id": "  "}': "HR",
+        '{"application": "hr", "app-id": "pay"}': "PAY",
+        '{"app-id": null, "application": "hr"}': "HR",
+    }

@@ -6,10 +6,10 @@
    column is cheap there) and its charges are summed per application already; a CSV file's are
    summed by tag set (a second parse would double its cost) and placed after.
 2. With an allocation: `tag_values` (the application tag of each distinct tag set) and `known`
-   (the mart's applications) place what they can; `tagged` holds the charges summed per known
-   application, or with what the mapping rules read where the tag names none; `ruled` holds what
-   the rules said of those; `insert_releve_groups` sums everything per application × product ×
-   currency into the fold's table.
+   (the mart's applications) place what the scan did not; `tagged` holds every charge with its
+   known application, or with what the mapping rules read where the tag names none; `ruled`
+   holds what the rules said of those; `insert_allocated` hands every charge, allocated, to the
+   fold's table.
 3. Without one: `DETAILED_GROUPS` keeps every group with its tags, for a caller that wants them.
 """
 
@@ -167,43 +167,65 @@ def _rule_value(alias: str, field: str, reads: AbstractSet[str]) -> str:
     return f"{alias}.{RULE_COLUMNS[field]}" if field in reads else "NULL::VARCHAR"
 
 
-def _unless_tagged(expression: str) -> str:
-    """What only the mapping rules need: dropped where the tag already named the application, so
-    those charges sum per application."""
-    return f"CASE WHEN coalesce(c.application, k.application_id) IS NULL THEN {expression} END"
-
-
-def create_tagged(reads: AbstractSet[str]) -> str:
-    """`tagged`: the charges trimmed and summed per known application, or with what the rules read
-    (among `reads`) where the tag names none."""
-
-    def for_rules(name: str) -> str:
-        return _unless_tagged(f"NULLIF(trim(c.{name}), '')") if name in reads else "NULL::VARCHAR"
-
-    return f"""
-    CREATE TEMP TABLE tagged AS
-    SELECT coalesce(c.application, k.application_id) AS application,
-           {_unless_tagged("NULLIF(trim(t.tag_value), '')")} AS tag_value,
+_PRODUCT_COLUMNS = """
            NULLIF(trim(c.provider), '') AS provider,
            NULLIF(trim(c.service_name), '') AS service_name,
            NULLIF(trim(c.service_category), '') AS service_category,
            CASE WHEN NULLIF(trim(c.service_name), '') IS NULL
                 THEN NULLIF(trim(c.charge_category), '') END AS charge_category,
            NULLIF(trim(c.sku_id), '') AS sku_id,
+           upper(trim(c.currency)) AS currency,
+           NULLIF(trim(c.pricing_unit), '') AS pricing_unit"""
+"""What makes a charge's product and relevé, trimmed (once per group, never per line item)."""
+
+_READABLE_CHARGE = f"c.problem IS NULL AND {VALID_CURRENCY.replace('currency', 'c.currency')}"
+
+
+def _unless_tagged(expression: str) -> str:
+    """What only the mapping rules need: dropped where the tag already named the application, so
+    those charges sum per application."""
+    return f"CASE WHEN k.application_id IS NULL THEN {expression} END"
+
+
+def create_unplaced(reads: AbstractSet[str]) -> str:
+    """`unplaced`: the charges no file placed while scanning, summed per known application their tag
+    names, or with what the rules read (among `reads`) where it names none."""
+
+    def for_rules(name: str) -> str:
+        return _unless_tagged(f"NULLIF(trim(c.{name}), '')") if name in reads else "NULL::VARCHAR"
+
+    return f"""
+    CREATE TEMP TABLE unplaced AS
+    SELECT k.application_id AS application,
+           {_unless_tagged("NULLIF(trim(t.tag_value), '')")} AS tag_value,
+           {_PRODUCT_COLUMNS},
            {for_rules("sub_account_id")} AS sub_account_id,
            {for_rules("sub_account_name")} AS sub_account_name,
            {for_rules("resource_group")} AS resource_group,
-           upper(trim(c.currency)) AS currency,
-           NULLIF(trim(c.pricing_unit), '') AS pricing_unit,
            sum(c.cost) AS cost,
            sum(c.line_items)::BIGINT AS line_items,
            sum(c.pricing_quantity) AS pricing_quantity
     FROM charges AS c
-    LEFT JOIN tag_values AS t ON c.application IS NULL AND t.tags = c.tags
+    LEFT JOIN tag_values AS t ON t.tags = c.tags
     LEFT JOIN known AS k ON k.application_id = upper(trim(t.tag_value))
-    WHERE c.problem IS NULL AND {VALID_CURRENCY.replace("currency", "c.currency")}
+    WHERE c.application IS NULL AND {_READABLE_CHARGE}
     GROUP BY ALL
     """
+
+
+CREATE_TAGGED = f"""
+    CREATE TEMP VIEW tagged AS
+    SELECT c.application, NULL::VARCHAR AS tag_value,
+           {_PRODUCT_COLUMNS},
+           NULL::VARCHAR AS sub_account_id, NULL::VARCHAR AS sub_account_name,
+           NULL::VARCHAR AS resource_group,
+           c.cost, c.line_items, c.pricing_quantity
+    FROM charges AS c
+    WHERE c.application IS NOT NULL AND {_READABLE_CHARGE}
+    UNION ALL BY NAME
+    SELECT * FROM unplaced
+"""
+"""`tagged`: every readable charge, trimmed, with its known application or what the rules read."""
 
 
 def rule_inputs(reads: AbstractSet[str]) -> str:
@@ -232,29 +254,20 @@ def _placed(reads: AbstractSet[str]) -> str:
     return f"FROM tagged AS g LEFT JOIN ruled AS r ON g.application IS NULL{matches}"
 
 
-_ONE_UNIT = (
-    "bool_and(g.pricing_quantity IS NOT NULL AND g.pricing_unit IS NOT NULL) "
-    "AND count(DISTINCT g.pricing_unit) = 1"
-)
-
-
-def insert_releve_groups(table: str, reads: AbstractSet[str]) -> str:
-    """The month's charges summed per application × product × billing currency, into the fold's
-    `table`: the quantity where its charges share one pricing unit (the relevé's unit), else none
-    (the relevé then counts line items). Returns how many rows it inserted."""
+def insert_allocated(table: str, reads: AbstractSet[str]) -> str:
+    """Every charge with its application (its tag's, else the rules', else the unallocated one)
+    into the fold's `table`, which sums them into relevés. A charge's unit and quantity go with
+    it; the fold keeps a quantity only where a relevé's charges share one unit. Returns how many
+    rows it inserted."""
     return f"""
     INSERT INTO {identifier(table)} (source, application, provider, service_name, service_category,
                          charge_category, sku_id, currency, pricing_unit, cost, line_items,
                          pricing_quantity)
     SELECT $source, coalesce(g.application, r.application, '{UNALLOCATED_APPLICATION}'),
-           coalesce(g.provider, $unknown_provider), g.service_name, min(g.service_category),
-           g.charge_category, g.sku_id, g.currency,
-           CASE WHEN {_ONE_UNIT} THEN min(g.pricing_unit) END,
-           sum(g.cost), sum(g.line_items)::BIGINT,
-           CASE WHEN {_ONE_UNIT} THEN sum(g.pricing_quantity) END
+           coalesce(g.provider, $unknown_provider), g.service_name, g.service_category,
+           g.charge_category, g.sku_id, g.currency, g.pricing_unit, g.cost, g.line_items,
+           g.pricing_quantity
     {_placed(reads)}
-    GROUP BY coalesce(g.application, r.application, '{UNALLOCATED_APPLICATION}'),
-             g.provider, g.service_name, g.charge_category, g.sku_id, g.currency
     """
 
 

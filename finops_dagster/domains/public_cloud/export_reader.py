@@ -386,7 +386,8 @@ class ExportReader:
         rules read once (and the tag sets DuckDB cannot read), never a line item."""
         allocation = into.allocation
         self._resolve_tags(conn, q.UNPLACED_TAGS, into)
-        conn.execute(q.create_tagged(allocation.rule_fields))
+        conn.execute(q.create_unplaced(allocation.rule_fields))
+        conn.execute(q.CREATE_TAGGED)
         inputs = conn.execute(q.rule_inputs(allocation.rule_fields)).fetchall()
         placed = [
             allocation.resolve(tagged, dict(zip(RULE_FIELDS, fields, strict=True)))
@@ -396,7 +397,7 @@ class ExportReader:
         ruled: dict[str, list[Any]] = {name: [row[i] for row in inputs] for i, name in enumerate(columns)}
         conn.execute(q.CREATE_RULED, {**ruled, "application": placed})
         row = conn.execute(
-            q.insert_releve_groups(into.name, allocation.rule_fields),
+            q.insert_allocated(into.name, allocation.rule_fields),
             {"source": self.layout.source, "unknown_provider": UNKNOWN_PROVIDER},
         ).fetchone()
         return int(row[0]) if row else 0

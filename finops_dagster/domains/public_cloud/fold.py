@@ -66,6 +66,10 @@ class FoldSettings:
     families_by_category: Mapping[str, str]
 
 
+class FoldError(RuntimeError):
+    """The month's charges cannot be made into relevés exactly; the run fails saying why."""
+
+
 class ChargeFold:
     """Sums charges per application × product × billing currency; memory grows with those, never
     with line items. `finish` makes the month's load and closes the fold's DuckDB."""
@@ -94,6 +98,7 @@ class ChargeFold:
         )
         self.duckdb = duckdb.connect()
         self.duckdb.execute("SET enable_progress_bar = false")
+        self.duckdb.execute("SET preserve_insertion_order = false")  # the relevés' CSV, written in parallel
         self.duckdb.execute(q.CREATE_ALLOCATED_CHARGES)
         self.table = ChargeTable(self.allocation, self.duckdb, "allocated_charges")
         self.pending: list[ChargeGroup] = []
@@ -155,6 +160,11 @@ class ChargeFold:
             self.duckdb.execute(q.CREATE_PRICED, {"by_sku": self.settings.product_by_sku})
             self._choose_products()
             releves = self._releves()
+        except duckdb.OutOfRangeException:
+            raise FoldError(
+                f"{DOMAIN_ID} {self.month:%Y-%m}: a relevé's amount is beyond what is converted exactly "
+                "(10^14 in its billing currency); check the bill's amounts and currencies"
+            ) from None
         finally:
             self.duckdb.close()
         details = {
@@ -280,8 +290,6 @@ class ChargeFold:
 
     def _releves(self) -> ReleveBatch:
         """The relevés, computed in DuckDB and written as the CSV the mart loads."""
-        self.duckdb.execute(q.HALF_EVEN_QUOTIENT_MACRO)
-        self.duckdb.execute(q.UNIT_COST_MACRO)
         self.duckdb.execute(
             q.CREATE_RELEVES,
             {

@@ -7,7 +7,7 @@
    charges in a currency without one are rejects, never converted with a guess.
 3. `priced` names each charge's product; `products` gives what the catalogue needs of each one,
    and `product_families` comes back with the family the fold chose for it.
-4. `RELEVES` sums per application × product × source × billed currency and computes each
+4. `CREATE_RELEVES` sums per application × product × source × billed currency and computes each
    relevé's quantity, conversion and unit cost with exact decimals and banker's rounding, the
    rounding `releve.quantize_money` applies everywhere else.
 """
@@ -19,9 +19,10 @@ from finops_dagster.releve import MONEY_SCALE
 AMOUNT = "DECIMAL(38, 18)"
 """The charges' sums: exact to 18 decimals, up to 10^20."""
 
-CONVERTIBLE = "DECIMAL(38, 16)"
+CONVERTIBLE = "DECIMAL(38, 14)"
 """A billed sum as it is multiplied by a rate (DECIMAL(20, 10)): the product keeps every decimal
-(scale 26) for sums up to 10^12; beyond, DuckDB stops with an overflow rather than round."""
+(scale 24) for sums up to 10^14; beyond, DuckDB stops with an overflow rather than round. Bills
+carry at most 10 to 12 decimals, so the 14 kept here are the bill's own."""
 
 CREATE_ALLOCATED_CHARGES = f"""
     CREATE TABLE allocated_charges (
@@ -95,28 +96,6 @@ CREATE_PRODUCT_FAMILIES = """
     SELECT unnest($product_id) AS product_id, unnest($family_id) AS family_id
 """
 
-HALF_EVEN_QUOTIENT_MACRO = """
-    CREATE TEMP MACRO half_even_quotient(n, d) AS
-        sign(n) * sign(d) * (
-            abs(n) // abs(d)
-            + CASE WHEN 2 * (abs(n) % abs(d)) > abs(d)
-                     OR (2 * (abs(n) % abs(d)) = abs(d) AND (abs(n) // abs(d)) % 2 = 1)
-                   THEN 1 ELSE 0 END
-        )
-"""
-"""n ÷ d for integers, rounded half to even."""
-
-UNIT_COST_MACRO = f"""
-    CREATE TEMP MACRO unit_cost(total, quantity) AS
-        CASE WHEN quantity = 0 THEN CAST(0 AS DECIMAL(24, 6)) ELSE
-            CAST(half_even_quotient(CAST(total * 1000000 AS HUGEINT) * 1000000,
-                                    CAST(quantity * 1000000 AS HUGEINT)) AS DECIMAL(38, 0))
-            * {MONEY_SCALE}
-        END
-"""
-"""total ÷ quantity (both to the micro-unit) to the micro-unit, rounded half to even, computed in
-integers: DuckDB divides decimals as binary floats, which money never goes through."""
-
 CREATE_RELEVES = f"""
     CREATE TEMP TABLE releves AS
     WITH sums AS (
@@ -134,11 +113,28 @@ CREATE_RELEVES = f"""
                CASE WHEN unit IS NULL THEN CAST(line_items AS DECIMAL(28, 6))
                     ELSE round_even(quantity, 6) END AS usage_quantity
         FROM sums
+    ), in_micros AS (
+        SELECT *,
+               abs(CAST(total * 1000000 AS HUGEINT) * 1000000) AS numerator,
+               abs(CAST(usage_quantity * 1000000 AS HUGEINT)) AS denominator,
+               sign(total) * sign(usage_quantity) AS unit_cost_sign
+        FROM measured
+    ), divided AS (
+        SELECT *, numerator // NULLIF(denominator, 0) AS whole FROM in_micros
+    ), unit_costs AS (
+        SELECT *,
+               CASE WHEN denominator = 0 THEN CAST(0 AS DECIMAL(24, 6)) ELSE
+                   CAST(unit_cost_sign * (whole + CASE
+                       WHEN 2 * (numerator - whole * denominator) > denominator THEN 1
+                       WHEN 2 * (numerator - whole * denominator) = denominator AND whole % 2 = 1 THEN 1
+                       ELSE 0 END) AS DECIMAL(38, 0)) * {MONEY_SCALE}
+               END AS unit_cost
+        FROM divided
     )
     SELECT $month AS period_month, m.application AS application_id, m.product_id, f.family_id,
            $domain AS domain_id, CAST(m.usage_quantity AS DECIMAL(28, 6)) AS usage_quantity,
            coalesce(m.unit, $line_items_unit) AS usage_unit,
-           CAST(unit_cost(m.total, m.usage_quantity) AS DECIMAL(24, 6)) AS unit_cost,
+           CAST(m.unit_cost AS DECIMAL(24, 6)) AS unit_cost,
            CAST(m.total AS DECIMAL(24, 6)) AS total_cost, $reporting AS currency,
            CASE WHEN m.currency = $reporting THEN m.source ELSE m.source || ':' || m.currency END AS source,
            $run_id AS run_id, NULL::VARCHAR AS rate_card_version, m.line_items AS source_record_count,
@@ -146,11 +142,13 @@ CREATE_RELEVES = f"""
            CASE WHEN m.currency <> $reporting THEN CAST(round_even(m.billed, 6) AS DECIMAL(24, 6)) END
                AS billed_cost,
            CASE WHEN m.currency <> $reporting THEN m.currency END AS billed_currency
-    FROM measured AS m
+    FROM unit_costs AS m
     JOIN product_families AS f USING (product_id)
 """
 """The month's relevés, columns in RELEVE_COLUMNS order. A relevé whose charges share one pricing
-unit has their quantity in that unit; otherwise it counts line items."""
+unit has their quantity in that unit; otherwise it counts line items. The unit cost is total ÷
+quantity to the micro-unit, rounded half to even, computed in integers: DuckDB divides decimals as
+binary floats, which money never goes through."""
 
 RELEVE_TOTALS = """
     SELECT count(*), CAST(coalesce(sum(total_cost), 0) AS VARCHAR),
