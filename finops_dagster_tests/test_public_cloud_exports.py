@@ -27,7 +27,7 @@ from finops_dagster.domains.public_cloud.aws_cur import (
     AwsCurLayout,
 )
 from finops_dagster.domains.public_cloud.azure_cost_details import AzureCostDetailsLayout
-from finops_dagster.domains.public_cloud.charges import Allocation, ChargeTable, SourceMonth
+from finops_dagster.domains.public_cloud.charges import Allocation, SourceMonth
 from finops_dagster.domains.public_cloud.export_reader import ExportFileError, ExportLayout, ExportReader
 from finops_dagster.domains.public_cloud.focus import FocusLayout
 from finops_dagster.domains.public_cloud.gcp_billing_export import GcpBillingExportLayout
@@ -627,10 +627,9 @@ def test_json_tags_resolve_in_duckdb_as_python_reads_them() -> None:
     allocation = Allocation(keys, frozenset({"PAY", "HR"}), lambda value_of: None)
     reader = ExportReader(FocusLayout(), [], "TEST_PATHS")
     with duckdb.connect() as conn:
-        table = ChargeTable(allocation, conn, "unused")
         reader._prepare_allocation(conn, allocation)
         conn.execute("CREATE TEMP TABLE given AS SELECT unnest($tags) AS tags", {"tags": TRICKY_TAGS})
-        reader._resolve_tags(conn, "SELECT tags FROM given", table)
+        reader._resolve_tags(conn, "SELECT tags FROM given", keys)
         resolved = dict(conn.execute("SELECT tags, tag_value FROM tag_values").fetchall())
         placed = dict(conn.execute("SELECT tags, application_id FROM tag_applications").fetchall())
 

@@ -3,8 +3,10 @@
 Bills are large (tens of millions of line items a month), so no source returns line items: each
 reader sums them where they live (DuckDB over the export files, the provider's own grouping in a
 cost API) down to one `ChargeGroup` per distinct combination of the fields that decide a relevé
-(provider, service, account, tags, category, currency, pricing unit). Only what cannot be summed
-(a row that cannot be read) comes back one by one, as a `ChargeProblem` with its reason.
+(provider, service, account, tags, category, currency, pricing unit); the export files' reader
+inserts its sums, already allocated, into the fold's DuckDB table (`ChargeTable`) instead. Only
+what cannot be summed (a row that cannot be read) comes back one by one, as a `ChargeProblem`
+with its reason.
 """
 
 from __future__ import annotations

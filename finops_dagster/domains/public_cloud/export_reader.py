@@ -2,16 +2,17 @@
 
 A month's export holds tens of millions of line items, so no row ever becomes a Python object:
 DuckDB scans the files (CSV, gzipped CSV, Parquet; one or many per month) and sums the month's
-line items down to one `ChargeGroup` per distinct provider, service, sub-account, tags, charge
-category, billing currency and pricing unit. Only rows that cannot be read come back one by one,
-as rejects with their reason and the row as it was written; a file that has such rows is read a
-second time for them, so a clean month is scanned once.
+line items by provider, service, sub-account, tags, charge category, billing currency and pricing
+unit. Given the fold's `ChargeTable`, it then places those sums on applications and inserts them
+there, still in DuckDB; without one it returns them as `ChargeGroup`s with their tags. Only rows
+that cannot be read come back one by one, as rejects with their reason and the row as it was
+written; a file that has such rows is read a second time for them, so a clean month is scanned once.
 
 An `ExportLayout` says how one kind of export (FOCUS, the GCP billing export) names these fields
 and what makes one of its rows unreadable; this module does the rest the same way for all.
 
 A row belongs to the month of its period column. A row whose period cannot be read is a reject of
-each month its file contributes to (a provider's file normally holds a single month).
+the first month its file holds (a provider's file normally holds a single month).
 """
 
 from __future__ import annotations
@@ -253,7 +254,7 @@ class ExportReader:
             self._prepare_allocation(conn, into.allocation)
             parquet = [f"SELECT {self.layout.fields(f)} FROM {f.scan()}" for f in files if f.is_parquet]
             if parquet:  # their tag sets, all files at once: one column of Parquet reads fast
-                self._resolve_tags(conn, " UNION ALL ".join(parquet), into)
+                self._resolve_tags(conn, " UNION ALL ".join(parquet), into.allocation.keys)
         for index, file in enumerate(files):
             conn.execute(self._sum_file(file, index, into), _bounds(month))
         for (index,) in conn.execute(q.FILES_WITH_UNPLACED_ROWS).fetchall():
@@ -367,7 +368,7 @@ class ExportReader:
         conn.execute(q.CREATE_WANTED_KEYS, {"keys": keys, "ranks": list(range(len(keys)))})
         conn.execute(q.CREATE_KNOWN, {"applications": sorted(allocation.applications)})
 
-    def _resolve_tags(self, conn: duckdb.DuckDBPyConnection, source: str, into: ChargeTable) -> None:
+    def _resolve_tags(self, conn: duckdb.DuckDBPyConnection, source: str, keys: Sequence[str]) -> None:
         """The application tag of each tag set of `source` not seen yet: in DuckDB where the tags are
         JSON, in Python for the rest (each distinct tag set once, never a line item)."""
         conn.execute(q.new_tags(source))
@@ -375,17 +376,16 @@ class ExportReader:
             conn.execute(q.RESOLVE_JSON_TAGS)
         unresolved = [row[0] for row in conn.execute(q.UNRESOLVED_TAGS).fetchall()]
         if unresolved:
-            keys = into.allocation.keys
             values = [tag_value(self.layout.parse_tags(raw), keys) for raw in unresolved]
             conn.execute(q.INSERT_TAG_VALUES, {"tags": unresolved, "values": values})
         conn.execute(q.REFRESH_TAG_APPLICATIONS)
 
     def _insert_allocated(self, conn: duckdb.DuckDBPyConnection, into: ChargeTable) -> int:
-        """The month's charges summed per application × product × billing currency and inserted
-        into the fold's table, allocated inside DuckDB: Python sees each distinct combination the
-        rules read once (and the tag sets DuckDB cannot read), never a line item."""
+        """The month's charges, each with its application, inserted into the fold's table, allocated
+        inside DuckDB: Python sees each distinct combination the rules read once (and the tag sets
+        DuckDB cannot read), never a line item. Returns how many rows it inserted."""
         allocation = into.allocation
-        self._resolve_tags(conn, q.UNPLACED_TAGS, into)
+        self._resolve_tags(conn, q.UNPLACED_TAGS, allocation.keys)
         conn.execute(q.create_unplaced(allocation.rule_fields))
         conn.execute(q.CREATE_TAGGED)
         inputs = conn.execute(q.rule_inputs(allocation.rule_fields)).fetchall()
