@@ -4,7 +4,7 @@ Generates `--line-items` FOCUS line items for one month as Parquet (two provider
 USD), then, each in a fresh process so its peak memory is its own:
   1. materializes `public_cloud_releves` for the month against a fresh PostgreSQL database
      (the whole asset: reading, allocation, conversion, staging into the mart);
-  2. runs a bare DuckDB `GROUP BY` over the same files, on the same columns the domain groups by,
+  2. runs a bare DuckDB `GROUP BY` over the same files, by the columns the domain reads,
      summing the same cost: the least any reader of these files has to do.
 Prints the asset step's wall time (from Dagster's step events: what the asset itself takes) and the
 whole `materialize` call, the GROUP BY's time kept in DuckDB (`CREATE TABLE … AS`) and fetched into
