@@ -617,6 +617,15 @@ TRICKY_TAGS = [
     "{bad json",
     "[1, 2]",
     '{"env": "prod"}',
+    '{"app-id": "\\t", "application": "hr"}',
+    '{"app-id\\n": "pay"}',
+    '{"app-id": "ops",}',
+    '{"app-id": ["pay",]}',
+    '{"app-id": "\u00a0pay\u00a0"}',
+    '{"app-id":\t"pay"}',
+    '{"app-id": NaN, "application": "hr"}',
+    '{"app-id": "pay" /* note */}',
+    '{"app-id": "https://example.org/pay", "application": "hr"}',
 ]
 
 
@@ -642,4 +651,8 @@ def test_json_tags_resolve_in_duckdb_as_python_reads_them() -> None:
         '{" application ": "hr", "app-id": "  "}': "HR",
         '{"application": "hr", "app-id": "pay"}': "PAY",
         '{"app-id": null, "application": "hr"}': "HR",
+        '{"app-id": "\\t", "application": "hr"}': "HR",
+        '{"app-id\\n": "pay"}': "PAY",
+        '{"app-id": "\u00a0pay\u00a0"}': "PAY",
+        '{"app-id":\t"pay"}': "PAY",
     }

@@ -93,6 +93,8 @@ def half_even(value: Decimal) -> Decimal:
         ("-0.000003", "-0.000002"),  # a credit rounds the same way
         ("0.000005", "0.000002"),  # 0.0000025 → 2
         ("12345678.123456789", "6172839.061728"),
+        ("0.000002999999999999", "0.000001"),  # 0.0000014999999999995: rounded once, from every decimal
+        ("1999999999.999999999", "1000000000.000000"),
     ],
 )
 def test_conversion_rounds_half_to_even(billed: str, total: str) -> None:
@@ -126,13 +128,28 @@ def test_unit_cost_is_total_over_quantity_rounded_half_to_even(
     assert releve.billed_cost is None and releve.billed_currency is None and releve.source == "focus"
 
 
+@pytest.mark.parametrize(
+    ("cost", "total"),
+    [
+        ("1.0000014999999999", "1.000001"),
+        ("0.000001499999999999", "0.000001"),
+        ("0.000000500000000001", "0.000001"),
+        ("0.0000005", "0.000000"),
+    ],
+)
+def test_an_amount_in_the_reporting_currency_is_rounded_once(cost: str, total: str) -> None:
+    (releve,) = releves_of(group(cost, currency="EUR"))
+
+    assert releve.total_cost == Decimal(total)
+
+
 def test_random_charges_match_python_decimal() -> None:
     """Hundreds of relevés of random amounts, rates and quantities, each checked exactly."""
     generator = random.Random(20261002)
     rate = Decimal("0.8614236771")
     groups = []
     for index in range(600):
-        amount = Decimal(generator.randint(-(10**13), 10**13)).scaleb(-generator.randint(0, 10))
+        amount = Decimal(generator.randint(-(10**9), 10**9)).scaleb(-generator.randint(0, 12))
         quantity = Decimal(generator.randint(0, 10**9)).scaleb(-generator.randint(0, 6))
         groups.append(
             group(
@@ -154,6 +171,20 @@ def test_random_charges_match_python_decimal() -> None:
             assert releve.total_cost == total, one
             assert releve.usage_quantity == quantity, one
             assert releve.unit_cost == (half_even(total / quantity) if quantity else 0), one
+
+
+def test_a_quantity_is_kept_only_when_every_line_item_has_one() -> None:
+    """However the charges were grouped before the fold, one line item without a quantity makes the
+    relevé count line items."""
+    releves = releves_of(
+        group("1", quantity="5", line_items=1),
+        group("1", quantity=None, line_items=1),
+        group("2", application="HR", quantity="5", line_items=2),
+    )
+
+    hr, pay = releves
+    assert (pay.usage_quantity, pay.usage_unit) == (Decimal(2), LINE_ITEMS_UNIT)
+    assert (hr.usage_quantity, hr.usage_unit) == (Decimal(5), "Hours")
 
 
 def test_a_relevé_sums_its_charges_and_keeps_a_quantity_only_in_one_unit() -> None:
@@ -200,9 +231,9 @@ def test_products_and_their_families() -> None:
 
 def test_an_amount_too_large_to_convert_exactly_fails_saying_so() -> None:
     charge_fold = fold()
-    charge_fold.add(group("300000000000000"))
+    charge_fold.add(group("30000000000"))
 
-    with pytest.raises(FoldError, match=r"2026-10: a relevé's amount is beyond .* exactly \(10\^14"):
+    with pytest.raises(FoldError, match=r"2026-10: a relevé is beyond .* converted total up to 10\^10 EUR"):
         charge_fold.finish({})
 
 

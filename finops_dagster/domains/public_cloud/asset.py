@@ -88,6 +88,23 @@ def read_month(
             families_by_category=families_by_service_category(),
         ),
     )
+    try:
+        details = _read_sources(context, sources, fold, month, now)
+        load = fold.finish(details)
+    finally:
+        fold.close()
+    load.details["exchange_rates"] = converted_at(context, load, rates, settings.reporting_currency)
+    return load, fold
+
+
+def _read_sources(
+    context: AssetExecutionContext,
+    sources: PublicCloudSources,
+    fold: ChargeFold,
+    month: dt.date,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """Each enabled source's month into the fold; what each read, for the load's details."""
     details: dict[str, Any] = {}
     for name, reader in sources.readers.items():
         read = reader.read_month(month, now, fold.table)
@@ -106,9 +123,7 @@ def read_month(
             f"responses, {len(read.groups) + read.inserted_groups} charge groups, "
             f"{len(read.problems)} unreadable rows"
         )
-    load = fold.finish(details)
-    load.details["exchange_rates"] = converted_at(context, load, rates, settings.reporting_currency)
-    return load, fold
+    return details
 
 
 @asset(

@@ -27,7 +27,7 @@ CREATE_CHARGES = f"""
         provider VARCHAR, service_name VARCHAR, service_category VARCHAR, charge_category VARCHAR,
         sku_id VARCHAR, sub_account_id VARCHAR, sub_account_name VARCHAR, resource_group VARCHAR,
         tags VARCHAR, currency VARCHAR, pricing_unit VARCHAR,
-        cost {DECIMAL}, line_items BIGINT, pricing_quantity {DECIMAL}
+        cost {DECIMAL}, line_items BIGINT, quantified BIGINT, pricing_quantity {DECIMAL}
     )
 """
 
@@ -99,14 +99,20 @@ def new_tags(source: str) -> str:
     """
 
 
-RESOLVE_JSON_TAGS = """
+NOT_PLAIN_JSON = r"[^\x20-\x7E]|\\|,\s*[}\]]"
+"""What sends a tag set to Python rather than DuckDB: a character outside printable ASCII, an escape
+or a trailing comma (which DuckDB accepts and Python does not). On the rest, DuckDB's JSON reading,
+trim and lower give what Python's json, strip and lower give."""
+
+RESOLVE_JSON_TAGS = f"""
     INSERT INTO tag_values
     WITH objects AS (
         SELECT tags,
-               TRY_CAST(TRY_CAST(CASE WHEN starts_with(trim(tags), '{') THEN trim(tags)
-                                      ELSE '{' || trim(tags) || '}' END AS JSON)
+               TRY_CAST(TRY_CAST(CASE WHEN starts_with(trim(tags), '{{') THEN trim(tags)
+                                      ELSE '{{' || trim(tags) || '}}' END AS JSON)
                         AS MAP(VARCHAR, JSON)) AS entries
         FROM new_tags
+        WHERE NOT regexp_matches(tags, '{NOT_PLAIN_JSON}')
     ), readable AS (
         SELECT tags, entries FROM objects WHERE entries IS NOT NULL
     ), pairs AS (
@@ -114,22 +120,24 @@ RESOLVE_JSON_TAGS = """
                generate_subscripts(map_keys(entries), 1) AS position
         FROM readable
     ), candidates AS (
-        SELECT p.tags, w.rank, p.position,
-               trim(CASE WHEN json_type(p.value) = 'VARCHAR' THEN p.value ->> '$'
-                         ELSE CAST(p.value AS VARCHAR) END) AS value
+        SELECT p.tags, w.rank, p.position, p.value
         FROM pairs AS p
         JOIN wanted_keys AS w ON w.key = replace(lower(trim(p.key)), '_', '-')
         WHERE p.value IS NOT NULL
+    ), texts AS (
+        SELECT tags FROM readable
+        WHERE tags NOT IN (SELECT tags FROM candidates WHERE json_type(value) <> 'VARCHAR')
     ), chosen AS (
-        SELECT tags, arg_min(value, rank * 1000000 + position) AS value
-        FROM candidates WHERE value <> '' GROUP BY tags
+        SELECT tags, arg_min(trim(value ->> '$'), rank * 1000000 + position) AS value
+        FROM candidates WHERE trim(value ->> '$') <> '' GROUP BY tags
     )
-    SELECT r.tags, c.value FROM readable AS r LEFT JOIN chosen AS c USING (tags)
+    SELECT x.tags, c.value FROM texts AS x LEFT JOIN chosen AS c USING (tags)
 """
 """The application tag of JSON tag sets (braces optional), as tags.parse_tags and tags.tag_value
 read them: the first configured key present with a value, keys compared without case, spaces or
-the `-`/`_` difference. A set DuckDB cannot read as one object (invalid JSON, a key written twice)
-is left to Python (`UNRESOLVED_TAGS`)."""
+the `-`/`_` difference. Left to Python (`UNRESOLVED_TAGS`): sets that are not plain (NOT_PLAIN_JSON),
+that DuckDB cannot read as one object (invalid JSON, a key written twice), or whose application
+key holds something other than a string."""
 
 UNRESOLVED_TAGS = "SELECT tags FROM new_tags WHERE tags NOT IN (SELECT tags FROM tag_values)"
 
@@ -151,7 +159,8 @@ DETAILED_GROUPS = f"""
            NULLIF(trim(charge_category), ''), NULLIF(trim(sku_id), ''), NULLIF(trim(sub_account_id), ''),
            NULLIF(trim(sub_account_name), ''), NULLIF(trim(resource_group), ''), tags,
            upper(trim(currency)), NULLIF(trim(pricing_unit), ''),
-           sum(cost), sum(line_items)::BIGINT, sum(pricing_quantity)
+           sum(cost), sum(line_items)::BIGINT,
+           CASE WHEN sum(quantified) = sum(line_items) THEN sum(pricing_quantity) END
     FROM charges WHERE {READABLE}
     GROUP BY ALL
     ORDER BY ALL
@@ -204,6 +213,7 @@ def create_unplaced(reads: AbstractSet[str]) -> str:
            {for_rules("resource_group")} AS resource_group,
            sum(c.cost) AS cost,
            sum(c.line_items)::BIGINT AS line_items,
+           sum(c.quantified)::BIGINT AS quantified,
            sum(c.pricing_quantity) AS pricing_quantity
     FROM charges AS c
     LEFT JOIN tag_values AS t ON t.tags = c.tags
@@ -219,7 +229,7 @@ CREATE_TAGGED = f"""
            {_PRODUCT_COLUMNS},
            NULL::VARCHAR AS sub_account_id, NULL::VARCHAR AS sub_account_name,
            NULL::VARCHAR AS resource_group,
-           c.cost, c.line_items, c.pricing_quantity
+           c.cost, c.line_items, c.quantified, c.pricing_quantity
     FROM charges AS c
     WHERE c.application IS NOT NULL AND {_READABLE_CHARGE}
     UNION ALL BY NAME
@@ -262,11 +272,11 @@ def insert_allocated(table: str, reads: AbstractSet[str]) -> str:
     return f"""
     INSERT INTO {identifier(table)} (source, application, provider, service_name, service_category,
                          charge_category, sku_id, currency, pricing_unit, cost, line_items,
-                         pricing_quantity)
+                         quantified, pricing_quantity)
     SELECT $source, coalesce(g.application, r.application, '{UNALLOCATED_APPLICATION}'),
            coalesce(g.provider, $unknown_provider), g.service_name, g.service_category,
            g.charge_category, g.sku_id, g.currency, g.pricing_unit, g.cost, g.line_items,
-           g.pricing_quantity
+           g.quantified, g.pricing_quantity
     {_placed(reads)}
     """
 

@@ -328,7 +328,8 @@ class ExportReader:
         return f"""
             INSERT INTO charges
             SELECT {index}, problem, period IS NOT NULL, application, {", ".join(KEYS)},
-                   CAST(sum(cost) AS {col.DECIMAL}), count(*), CAST(sum(pricing_quantity) AS {col.DECIMAL})
+                   CAST(sum(cost) AS {col.DECIMAL}), count(*), count(pricing_quantity),
+                   CAST(sum(pricing_quantity) AS {col.DECIMAL})
             FROM (
                 SELECT f.problem, f.period, {application} AS application,
                        {", ".join(key(name) for name in KEYS)}, f.cost, f.pricing_quantity

@@ -160,13 +160,14 @@ class ChargeFold:
             self.duckdb.execute(q.CREATE_PRICED, {"by_sku": self.settings.product_by_sku})
             self._choose_products()
             releves = self._releves()
-        except duckdb.OutOfRangeException:
+        except (duckdb.OutOfRangeException, duckdb.ConversionException):
             raise FoldError(
-                f"{DOMAIN_ID} {self.month:%Y-%m}: a relevé's amount is beyond what is converted exactly "
-                "(10^14 in its billing currency); check the bill's amounts and currencies"
+                f"{DOMAIN_ID} {self.month:%Y-%m}: a relevé is beyond what is computed exactly (a converted "
+                f"total up to {q.CONVERTED_LIMIT} {self.settings.reporting_currency}, a unit cost up to "
+                "10^18); check the bill's amounts, quantities and currencies"
             ) from None
         finally:
-            self.duckdb.close()
+            self.close()
         details = {
             **details,
             "charge_categories": dict(sorted(self.charge_categories.items())),
@@ -182,6 +183,10 @@ class ChargeFold:
             source_costs=dict(sorted(self.source_costs.items())),
             details=details,
         )
+
+    def close(self) -> None:
+        """Frees the fold's DuckDB (`finish` does; a run that fails before it should too)."""
+        self.duckdb.close()
 
     def _count_source(self, currency: str | None, cost: Decimal | None, line_items: int) -> None:
         self.line_items += line_items
@@ -201,15 +206,11 @@ class ChargeFold:
             "charge_category": [g.charge_category for g in self.pending],
             "sku_id": [g.sku_id for g in self.pending],
             "currency": [g.billing_currency for g in self.pending],
-            "pricing_unit": [
-                g.pricing_unit if g.pricing_quantity is not None else None for g in self.pending
-            ],
+            "pricing_unit": [g.pricing_unit for g in self.pending],
             "cost": [str(g.cost) for g in self.pending],
             "line_items": [g.line_items for g in self.pending],
-            "pricing_quantity": [
-                None if g.pricing_quantity is None or g.pricing_unit is None else str(g.pricing_quantity)
-                for g in self.pending
-            ],
+            "quantified": [g.line_items if _quantified(g) else 0 for g in self.pending],
+            "pricing_quantity": [str(g.pricing_quantity) if _quantified(g) else None for g in self.pending],
         }
         self.duckdb.execute(q.INSERT_GROUPS, columns)
         self.pending.clear()
@@ -309,6 +310,11 @@ class ChargeFold:
             total_cost=Decimal(total),
             unallocated_cost=Decimal(unallocated),
         )
+
+
+def _quantified(group: ChargeGroup) -> bool:
+    """A group from a cost API has a quantity for all of its line items, in its unit, or none."""
+    return group.pricing_quantity is not None and group.pricing_unit is not None
 
 
 def _csv_of(conn: duckdb.DuckDBPyConnection, table: str) -> bytes:

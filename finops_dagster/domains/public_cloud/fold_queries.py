@@ -19,10 +19,9 @@ from finops_dagster.releve import MONEY_SCALE
 AMOUNT = "DECIMAL(38, 18)"
 """The charges' sums: exact to 18 decimals, up to 10^20."""
 
-CONVERTIBLE = "DECIMAL(38, 14)"
-"""A billed sum as it is multiplied by a rate (DECIMAL(20, 10)): the product keeps every decimal
-(scale 24) for sums up to 10^14; beyond, DuckDB stops with an overflow rather than round. Bills
-carry at most 10 to 12 decimals, so the 14 kept here are the bill's own."""
+CONVERTED_LIMIT = "10^10"
+"""A billed sum (scale 18) times a rate (DECIMAL(20, 10)) keeps every decimal (scale 28) for results
+up to 10^10 in the reporting currency; beyond, DuckDB stops with an overflow rather than round."""
 
 CREATE_ALLOCATED_CHARGES = f"""
     CREATE TABLE allocated_charges (
@@ -37,18 +36,20 @@ CREATE_ALLOCATED_CHARGES = f"""
         pricing_unit VARCHAR,
         cost {AMOUNT} NOT NULL,
         line_items BIGINT NOT NULL,
+        quantified BIGINT NOT NULL,
         pricing_quantity {AMOUNT}
     )
 """
-"""`pricing_unit` with `pricing_quantity` where the charges summed into a row share one unit;
-both NULL where they do not (the relevé then counts line items)."""
+"""`quantified`: how many of the row's line items have a pricing quantity (summed, in
+`pricing_quantity`): a relevé keeps a quantity only when all of its line items have one, whatever
+way its rows were grouped on the way."""
 
 INSERT_GROUPS = f"""
     INSERT INTO allocated_charges
     SELECT unnest($source), unnest($application), unnest($provider), unnest($service_name),
            unnest($service_category), unnest($charge_category), unnest($sku_id), unnest($currency),
            unnest($pricing_unit), CAST(unnest($cost) AS {AMOUNT}), unnest($line_items),
-           CAST(unnest($pricing_quantity) AS {AMOUNT})
+           unnest($quantified), CAST(unnest($pricing_quantity) AS {AMOUNT})
 """
 """Amounts travel as text: a Python Decimal given to DuckDB as a number could become a float."""
 
@@ -101,7 +102,8 @@ CREATE_RELEVES = f"""
     WITH sums AS (
         SELECT application, product_id, source, currency, any_value(rate) AS rate,
                sum(cost) AS billed, sum(line_items)::BIGINT AS line_items,
-               CASE WHEN bool_and(pricing_quantity IS NOT NULL AND NULLIF(pricing_unit, '') IS NOT NULL)
+               CASE WHEN sum(quantified) = sum(line_items)
+                     AND count(*) = count(NULLIF(pricing_unit, ''))
                      AND min(pricing_unit) = max(pricing_unit)
                     THEN min(pricing_unit) END AS unit,
                sum(pricing_quantity) AS quantity
@@ -109,7 +111,8 @@ CREATE_RELEVES = f"""
         GROUP BY application, product_id, source, currency
     ), measured AS (
         SELECT *,
-               round_even(CAST(billed AS {CONVERTIBLE}) * rate, 6) AS total,
+               CASE WHEN currency = $reporting THEN round_even(billed, 6)
+                    ELSE round_even(billed * rate, 6) END AS total,
                CASE WHEN unit IS NULL THEN CAST(line_items AS DECIMAL(28, 6))
                     ELSE round_even(quantity, 6) END AS usage_quantity
         FROM sums
