@@ -111,16 +111,17 @@ def _read_sources(
         fold.add_source(read)
         for skipped in read.skipped_files:
             context.log.info(f"{name} {month:%Y-%m}: skipped {skipped.path}: {skipped.reason}")
+        charge_groups = len(read.groups) + read.inserted_groups
         details[name] = {
             "files_read": read.files_read,
             "line_items": read.line_items,
-            "charge_groups": len(read.groups) + read.inserted_groups,
+            "charge_groups": charge_groups,
             "unreadable_rows": len(read.problems),
             "skipped_files": [{"path": s.path, "reason": s.reason} for s in read.skipped_files],
         }
         context.log.info(
             f"{name} {month:%Y-%m}: {read.line_items} line items from {read.files_read} file(s) or "
-            f"responses, {len(read.groups) + read.inserted_groups} charge groups, "
+            f"responses, {charge_groups} charge groups, "
             f"{len(read.problems)} unreadable rows"
         )
     return details

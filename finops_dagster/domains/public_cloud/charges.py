@@ -128,6 +128,6 @@ class SourceMonth:
     """What the source holds for the month per billing currency, counted before any grouping, where
     the source can say (the files); otherwise the fold adds its groups and problems up."""
     unknown_application_tags: dict[str, int] = field(default_factory=dict)
+    """Line items per application-tag value that named no known application and that no rule placed."""
     inserted_groups: int = 0
     """Charge groups the source inserted into the fold's `ChargeTable` rather than returned."""
-    """Line items per application-tag value that named no known application and that no rule placed."""

@@ -263,9 +263,8 @@ class ChargeFold:
     def _choose_products(self) -> None:
         """Each product once, for the catalogue: its family from its FOCUS ServiceCategory (the
         first, in order, that names one), else the catalogue's, else the other family."""
-        for product_id, provider, service, sku, categories, unit in self.duckdb.execute(
-            q.PRODUCTS, {"by_sku": self.settings.product_by_sku}
-        ).fetchall():
+        products = self.duckdb.execute(q.PRODUCTS).fetchall()
+        for product_id, provider, service, sku, categories, unit in products:
             known = self.snapshot.products.get(product_id)
             family = (
                 next(

@@ -70,20 +70,23 @@ UNCONVERTIBLE = """
 
 CREATE_PRICED = """
     CREATE TEMP TABLE priced AS
-    SELECT c.*, r.rate,
-           c.provider || ':' || coalesce(NULLIF(c.service_name, ''), NULLIF(c.charge_category, ''), 'Other')
-           || CASE WHEN $by_sku AND NULLIF(c.sku_id, '') IS NOT NULL THEN ':' || c.sku_id ELSE '' END
-           AS product_id
-    FROM allocated_charges AS c
-    JOIN rates AS r USING (currency)
+    WITH named AS (
+        SELECT c.*, r.rate,
+               coalesce(NULLIF(c.service_name, ''), NULLIF(c.charge_category, ''), 'Other')
+                   AS product_service,
+               CASE WHEN $by_sku THEN NULLIF(c.sku_id, '') END AS product_sku
+        FROM allocated_charges AS c
+        JOIN rates AS r USING (currency)
+    )
+    SELECT *,
+           provider || ':' || product_service || coalesce(':' || product_sku, '') AS product_id
+    FROM named
 """
 """A charge's product: provider and service (`<provider>:<ChargeCategory>` for a charge without a
 service: a tax, an account-level credit), with the SKU when products are by SKU."""
 
 PRODUCTS = """
-    SELECT product_id, min(provider),
-           min(coalesce(NULLIF(service_name, ''), NULLIF(charge_category, ''), 'Other')),
-           min(CASE WHEN $by_sku THEN NULLIF(sku_id, '') END),
+    SELECT product_id, min(provider), min(product_service), min(product_sku),
            list(DISTINCT service_category ORDER BY service_category)
                FILTER (WHERE service_category IS NOT NULL),
            min(pricing_unit)
