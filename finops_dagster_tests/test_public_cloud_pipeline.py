@@ -23,6 +23,7 @@ import pytest
 
 from finops_dagster.checks.reconciliation import cost_balances
 from finops_dagster.demo.estate import Estate, build_estate
+from finops_dagster.domains.public_cloud import export_reader
 from finops_dagster.domains.public_cloud.asset import exchange_rates, families_by_service_category
 from finops_dagster.domains.public_cloud.aws_cur import AwsCurLayout
 from finops_dagster.domains.public_cloud.azure_cost_details import AzureCostDetailsLayout
@@ -319,6 +320,83 @@ def test_allocation_by_tag_then_rule_then_unallocated(
         "SELECT family_id, label FROM finops.dim_product WHERE product_id = 'Microsoft:Virtual Machines'"
     ).fetchone()
     assert product == ("PUB_COMPUTE", "Microsoft Virtual Machines")
+
+
+def test_unknown_tags_sharing_what_the_rules_read_are_placed_once_and_reported(
+    domain: PublicCloudRun, mart: psycopg.Connection, estate: Estate, tmp_path: Path
+) -> None:
+    """Charges whose tags name no application but whose sub-account a rule maps are placed by the
+    rule once each, however many tag values share that sub-account; unknown tag values nothing
+    placed are reported with their line items. The same from a CSV file (tags resolved after the
+    scan) and a Parquet file (tags resolved before it)."""
+    tagged, ruled = estate.applications[0].code, estate.applications[1].code
+    rows = [
+        focus_row("1", tags=f'"{{""app-id"": ""{tagged}""}}"'),
+        focus_row("2", sub_account_name=f"{ruled.lower()}-prod", tags='"{""app-id"": ""ghost-1""}"'),
+        focus_row("4", sub_account_name=f"{ruled.lower()}-prod", tags='"{""app-id"": ""ghost-2""}"'),
+        focus_row("8", sub_account_name=f"{ruled.lower()}-prod"),
+        focus_row("16", tags='"{""app-id"": ""ghost-3""}"'),
+        focus_row("32", tags='"{""app-id"": ""ghost-3""}"', service="Storage Accounts"),
+        focus_row("64", tags='"{""app-id"": ""ghost-4""}"'),
+    ]
+    csv_file = write_focus(tmp_path / "azure" / "2026-10.csv", rows)
+    parquet_file = tmp_path / "aws" / "2026-10.parquet"
+    parquet_file.parent.mkdir()
+    with duckdb.connect() as conn:
+        conn.execute(
+            f"COPY (SELECT * REPLACE (replace(Tags, '\"\"', '\"') AS Tags) FROM read_csv('{csv_file}', "
+            "all_varchar = true, header = true, nullstr = 'NULL')) "
+            f"TO '{parquet_file}' (FORMAT parquet)"
+        )
+    domain.setenv(FINOPS_FOCUS_PATHS=str(tmp_path / "**" / "*.*"))
+
+    result = domain.run(dt.date(2026, 10, 1))
+
+    assert result.success, failures(result)
+    costs = dict(
+        mart.execute("SELECT application_id, sum(total_cost) FROM finops.fact_releve GROUP BY 1").fetchall()
+    )
+    assert costs == {tagged: Decimal("2"), ruled: Decimal("28"), UNALLOCATED: Decimal("224")}
+    details = mart.execute("SELECT details FROM finops.domain_load").fetchone()
+    assert details is not None
+    assert details[0]["unknown_application_tags"] == {"ghost-3": 4, "ghost-4": 2}
+
+
+def test_a_month_of_more_files_than_one_query_reads_is_summed_whole(
+    domain: PublicCloudRun,
+    mart: psycopg.Connection,
+    estate: Estate,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Files are read a few per query; every file of every query counts once, bad rows included."""
+    monkeypatch.setattr(export_reader, "FILES_PER_QUERY", 2)
+    application = estate.applications[0].code
+    tags = f'"{{""app-id"": ""{application}""}}"'
+    for number in range(5):
+        csv_file = write_focus(
+            tmp_path / "exports" / f"part-{number}.csv",
+            [focus_row(f"{2**number}", tags=tags), focus_row("100", month="2026-09")],
+        )
+        with duckdb.connect() as conn:
+            conn.execute(
+                f"COPY (SELECT * REPLACE (replace(Tags, '\"\"', '\"') AS Tags) FROM read_csv('{csv_file}', "
+                "all_varchar = true, header = true, nullstr = 'NULL')) "
+                f"TO '{tmp_path / 'exports' / f'part-{number}.parquet'}' (FORMAT parquet)"
+            )
+    write_focus(tmp_path / "exports" / "part-bad.csv", [focus_row("not-a-number", tags=tags)])
+    domain.setenv(FINOPS_FOCUS_PATHS=str(tmp_path / "exports"))
+
+    result = domain.run(dt.date(2026, 10, 1))
+
+    assert result.success, failures(result)
+    costs = dict(
+        mart.execute("SELECT application_id, sum(total_cost) FROM finops.fact_releve GROUP BY 1").fetchall()
+    )
+    assert costs == {application: Decimal(2 * 31)}
+    assert [reject[2] for reject in rejects(mart, dt.date(2026, 10, 1))] == [
+        "EffectiveCost not-a-number is not a number"
+    ]
 
 
 def test_bad_rows_are_rejects_with_reasons_and_odd_files_are_reported(

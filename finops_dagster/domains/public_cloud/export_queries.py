@@ -6,10 +6,10 @@
    column is cheap there) and its charges are summed per application already; a CSV file's are
    summed by tag set (a second parse would double its cost) and placed after.
 2. With an allocation: `tag_values` (the application tag of each distinct tag set) and `known`
-   (the mart's applications) place what the scan did not; `tagged` holds every charge with its
-   known application, or with what the mapping rules read where the tag names none; `ruled`
-   holds what the rules said of those; `insert_allocated` hands every charge, allocated, to the
-   fold's table.
+   (the mart's applications) place what the scan did not (CHARGES_WITH_TAGS); `rule_inputs`
+   gives Python what the mapping rules read of the charges still unplaced, and `ruled` holds
+   what the rules said of those; `insert_allocated` hands every charge, allocated and summed by
+   what makes a relevé, to the fold's table.
 3. Without one: `DETAILED_GROUPS` keeps every group with its tags, for a caller that wants them.
 """
 
@@ -27,9 +27,13 @@ CREATE_CHARGES = f"""
         provider VARCHAR, service_name VARCHAR, service_category VARCHAR, charge_category VARCHAR,
         sku_id VARCHAR, sub_account_id VARCHAR, sub_account_name VARCHAR, resource_group VARCHAR,
         tags VARCHAR, currency VARCHAR, pricing_unit VARCHAR,
-        cost {DECIMAL}, line_items BIGINT, quantified BIGINT, pricing_quantity {DECIMAL}
+        cost {DECIMAL}, line_items BIGINT, quantified BIGINT, pricing_quantity {DECIMAL},
+        currency_ok BOOLEAN
     )
 """
+"""`currency_ok`: whether the billing currency is an ISO 4217 code, checked once per group as the
+scan inserts it (a regular expression per charge in every later query would cost more than the
+queries themselves)."""
 
 DROP_FILES_OUTSIDE_MONTH = """
     DELETE FROM charges WHERE file_index NOT IN (SELECT file_index FROM charges WHERE in_month)
@@ -49,15 +53,15 @@ CURRENCY_PROBLEM = (
 )
 """Checked once per group on the first read; per row only when reading a file's unreadable rows."""
 
-READABLE = f"problem IS NULL AND {VALID_CURRENCY}"
+READABLE = "problem IS NULL AND currency_ok"
 
 PROBLEM_FILES = f"SELECT DISTINCT file_index FROM charges WHERE NOT ({READABLE}) ORDER BY 1"
 
 LINE_ITEMS = "SELECT sum(line_items)::BIGINT FROM charges"
 
-SOURCE_COSTS = f"""
+SOURCE_COSTS = """
     SELECT upper(trim(currency)), sum(cost) FROM charges
-    WHERE {VALID_CURRENCY} AND cost IS NOT NULL GROUP BY 1 ORDER BY 1
+    WHERE currency_ok AND cost IS NOT NULL GROUP BY 1 ORDER BY 1
 """
 """What the month's rows cost per billing currency, readable or not, straight from the scan: the
 independent side of the reconciliation (relevés and rejects must add back up to it)."""
@@ -167,84 +171,44 @@ DETAILED_GROUPS = f"""
 """
 
 
-RULE_COLUMNS = {"tag": "tag_value", **{name: name for name in RULE_FIELDS}}
-"""What a mapping rule may read → the column of `tagged` (and `ruled`) that holds it."""
+RULE_COLUMNS = {"tag": "NULLIF(trim(t.tag_value), '')"} | {
+    name: f"NULLIF(trim(c.{name}), '')" for name in RULE_FIELDS
+}
+"""What a mapping rule may read → how a charge of CHARGES_WITH_TAGS gives it, trimmed as the
+rules see it."""
 
-
-def _rule_value(alias: str, field: str, reads: AbstractSet[str]) -> str:
-    """A field the rules read, or NULL where none reads it: combinations differing only there are one."""
-    return f"{alias}.{RULE_COLUMNS[field]}" if field in reads else "NULL::VARCHAR"
-
-
-_PRODUCT_COLUMNS = """
-           NULLIF(trim(c.provider), '') AS provider,
-           NULLIF(trim(c.service_name), '') AS service_name,
-           NULLIF(trim(c.service_category), '') AS service_category,
-           CASE WHEN NULLIF(trim(c.service_name), '') IS NULL
-                THEN NULLIF(trim(c.charge_category), '') END AS charge_category,
-           NULLIF(trim(c.sku_id), '') AS sku_id,
-           upper(trim(c.currency)) AS currency,
-           NULLIF(trim(c.pricing_unit), '') AS pricing_unit"""
-"""What makes a charge's product and relevé, trimmed (once per group, never per line item)."""
-
-_READABLE_CHARGE = f"c.problem IS NULL AND {VALID_CURRENCY.replace('currency', 'c.currency')}"
-
-
-def _unless_tagged(expression: str) -> str:
-    """What only the mapping rules need: dropped where the tag already named the application, so
-    those charges sum per application."""
-    return f"CASE WHEN k.application_id IS NULL THEN {expression} END"
-
-
-def create_unplaced(reads: AbstractSet[str]) -> str:
-    """`unplaced`: the charges no file placed while scanning, summed per known application their tag
-    names, or with what the rules read (among `reads`) where it names none."""
-
-    def for_rules(name: str) -> str:
-        return _unless_tagged(f"NULLIF(trim(c.{name}), '')") if name in reads else "NULL::VARCHAR"
-
-    return f"""
-    CREATE TEMP TABLE unplaced AS
-    SELECT k.application_id AS application,
-           {_unless_tagged("NULLIF(trim(t.tag_value), '')")} AS tag_value,
-           {_PRODUCT_COLUMNS},
-           {for_rules("sub_account_id")} AS sub_account_id,
-           {for_rules("sub_account_name")} AS sub_account_name,
-           {for_rules("resource_group")} AS resource_group,
-           sum(c.cost) AS cost,
-           sum(c.line_items)::BIGINT AS line_items,
-           sum(c.quantified)::BIGINT AS quantified,
-           sum(c.pricing_quantity) AS pricing_quantity
+CHARGES_WITH_TAGS = """
     FROM charges AS c
     LEFT JOIN tag_values AS t ON t.tags = c.tags
     LEFT JOIN known AS k ON k.application_id = upper(trim(t.tag_value))
-    WHERE c.application IS NULL AND {_READABLE_CHARGE}
-    GROUP BY ALL
-    """
-
-
-CREATE_TAGGED = f"""
-    CREATE TEMP VIEW tagged AS
-    SELECT c.application, NULL::VARCHAR AS tag_value,
-           {_PRODUCT_COLUMNS},
-           NULL::VARCHAR AS sub_account_id, NULL::VARCHAR AS sub_account_name,
-           NULL::VARCHAR AS resource_group,
-           c.cost, c.line_items, c.quantified, c.pricing_quantity
-    FROM charges AS c
-    WHERE c.application IS NOT NULL AND {_READABLE_CHARGE}
-    UNION ALL BY NAME
-    SELECT * FROM unplaced
 """
-"""`tagged`: every readable charge, trimmed, with its known application or what the rules read."""
+"""Every charge with the application tag of its tag set (`t`) and the known application it names
+(`k`): the scan already placed a Parquet file's tagged charges (`c.application`, no tags kept);
+the tags of the others were resolved after it."""
+
+UNPLACED = "c.application IS NULL AND k.application_id IS NULL"
+"""A charge no tag placed: the mapping rules decide."""
+
+READABLE_CHARGE = "c.problem IS NULL AND c.currency_ok"
+
+
+def _rule_value(field: str, reads: AbstractSet[str]) -> str:
+    """A field the rules read, or NULL where none reads it: combinations differing only there are one."""
+    return RULE_COLUMNS[field] if field in reads else "NULL::VARCHAR"
 
 
 def rule_inputs(reads: AbstractSet[str]) -> str:
-    """What the mapping rules read, once per distinct combination (not per charge), in
-    RULE_COLUMNS order."""
-    columns = ", ".join(
-        f"{_rule_value('g', field, reads)} AS {column}" for field, column in RULE_COLUMNS.items()
-    )
-    return f"SELECT DISTINCT {columns} FROM tagged AS g WHERE g.application IS NULL"
+    """What the mapping rules read of the charges no tag placed (in RULE_COLUMNS order), then their
+    application tag's value and line items: once per distinct combination, never per charge. The
+    tag's value is there for the report of unknown tag values even where no rule reads it, so a
+    combination of what the rules read may come more than once."""
+    values = ", ".join(_rule_value(field, reads) for field in RULE_COLUMNS)
+    return f"""
+    SELECT {values}, NULLIF(trim(t.tag_value), ''), sum(c.line_items)::BIGINT
+    {CHARGES_WITH_TAGS}
+    WHERE {UNPLACED} AND {READABLE_CHARGE}
+    GROUP BY ALL
+    """
 
 
 CREATE_RULED = """
@@ -254,39 +218,33 @@ CREATE_RULED = """
            unnest($provider) AS provider, unnest($service_name) AS service_name,
            unnest($application) AS application
 """
-
-
-def _placed(reads: AbstractSet[str]) -> str:
-    matches = "".join(
-        f" AND r.{column} IS NOT DISTINCT FROM {_rule_value('g', field, reads)}"
-        for field, column in RULE_COLUMNS.items()
-    )
-    return f"FROM tagged AS g LEFT JOIN ruled AS r ON g.application IS NULL{matches}"
+"""What the rules said of each distinct combination they read (application NULL: none matched)."""
 
 
 def insert_allocated(table: str, reads: AbstractSet[str]) -> str:
-    """Every charge with its application (its tag's, else the rules', else the unallocated one)
-    into the fold's `table`, which sums them into relevés. A charge's unit and quantity go with
-    it; the fold keeps a quantity only where a relevé's charges share one unit. Returns how many
-    rows it inserted."""
+    """Every readable charge with its application (its tag's, else the rules', else the
+    unallocated one) into the fold's `table`, summed by what makes a relevé and trimmed (once per
+    group, never per line item). A charge's unit and quantity go with it; the fold keeps a
+    quantity only where a relevé's charges share one unit. Returns how many rows it inserted."""
+    matches = " AND ".join(
+        f"r.{name} IS NOT DISTINCT FROM {_rule_value(field, reads)}"
+        for field, name in zip(RULE_COLUMNS, ("tag_value", *RULE_FIELDS), strict=True)
+    )
     return f"""
     INSERT INTO {identifier(table)} (source, application, provider, service_name, service_category,
                          charge_category, sku_id, currency, pricing_unit, cost, line_items,
                          quantified, pricing_quantity)
-    SELECT $source, coalesce(g.application, r.application, '{UNALLOCATED_APPLICATION}'),
-           coalesce(g.provider, $unknown_provider), g.service_name, g.service_category,
-           g.charge_category, g.sku_id, g.currency, g.pricing_unit, g.cost, g.line_items,
-           g.quantified, g.pricing_quantity
-    {_placed(reads)}
-    """
-
-
-def unknown_tags(reads: AbstractSet[str]) -> str:
-    """Application-tag values that name no known application and that no rule placed: a tagging
-    or referential problem for the FinOps team to fix."""
-    return f"""
-    SELECT g.tag_value, sum(g.line_items)::BIGINT
-    {_placed(reads)}
-    WHERE g.application IS NULL AND r.application IS NULL AND g.tag_value IS NOT NULL
-    GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20
+    SELECT $source, coalesce(c.application, k.application_id, r.application, '{UNALLOCATED_APPLICATION}'),
+           coalesce(NULLIF(trim(c.provider), ''), $unknown_provider),
+           NULLIF(trim(c.service_name), ''),
+           NULLIF(trim(c.service_category), ''),
+           CASE WHEN NULLIF(trim(c.service_name), '') IS NULL THEN NULLIF(trim(c.charge_category), '') END,
+           NULLIF(trim(c.sku_id), ''),
+           upper(trim(c.currency)),
+           NULLIF(trim(c.pricing_unit), ''),
+           sum(c.cost), sum(c.line_items)::BIGINT, sum(c.quantified)::BIGINT, sum(c.pricing_quantity)
+    {CHARGES_WITH_TAGS}
+    LEFT JOIN ruled AS r ON {UNPLACED} AND {matches}
+    WHERE {READABLE_CHARGE}
+    GROUP BY ALL
     """

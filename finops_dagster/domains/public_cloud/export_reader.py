@@ -22,11 +22,12 @@ import datetime as dt
 import glob
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import duckdb
 
@@ -50,6 +51,8 @@ MONTH_PLACEHOLDER = "{month}"
 """In a configured location, the month being read (`/exports/aws/{month}/*.parquet` → `…/2026-10/…`):
 files of other months are then not even opened."""
 GLOB_CHARACTERS = ("*", "?", "[", "]", "{", "}")
+FILES_PER_QUERY = 32
+"""Files summed (or their tags resolved) by one query."""
 DETAILED_REJECTS_PER_REASON = 1000
 """Unreadable rows kept one by one per file and reason; the rest of them become one summary reject."""
 
@@ -71,6 +74,9 @@ FIELDS = (*KEYS, "cost", "pricing_quantity", "period")
 """What a layout's `fields` select, in this order and under these names."""
 RULE_ONLY_FIELDS = ("sub_account_id", "sub_account_name", "resource_group")
 """Keys only the mapping rules read (the others also make the product)."""
+
+
+T = TypeVar("T")
 
 
 class ExportFileError(RuntimeError):
@@ -253,10 +259,10 @@ class ExportReader:
         if into is not None:
             self._prepare_allocation(conn, into.allocation)
             parquet = [f"SELECT {self.layout.fields(f)} FROM {f.scan()}" for f in files if f.is_parquet]
-            if parquet:  # their tag sets, all files at once: one column of Parquet reads fast
-                self._resolve_tags(conn, " UNION ALL ".join(parquet), into.allocation.keys)
-        for index, file in enumerate(files):
-            conn.execute(self._sum_file(file, index, into), _bounds(month))
+            for selects in _batches(parquet):  # their tag sets first: one column of Parquet reads fast
+                self._resolve_tags(conn, " UNION ALL ".join(selects), into.allocation.keys)
+        for numbered in _batches(list(enumerate(files))):
+            conn.execute(self._sum_files(numbered, into), _bounds(month))
         for (index,) in conn.execute(q.FILES_WITH_UNPLACED_ROWS).fetchall():
             self._place_unreadable_periods(conn, files[index], index, month)
         conn.execute(q.DROP_FILES_OUTSIDE_MONTH)
@@ -271,9 +277,7 @@ class ExportReader:
             result.groups.extend(self._detailed_groups(conn))
         else:
             result.line_items_by_category = dict(conn.execute(q.CATEGORY_COUNTS).fetchall())
-            result.inserted_groups = self._insert_allocated(conn, into)
-            reads = into.allocation.rule_fields
-            result.unknown_application_tags = dict(conn.execute(q.unknown_tags(reads)).fetchall())
+            result.inserted_groups, result.unknown_application_tags = self._insert_allocated(conn, into)
         result.line_items, result.source_costs = self._source_totals(conn)
         for (index,) in conn.execute(q.PROBLEM_FILES).fetchall():
             result.problems.extend(self._problems(conn, files[index], index, month))
@@ -305,13 +309,30 @@ class ExportReader:
         if (first.year, first.month) != (month.year, month.month):
             conn.execute("DELETE FROM charges WHERE file_index = $index AND NOT in_month", {"index": index})
 
-    def _sum_file(self, file: ExportFile, index: int, into: ChargeTable | None) -> str:
-        """One scan of a file: its rows of the month (and those whose period cannot be read) summed
-        by every field a relevé depends on, without per-row work a group can do once.
+    def _sum_files(self, files: Sequence[tuple[int, ExportFile]], into: ChargeTable | None) -> str:
+        """One scan of some files (with their index): their rows of the month (and those whose
+        period cannot be read) summed by file and by every field a relevé depends on, without
+        per-row work a group can do once. One query for them all keeps both of DuckDB's threads
+        busy to the end, where a query per file leaves one idle as each file finishes.
 
         When summing for an allocation, fields no mapping rule reads are left out, and a Parquet
         file's rows whose tag set names a known application (resolved just before) are summed per
         application, their tags and rule fields dropped: far fewer groups to make and to place."""
+        rows = " UNION ALL ".join(self._file_rows(file, index, into) for index, file in files)
+        return f"""
+            INSERT INTO charges
+            SELECT *, {q.VALID_CURRENCY} FROM (
+                SELECT file_index, problem, period IS NOT NULL, application, {", ".join(KEYS)},
+                       CAST(sum(cost) AS {col.DECIMAL}), count(*), count(pricing_quantity),
+                       CAST(sum(pricing_quantity) AS {col.DECIMAL})
+                FROM ({rows})
+                WHERE (period >= $start AND period < $end) OR period IS NULL
+                GROUP BY ALL
+            )
+        """
+
+    def _file_rows(self, file: ExportFile, index: int, into: ChargeTable | None) -> str:
+        """A file's rows as `_sum_files` sums them."""
         read = f"SELECT {self.layout.problem(file)} AS problem, {self.layout.fields(file)} FROM {file.scan()}"
         placed_by_tag = into is not None and file.is_parquet
         reads = into.allocation.rule_fields if into is not None else RULE_ONLY_FIELDS
@@ -326,18 +347,10 @@ class ExportReader:
         tag_join = "LEFT JOIN tag_applications AS a ON a.tags = f.tags" if placed_by_tag else ""
         application = "a.application_id" if placed_by_tag else "NULL::VARCHAR"
         return f"""
-            INSERT INTO charges
-            SELECT {index}, problem, period IS NOT NULL, application, {", ".join(KEYS)},
-                   CAST(sum(cost) AS {col.DECIMAL}), count(*), count(pricing_quantity),
-                   CAST(sum(pricing_quantity) AS {col.DECIMAL})
-            FROM (
-                SELECT f.problem, f.period, {application} AS application,
-                       {", ".join(key(name) for name in KEYS)}, f.cost, f.pricing_quantity
-                FROM ({read}) AS f
-                {tag_join}
-            )
-            WHERE (period >= $start AND period < $end) OR period IS NULL
-            GROUP BY ALL
+            SELECT {index} AS file_index, f.problem, f.period, {application} AS application,
+                   {", ".join(key(name) for name in KEYS)}, f.cost, f.pricing_quantity
+            FROM ({read}) AS f
+            {tag_join}
         """
 
     def _detailed_groups(self, conn: duckdb.DuckDBPyConnection) -> list[ChargeGroup]:
@@ -381,27 +394,34 @@ class ExportReader:
             conn.execute(q.INSERT_TAG_VALUES, {"tags": unresolved, "values": values})
         conn.execute(q.REFRESH_TAG_APPLICATIONS)
 
-    def _insert_allocated(self, conn: duckdb.DuckDBPyConnection, into: ChargeTable) -> int:
+    def _insert_allocated(
+        self, conn: duckdb.DuckDBPyConnection, into: ChargeTable
+    ) -> tuple[int, dict[str, int]]:
         """The month's charges, each with its application, inserted into the fold's table, allocated
         inside DuckDB: Python sees each distinct combination the rules read once (and the tag sets
-        DuckDB cannot read), never a line item. Returns how many rows it inserted."""
+        DuckDB cannot read), never a line item. Returns how many rows it inserted, and the
+        application-tag values that named no known application and that no rule placed (the 20
+        with most line items: a tagging or referential problem for the FinOps team to fix)."""
         allocation = into.allocation
         self._resolve_tags(conn, q.UNPLACED_TAGS, allocation.keys)
-        conn.execute(q.create_unplaced(allocation.rule_fields))
-        conn.execute(q.CREATE_TAGGED)
-        inputs = conn.execute(q.rule_inputs(allocation.rule_fields)).fetchall()
-        placed = [
-            allocation.resolve(tagged, dict(zip(RULE_FIELDS, fields, strict=True)))
-            for tagged, *fields in inputs
-        ]
+        placed: dict[tuple[str | None, ...], str | None] = {}
+        unknown: Counter[str] = Counter()
+        for *fields, tag, line_items in conn.execute(q.rule_inputs(allocation.rule_fields)).fetchall():
+            combination = tuple(fields)
+            if combination not in placed:
+                tagged, *read = combination
+                placed[combination] = allocation.resolve(tagged, dict(zip(RULE_FIELDS, read, strict=True)))
+            if placed[combination] is None and tag is not None:
+                unknown[tag] += line_items
         columns = ("tag_value", *RULE_FIELDS)
-        ruled: dict[str, list[Any]] = {name: [row[i] for row in inputs] for i, name in enumerate(columns)}
-        conn.execute(q.CREATE_RULED, {**ruled, "application": placed})
+        ruled = {name: [combination[i] for combination in placed] for i, name in enumerate(columns)}
+        conn.execute(q.CREATE_RULED, {**ruled, "application": list(placed.values())})
         row = conn.execute(
             q.insert_allocated(into.name, allocation.rule_fields),
             {"source": self.layout.source, "unknown_provider": UNKNOWN_PROVIDER},
         ).fetchone()
-        return int(row[0]) if row else 0
+        most = sorted(unknown.items(), key=lambda item: (-item[1], item[0]))[:20]
+        return (int(row[0]) if row else 0), dict(most)
 
     def _problems(
         self, conn: duckdb.DuckDBPyConnection, file: ExportFile, index: int, month: dt.date
@@ -483,6 +503,13 @@ def _in_utc(conn: duckdb.DuckDBPyConnection) -> None:
     sessions are in UTC already."""
     with contextlib.suppress(duckdb.Error):
         conn.execute("SET TimeZone = 'UTC'")
+
+
+def _batches(items: list[T]) -> Iterator[list[T]]:
+    """Files a query reads together: a month of many small files stays a few queries, each of a
+    size DuckDB plans quickly."""
+    for start in range(0, len(items), FILES_PER_QUERY):
+        yield items[start : start + FILES_PER_QUERY]
 
 
 def _bounds(month: dt.date) -> dict[str, dt.datetime]:
