@@ -157,7 +157,7 @@ class ChargeFold:
             self._insert_pending()
             self._load_rates()
             self.rejects.extend(self._unconvertible())
-            self.duckdb.execute(q.CREATE_PRICED, {"by_sku": self.settings.product_by_sku})
+            self.duckdb.execute(q.create_priced(self.settings.product_by_sku))
             self._choose_products()
             releves = self._releves()
         except (duckdb.OutOfRangeException, duckdb.ConversionException):

@@ -5,7 +5,7 @@
    the other sources).
 2. `rates` holds the month's exchange rates into the reporting currency (1 for that currency):
    charges in a currency without one are rejects, never converted with a guess.
-3. `priced` names each charge's product; `products` gives what the catalogue needs of each one,
+3. `priced` (a view) names each charge's product; `products` gives what the catalogue needs of each one,
    and `product_families` comes back with the family the fold chose for it.
 4. `CREATE_RELEVES` sums per application × product × source × billed currency and computes each
    relevé's quantity, conversion and unit cost with exact decimals and banker's rounding, the
@@ -68,22 +68,27 @@ UNCONVERTIBLE = """
 """
 """Charges in a currency the month has no rate for: one reject per product and application."""
 
-CREATE_PRICED = """
-    CREATE TEMP TABLE priced AS
+
+def create_priced(by_sku: bool) -> str:
+    """`priced`: each charge with its product (provider and service, `<provider>:<ChargeCategory>`
+    for a charge without a service: a tax, an account-level credit; with the SKU when products are
+    by SKU) and its exchange rate. A view: the two queries that read it cost less than storing it."""
+    sku = "NULLIF(c.sku_id, '')" if by_sku else "NULL::VARCHAR"
+    return f"""
+    CREATE TEMP VIEW priced AS
     WITH named AS (
         SELECT c.*, r.rate,
                coalesce(NULLIF(c.service_name, ''), NULLIF(c.charge_category, ''), 'Other')
                    AS product_service,
-               CASE WHEN $by_sku THEN NULLIF(c.sku_id, '') END AS product_sku
+               {sku} AS product_sku
         FROM allocated_charges AS c
         JOIN rates AS r USING (currency)
     )
     SELECT *,
            provider || ':' || product_service || coalesce(':' || product_sku, '') AS product_id
     FROM named
-"""
-"""A charge's product: provider and service (`<provider>:<ChargeCategory>` for a charge without a
-service: a tax, an account-level credit), with the SKU when products are by SKU."""
+    """
+
 
 PRODUCTS = """
     SELECT product_id, min(provider), min(product_service), min(product_sku),
