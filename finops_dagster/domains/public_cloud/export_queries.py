@@ -189,8 +189,6 @@ the tags of the others were resolved after it."""
 UNPLACED = "c.application IS NULL AND k.application_id IS NULL"
 """A charge no tag placed: the mapping rules decide."""
 
-READABLE_CHARGE = "c.problem IS NULL AND c.currency_ok"
-
 
 def _rule_value(field: str, reads: AbstractSet[str]) -> str:
     """A field the rules read, or NULL where none reads it: combinations differing only there are one."""
@@ -204,9 +202,9 @@ def rule_inputs(reads: AbstractSet[str]) -> str:
     combination of what the rules read may come more than once."""
     values = ", ".join(_rule_value(field, reads) for field in RULE_COLUMNS)
     return f"""
-    SELECT {values}, NULLIF(trim(t.tag_value), ''), sum(c.line_items)::BIGINT
+    SELECT {values}, {RULE_COLUMNS["tag"]}, sum(c.line_items)::BIGINT
     {CHARGES_WITH_TAGS}
-    WHERE {UNPLACED} AND {READABLE_CHARGE}
+    WHERE {UNPLACED} AND {READABLE}
     GROUP BY ALL
     """
 
@@ -219,6 +217,8 @@ CREATE_RULED = """
            unnest($application) AS application
 """
 """What the rules said of each distinct combination they read (application NULL: none matched)."""
+RULED_COLUMNS = ("tag_value", *RULE_FIELDS)
+"""`ruled`'s columns for what the rules read, in RULE_COLUMNS order."""
 
 
 def insert_allocated(table: str, reads: AbstractSet[str]) -> str:
@@ -228,7 +228,7 @@ def insert_allocated(table: str, reads: AbstractSet[str]) -> str:
     quantity only where a relevé's charges share one unit. Returns how many rows it inserted."""
     matches = " AND ".join(
         f"r.{name} IS NOT DISTINCT FROM {_rule_value(field, reads)}"
-        for field, name in zip(RULE_COLUMNS, ("tag_value", *RULE_FIELDS), strict=True)
+        for field, name in zip(RULE_COLUMNS, RULED_COLUMNS, strict=True)
     )
     return f"""
     INSERT INTO {identifier(table)} (source, application, provider, service_name, service_category,
@@ -245,6 +245,6 @@ def insert_allocated(table: str, reads: AbstractSet[str]) -> str:
            sum(c.cost), sum(c.line_items)::BIGINT, sum(c.quantified)::BIGINT, sum(c.pricing_quantity)
     {CHARGES_WITH_TAGS}
     LEFT JOIN ruled AS r ON {UNPLACED} AND {matches}
-    WHERE {READABLE_CHARGE}
+    WHERE {READABLE}
     GROUP BY ALL
     """

@@ -413,8 +413,7 @@ class ExportReader:
                 placed[combination] = allocation.resolve(tagged, dict(zip(RULE_FIELDS, read, strict=True)))
             if placed[combination] is None and tag is not None:
                 unknown[tag] += line_items
-        columns = ("tag_value", *RULE_FIELDS)
-        ruled = {name: [combination[i] for combination in placed] for i, name in enumerate(columns)}
+        ruled = {name: [combination[i] for combination in placed] for i, name in enumerate(q.RULED_COLUMNS)}
         conn.execute(q.CREATE_RULED, {**ruled, "application": list(placed.values())})
         row = conn.execute(
             q.insert_allocated(into.name, allocation.rule_fields),
