@@ -138,6 +138,22 @@ def write_focus(path: Path, rows: list[str], *, header: str = FOCUS_HEADER, bom:
     return path
 
 
+def as_parquet(csv_file: Path, parquet_file: Path) -> Path:
+    """The same FOCUS rows as a Parquet file (every column as text)."""
+    parquet_file.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect() as conn:
+        conn.execute(
+            f"COPY (SELECT * FROM read_csv('{csv_file}', all_varchar = true, header = true, "
+            f"nullstr = 'NULL')) TO '{parquet_file}' (FORMAT parquet)"
+        )
+    return parquet_file
+
+
+def costs_by_application(mart: psycopg.Connection) -> dict[str, Decimal]:
+    query = "SELECT application_id, sum(total_cost) FROM finops.fact_releve GROUP BY 1"
+    return dict(mart.execute(query).fetchall())
+
+
 def focus_row(
     cost: str,
     *,
@@ -310,9 +326,7 @@ def test_allocation_by_tag_then_rule_then_unallocated(
     result = domain.run(dt.date(2026, 10, 1))
 
     assert result.success, failures(result)
-    costs = dict(
-        mart.execute("SELECT application_id, sum(total_cost) FROM finops.fact_releve GROUP BY 1").fetchall()
-    )
+    costs = costs_by_application(mart)
     assert costs == {tagged: Decimal("10.5"), ruled: Decimal("2.25"), UNALLOCATED: Decimal("0.625")}
     details = mart.execute("SELECT details FROM finops.domain_load").fetchone()
     assert details is not None and details[0]["unknown_application_tags"] == {"not-an-application": 1}
@@ -339,23 +353,13 @@ def test_unknown_tags_sharing_what_the_rules_read_are_placed_once_and_reported(
         focus_row("32", tags='"{""app-id"": ""ghost-3""}"', service="Storage Accounts"),
         focus_row("64", tags='"{""app-id"": ""ghost-4""}"'),
     ]
-    csv_file = write_focus(tmp_path / "azure" / "2026-10.csv", rows)
-    parquet_file = tmp_path / "aws" / "2026-10.parquet"
-    parquet_file.parent.mkdir()
-    with duckdb.connect() as conn:
-        conn.execute(
-            f"COPY (SELECT * REPLACE (replace(Tags, '\"\"', '\"') AS Tags) FROM read_csv('{csv_file}', "
-            "all_varchar = true, header = true, nullstr = 'NULL')) "
-            f"TO '{parquet_file}' (FORMAT parquet)"
-        )
+    as_parquet(write_focus(tmp_path / "azure" / "2026-10.csv", rows), tmp_path / "aws" / "2026-10.parquet")
     domain.setenv(FINOPS_FOCUS_PATHS=str(tmp_path / "**" / "*.*"))
 
     result = domain.run(dt.date(2026, 10, 1))
 
     assert result.success, failures(result)
-    costs = dict(
-        mart.execute("SELECT application_id, sum(total_cost) FROM finops.fact_releve GROUP BY 1").fetchall()
-    )
+    costs = costs_by_application(mart)
     assert costs == {tagged: Decimal("2"), ruled: Decimal("28"), UNALLOCATED: Decimal("224")}
     details = mart.execute("SELECT details FROM finops.domain_load").fetchone()
     assert details is not None
@@ -378,21 +382,14 @@ def test_a_month_of_more_files_than_one_query_reads_is_summed_whole(
             tmp_path / "exports" / f"part-{number}.csv",
             [focus_row(f"{2**number}", tags=tags), focus_row("100", month="2026-09")],
         )
-        with duckdb.connect() as conn:
-            conn.execute(
-                f"COPY (SELECT * REPLACE (replace(Tags, '\"\"', '\"') AS Tags) FROM read_csv('{csv_file}', "
-                "all_varchar = true, header = true, nullstr = 'NULL')) "
-                f"TO '{tmp_path / 'exports' / f'part-{number}.parquet'}' (FORMAT parquet)"
-            )
+        as_parquet(csv_file, tmp_path / "exports" / f"part-{number}.parquet")
     write_focus(tmp_path / "exports" / "part-bad.csv", [focus_row("not-a-number", tags=tags)])
     domain.setenv(FINOPS_FOCUS_PATHS=str(tmp_path / "exports"))
 
     result = domain.run(dt.date(2026, 10, 1))
 
     assert result.success, failures(result)
-    costs = dict(
-        mart.execute("SELECT application_id, sum(total_cost) FROM finops.fact_releve GROUP BY 1").fetchall()
-    )
+    costs = costs_by_application(mart)
     assert costs == {application: Decimal(2 * 31)}
     assert [reject[2] for reject in rejects(mart, dt.date(2026, 10, 1))] == [
         "EffectiveCost not-a-number is not a number"
