@@ -1,10 +1,11 @@
-"""The `finops-dagster` command: migrate the mart, run the demo, open the UI on the demo data, serve the
-read API."""
+"""The `finops-dagster` command: migrate the mart, run the headless nightly, run the demo, open the UI on
+the demo data, serve the read API."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import subprocess
 import sys
@@ -23,6 +24,15 @@ def cmd_migrate(_: argparse.Namespace) -> int:
         applied = apply_migrations(conn)
     print(f"{postgres.describe()}: " + (f"applied {', '.join(applied)}" if applied else "up to date"))
     return 0
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    """The nightly job in this process (the CronJob's command); exit 0 on success, 1 on failure."""
+    from finops_dagster.nightly import parse_months, run_nightly, tonight
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    months = parse_months(args.months) if args.months else tonight(dt.datetime.now(dt.UTC))
+    return run_nightly(months, use_dagster_home=args.dagster_home)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -75,6 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply pending SQL migrations to POSTGRES_URL").set_defaults(
         run=cmd_migrate
     )
+    nightly = commands.add_parser(
+        "nightly",
+        help="run the nightly job here and now (the headless CronJob's command); exit 1 if it fails",
+    )
+    nightly.add_argument(
+        "--months",
+        metavar="FIRST[:LAST]",
+        help="the months to compute, YYYY-MM or YYYY-MM:YYYY-MM (default: the current month, and the "
+        "previous one unless FINOPS_RECALC_PREVIOUS_MONTH=false)",
+    )
+    nightly.add_argument(
+        "--dagster-home",
+        action="store_true",
+        help="record the run in the Dagster instance of DAGSTER_HOME (default: an ephemeral one)",
+    )
+    nightly.set_defaults(run=cmd_nightly)
     demo = commands.add_parser(
         "demo", help="run the whole pipeline on generated data, no configuration needed"
     )

@@ -124,3 +124,9 @@ def pipeline_version() -> str:
 
     sha = os.environ.get("FINOPS_GIT_SHA", "").strip()
     return f"{__version__}+{sha[:12]}" if sha else __version__
+
+
+def run_wait_seconds() -> int:
+    """How long a run waits for a month another run is computing before it gives up
+    (FINOPS_RUN_WAIT_SECONDS, default six hours: longer than any night's run)."""
+    return env_int("FINOPS_RUN_WAIT_SECONDS", 6 * 3600, minimum=0)

@@ -8,6 +8,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from finops_dagster.checks.reconciliation import superseded_loads, superseded_result
 from finops_dagster.checks.views import MONTHLY_VIEWS, QUARTER_VIEW, view_mismatches
 from finops_dagster.checks.volume import VolumeFinding, volume_findings
 from finops_dagster.mart.publish import ensure_month_partition
@@ -191,3 +192,22 @@ def test_month_published_without_refresh_is_a_mismatch(published: psycopg.Connec
     assert view_mismatches(published, "mv_cost_domain_month") == [
         (dt.date(2025, 5, 1), "EUR", None, Decimal("10.000000"))
     ]
+
+
+def test_a_superseded_load_is_reported_as_superseded_not_as_a_loss(mart: psycopg.Connection) -> None:
+    for run_id in ("run-a", "run-b"):
+        mart.execute(
+            "INSERT INTO finops.domain_load (domain_id, period_month, run_id, releve_count, reject_count, "
+            "total_cost, source_record_count, source_totals) "
+            "VALUES ('open_legacy', '2026-10-01', %s, 3, 0, 9, 3, %s)",
+            (run_id, '{"GB-month": "12"}'),
+        )
+    mart.execute("UPDATE finops.domain_load SET superseded_by = 'run-b' WHERE run_id = 'run-a'")
+
+    assert superseded_loads(mart, "open_legacy", "run-a") == [("2026-10", "run-b")]
+    assert superseded_loads(mart, "open_legacy", "run-b") == []
+    result = superseded_result([("2026-10", "run-b")])
+    assert not result.passed
+    assert result.description is not None
+    assert result.description.startswith("superseded: 2026-10 by run run-b published after this run loaded")
+    assert "off by" not in result.description

@@ -22,11 +22,11 @@ from finops_dagster.mart.etl_runs import (
     SCHEDULE_TAG,
     SUMMARY_LIMIT,
     RunLedger,
-    abort_dead_runs,
     run_periods,
     trigger_type,
 )
 from finops_dagster.mart.locks import RUN_NAMESPACE
+from finops_dagster.mart.run_liveness import abort_dead_runs
 from finops_dagster.reference.assets import reference_data
 from finops_dagster.settings import pipeline_version
 from finops_dagster_tests.waiting import wait_for
@@ -257,7 +257,9 @@ def test_running_row_with_a_live_owner_is_not_aborted(mart: psycopg.Connection, 
     with psycopg.connect(mart_url, autocommit=True) as owner:
         owner.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (RUN_NAMESPACE, "alive-run"))
 
-        assert abort_dead_runs(mart, detected_by="detector-run") == ["dead-run"]
+        assert [dead.run_id for dead in abort_dead_runs(mart, detected_by="detector-run", stale_after=0)] == [
+            "dead-run"
+        ]
 
         assert _row(mart, "alive-run")["status"] == "RUNNING"
         assert _row(mart, "alive-run")["ended_at"] is None
@@ -288,11 +290,13 @@ def test_running_row_with_a_live_owner_is_not_aborted(mart: psycopg.Connection, 
         "the owner's session to end",
         timeout=30,
     )
-    assert abort_dead_runs(mart, detected_by="detector-run") == ["alive-run"]
+    assert [dead.run_id for dead in abort_dead_runs(mart, detected_by="detector-run", stale_after=0)] == [
+        "alive-run"
+    ]
     assert _row(mart, "alive-run")["status"] == "ABORTED"
 
 
 def test_detecting_run_never_aborts_itself(mart: psycopg.Connection) -> None:
     _insert_running(mart, "self-run")
-    assert abort_dead_runs(mart, detected_by="self-run") == []
+    assert abort_dead_runs(mart, detected_by="self-run", stale_after=0) == []
     assert _row(mart, "self-run")["status"] == "RUNNING"

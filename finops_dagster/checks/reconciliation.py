@@ -123,6 +123,30 @@ def cost_balances(conn: psycopg.Connection, domain_id: str, run_id: str) -> list
 
 BALANCES = {"quantity": unit_balances, "cost": cost_balances}
 
+SUPERSEDED = """
+SELECT to_char(period_month, 'YYYY-MM'), superseded_by FROM finops.domain_load
+WHERE domain_id = %s AND run_id = %s AND superseded_by IS NOT NULL ORDER BY period_month
+"""
+
+
+def superseded_loads(conn: psycopg.Connection, domain_id: str, run_id: str) -> list[tuple[str, str]]:
+    """(month, run) for each of this run's loads that another run's publish discarded: their staged
+    rows are gone, so balancing them would report a loss that is not one."""
+    return [(month, winner) for month, winner in conn.execute(SUPERSEDED, (domain_id, run_id)).fetchall()]
+
+
+def superseded_result(superseded: list[tuple[str, str]]) -> AssetCheckResult:
+    described = "; ".join(f"{month} by run {winner}" for month, winner in superseded)
+    return AssetCheckResult(
+        passed=False,
+        severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"superseded: {described} published after this run loaded, which discarded this run's staged "
+            "relevés; nothing was lost, nothing of this run is published. Run the month again for fresh data"
+        ),
+        metadata={"superseded": MetadataValue.int(len(superseded))},
+    )
+
 
 def build_reconciliation_check(
     asset_key: AssetKey, domain_id: str, measure: Measure = "quantity"
@@ -135,7 +159,10 @@ def build_reconciliation_check(
         """Nothing lost: per month and unit (or billing currency), what the source said = relevés +
         rejects (DESIGN §5.4)."""
         with postgres.connect() as conn:
+            superseded = superseded_loads(conn, domain_id, context.run.run_id)
             balances = balances_of(conn, domain_id, context.run.run_id)
+        if superseded:
+            return superseded_result(superseded)
         broken = [b for b in balances if not b.balanced]
         table = [
             f"| month | {heading} | source | relevés | rejects | difference |",

@@ -14,7 +14,6 @@ import shutil
 import time
 import warnings
 from dataclasses import dataclass, replace
-from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -32,6 +31,7 @@ from finops_dagster.demo.private_cloud import (
 from finops_dagster.demo.public_cloud import DEMO_PROVIDERS, write_focus_exports
 from finops_dagster.demo.scale import Scale
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG
+from finops_dagster.nightly import print_run_summary
 from finops_dagster.releve import month_start
 from finops_dagster.settings import enabled_domains
 
@@ -73,7 +73,9 @@ def demo_scale(cis: int) -> Scale:
 
 def cmdb_standin_url(scale: Scale, months: int, today: dt.date) -> str:
     """MONGO_URL of the generated CMDB stand-in of this scale (its CIs: ``scale.cis``)."""
-    return f"demo://?cis={scale.cis}&months={months}&today={today.isoformat()}&applications={scale.applications}"
+    return (
+        f"demo://?cis={scale.cis}&months={months}&today={today.isoformat()}&applications={scale.applications}"
+    )
 
 
 def prepare_environment(
@@ -251,44 +253,10 @@ def run_demo(*, cis: int, months: int, today: dt.date) -> int:
             raise_on_error=False,
         )
     print(f"Done in {time.perf_counter() - started:.0f} s.\n")
-    print_summary(env.postgres_url, result.run_id)
+    with psycopg.connect(env.postgres_url) as conn:
+        print_run_summary(conn, result.run_id)
     print_next_steps(env)
     return 0 if result.success else 1
-
-
-SUMMARY_QUERY = """
-SELECT l.domain_id, l.period_month, l.releve_count, l.total_cost, l.reject_count,
-       coalesce((SELECT sum(total_cost) FROM finops.fact_releve f
-                 WHERE f.period_month = l.period_month AND f.domain_id = l.domain_id
-                   AND f.application_id = 'UNALLOCATED'), 0),
-       l.published_at IS NOT NULL
-FROM finops.domain_load l WHERE l.run_id = %s ORDER BY 1, 2
-"""
-
-
-def print_summary(postgres_url: str, run_id: str) -> None:
-    with psycopg.connect(postgres_url) as conn:
-        rows = conn.execute(SUMMARY_QUERY, (run_id,)).fetchall()
-        status = conn.execute(
-            "SELECT status, error_summary FROM finops.etl_runs WHERE run_id = %s", (run_id,)
-        ).fetchone()
-    header = (
-        f"{'domain':<13} {'month':<8} {'relevés':>8} {'total cost':>16} {'rejects':>8} {'unallocated':>14}"
-        "  published"
-    )
-    print(header)
-    print("-" * len(header))
-    for domain, month, releves, total, rejects, unallocated, published in rows:
-        print(
-            f"{domain:<13} {month:%Y-%m}  {releves:>8} {_money(total):>16} {rejects:>8} "
-            f"{_money(unallocated):>14}  {'yes' if published else 'NO'}"
-        )
-    if status:
-        print(f"\nRun {run_id}: {status[0]}" + (f" — {status[1]}" if status[1] else ""))
-
-
-def _money(value: Decimal) -> str:
-    return f"{value:,.2f} EUR"
 
 
 def print_next_steps(env: DemoEnvironment) -> None:

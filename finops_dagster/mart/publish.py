@@ -55,13 +55,26 @@ def publish_run(conn: psycopg.Connection, run_id: str, months: list[dt.date]) ->
     published = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MART_NAMESPACE, PUBLISH_KEY))
+        _refuse_if_declared_dead(conn, run_id)
         for month in sorted(months):
             published.append(_publish_month(conn, run_id, month))
         conn.execute(
-            "UPDATE finops.etl_runs SET records_inserted = records_inserted + %s WHERE run_id = %s",
+            "UPDATE finops.etl_runs SET records_inserted = records_inserted + %s, "
+            "heartbeat_at = clock_timestamp() WHERE run_id = %s",
             (sum(month.releves for month in published), run_id),
         )
     return published
+
+
+def _refuse_if_declared_dead(conn: psycopg.Connection, run_id: str) -> None:
+    """A run recorded as ended (declared dead while its ledger could not reach the mart) publishes
+    nothing: its record would otherwise say ABORTED over a month it changed. The row stays locked
+    until COMMIT, so no reaper can declare it dead halfway through the publish."""
+    row = conn.execute(
+        "SELECT status, error_summary FROM finops.etl_runs WHERE run_id = %s FOR UPDATE", (run_id,)
+    ).fetchone()
+    if row is not None and row[0] != "RUNNING":
+        raise PublishError(f"etl_runs records this run as {row[0]} ({row[1]}); nothing published")
 
 
 def _publish_month(conn: psycopg.Connection, run_id: str, month: dt.date) -> PublishedMonth:

@@ -1,0 +1,125 @@
+"""The headless nightly: `finops-dagster nightly`, the command of the Kubernetes CronJob.
+
+For organisations without a Dagster deployment. It runs the same `finops_nightly` job as the
+schedule, in this process, over the same months (the current one, and the previous one unless
+FINOPS_RECALC_PREVIOUS_MONTH is false) or those of `--months`, and etl_runs records it with the
+trigger CRON. Its Dagster instance is ephemeral unless asked otherwise: the run's record is
+etl_runs. The exit status is what a CronJob needs: 0 when the run succeeded, 1 when it did not,
+with the run's error summary as the last line printed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+import psycopg
+from dagster import DagsterInstance
+
+from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG
+from finops_dagster.partitions import monthly_partitions
+from finops_dagster.schedules import nightly_months
+from finops_dagster.settings import SettingError, reporting_currency, schedule_settings
+
+MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+@dataclass(frozen=True)
+class MonthRange:
+    first: str
+    last: str
+    """Partition keys (YYYY-MM-01), first <= last."""
+
+
+def parse_months(value: str) -> MonthRange:
+    """`YYYY-MM` or `FIRST:LAST`, checked against the partitions so a typo fails before any work."""
+    first_text, colon, last_text = value.partition(":")
+    first = _partition_key(first_text.strip(), value)
+    last = _partition_key(last_text.strip(), value) if colon else first
+    if last < first:
+        raise SettingError(f"--months {value}: the last month is before the first")
+    return MonthRange(first, last)
+
+
+def _partition_key(text: str, value: str) -> str:
+    match = MONTH.match(text)
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        raise SettingError(f"--months {value}: expected YYYY-MM or YYYY-MM:YYYY-MM")
+    key = f"{text}-01"
+    if not monthly_partitions.has_partition_key(key):
+        keys = monthly_partitions.get_partition_keys()
+        raise SettingError(
+            f"--months {value}: {text} is not a month the pipeline computes ({keys[0][:7]} to {keys[-1][:7]})"
+        )
+    return key
+
+
+def tonight(now: dt.datetime) -> MonthRange:
+    """The schedule's months for a night starting at `now`."""
+    first, last = nightly_months(now, recalc_previous_month=schedule_settings().recalc_previous_month)
+    return MonthRange(first, last)
+
+
+def run_nightly(months: MonthRange, *, use_dagster_home: bool = False) -> int:
+    """Run the nightly job in process over `months`; print what it did; 0 on success, else 1."""
+    from finops_dagster.pipeline import build_definitions
+    from finops_dagster.resources.postgres import postgres_from_env
+
+    defs = build_definitions()
+    job = defs.resolve_job_def("finops_nightly")
+    print(f"finops-dagster nightly: {months.first[:7]} to {months.last[:7]}", flush=True)
+    instance = DagsterInstance.get() if use_dagster_home else DagsterInstance.ephemeral()
+    with instance:
+        result = job.execute_in_process(
+            instance=instance,
+            tags={RANGE_START_TAG: months.first, RANGE_END_TAG: months.last, TRIGGER_TAG: "CRON"},
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            raise_on_error=False,
+        )
+    postgres = postgres_from_env().process_config_and_initialize()
+    with postgres.connect() as conn:
+        status, summary = print_run_summary(conn, result.run_id)
+    if result.success and status == "SUCCESS":
+        return 0
+    print(f"FAILED: {summary or 'the run failed before recording its outcome (see the log above)'}")
+    return 1
+
+
+SUMMARY_QUERY = """
+SELECT l.domain_id, l.period_month, l.releve_count, l.total_cost, l.reject_count,
+       coalesce((SELECT sum(total_cost) FROM finops.fact_releve f
+                 WHERE f.period_month = l.period_month AND f.domain_id = l.domain_id
+                   AND f.application_id = 'UNALLOCATED'), 0),
+       l.published_at IS NOT NULL
+FROM finops.domain_load l WHERE l.run_id = %s ORDER BY 1, 2
+"""
+
+
+RUN_RECORD = "SELECT status, error_summary FROM finops.etl_runs WHERE run_id = %s"
+
+
+def print_run_summary(conn: psycopg.Connection, run_id: str) -> tuple[str | None, str | None]:
+    """Per domain and month what the run loaded and whether it was published, then its status;
+    returns (status, error summary) from etl_runs."""
+    rows = conn.execute(SUMMARY_QUERY, (run_id,)).fetchall()
+    record = conn.execute(RUN_RECORD, (run_id,)).fetchone()
+    header = (
+        f"{'domain':<13} {'month':<8} {'relevés':>8} {'total cost':>16} {'rejects':>8} {'unallocated':>14}"
+        "  published"
+    )
+    print(header)
+    print("-" * len(header))
+    for domain, month, releves, total, rejects, unallocated, published in rows:
+        print(
+            f"{domain:<13} {month:%Y-%m}  {releves:>8} {_money(total):>16} {rejects:>8} "
+            f"{_money(unallocated):>14}  {'yes' if published else 'NO'}"
+        )
+    status, summary = record if record else (None, None)
+    print(f"\nRun {run_id}: {status or 'not recorded'}" + (f" — {summary}" if summary else ""), flush=True)
+    return status, summary
+
+
+def _money(value: Decimal) -> str:
+    return f"{value:,.2f} {reporting_currency()}"
