@@ -119,10 +119,11 @@ class RunLedger(ConfigurableResource):
         if run is None:
             return
         self._run_id, self._months, self._instance = run.run_id, run_periods(run.tags), context.instance
+        run_log = context.log or log
         conn = self._connect(wait_for_run_lock=True)
         settle_recent_deaths(conn, detected_by=run.run_id)
         for dead in reap(conn, self._instance, detected_by=run.run_id):
-            context.log.warning(f"Released dead run {dead.run_id}: {dead.summary}")
+            run_log.warning(f"Released dead run {dead.run_id}: {dead.summary}")
         conn.execute(
             START_RUN,
             (run.run_id, trigger_type(run.tags), run.job_name, json.dumps(self._months), pipeline_version()),
@@ -130,7 +131,7 @@ class RunLedger(ConfigurableResource):
         self._conn = conn
         self._start_heartbeat()
         try:
-            take_months(conn, self._months, run.run_id, timeout=run_wait_seconds(), report=context.log.info)
+            take_months(conn, self._months, run.run_id, timeout=run_wait_seconds(), report=run_log.info)
         except Exception as error:
             self._stop_heartbeat()
             self._record(("FAILED", 1, str(error)[:SUMMARY_LIMIT], run.run_id, run.run_id))
