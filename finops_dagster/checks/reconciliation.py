@@ -157,7 +157,7 @@ def build_reconciliation_check(
     @asset_check(asset=asset_key, name="reconciliation", blocking=True)
     def reconciliation(context: AssetCheckExecutionContext, postgres: PostgresResource) -> AssetCheckResult:
         """Nothing lost: per month and unit (or billing currency), what the source said = relevés +
-        rejects (DESIGN §5.4)."""
+        rejects (docs/design.md §5.4)."""
         with postgres.connect() as conn:
             superseded = superseded_loads(conn, domain_id, context.run.run_id)
             balances = balances_of(conn, domain_id, context.run.run_id)
