@@ -25,6 +25,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 5},
         }
     },
+    "pinned": {"image": {"digest": "sha256:" + "0123456789abcdef" * 4}},
     "demo_secret": {
         "demoSecrets": {
             "enabled": True,

@@ -41,6 +41,7 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     | API
     | MIGRATE
     | {("Ingress", f"{NAME}-api"), ("HorizontalPodAutoscaler", f"{NAME}-api")},
+    "pinned": COMMON | API | MIGRATE,
     "demo_secret": COMMON | API | MIGRATE | {("Secret", "finops-mart"), ("Secret", "finops-api")},
 }
 
@@ -119,6 +120,14 @@ def test_the_api_serves_on_all_interfaces_with_health_probes(rendered: dict[str,
     ]
     assert rendered["defaults"].one("ServiceAccount", NAME)["automountServiceAccountToken"] is False
     assert rendered["defaults"].one("PodDisruptionBudget", f"{NAME}-api")["spec"]["maxUnavailable"] == 1
+
+
+def test_images_are_the_app_version_or_the_pinned_digest(rendered: dict[str, Rendered]) -> None:
+    repository = "registry.example.org/finops/finops-dagster"
+    by_tag = {c["image"] for spec in pod_specs(rendered["defaults"]).values() for c in spec["containers"]}
+    assert by_tag == {f"{repository}:0.1.0"}
+    by_digest = {c["image"] for spec in pod_specs(rendered["pinned"]).values() for c in spec["containers"]}
+    assert by_digest == {f"{repository}@sha256:{'0123456789abcdef' * 4}"}
 
 
 def test_with_autoscaling_the_hpa_owns_the_replica_count(rendered: dict[str, Rendered]) -> None:
