@@ -28,7 +28,7 @@ demo: $(BIN)/.installed
 dev: $(BIN)/.installed
 	$(BIN)/finops-dagster dev
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed $(TOOLS_VENV)/.installed
 	$(BIN)/pytest -q
 
 lint: $(BIN)/.installed
