@@ -108,6 +108,18 @@ def test_the_dockerfile_installs_the_lock_with_hashes_and_the_wheel_without_an_e
     assert "COPY dagster.yaml /opt/dagster/dagster_home/dagster.yaml" in text
 
 
+def test_the_build_context_is_only_what_the_dockerfile_copies() -> None:
+    """The context is the repository root: without the ignore file, the venvs (gigabytes) would be sent."""
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    assert "*" in ignore
+    included = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    copied = set()
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.startswith("COPY ") and "--from=" not in line:
+            copied.update(source.rstrip("/") for source in line.split()[1:-1])
+    assert copied == included
+
+
 @pytest.fixture(scope="module")
 def wheel_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project built as a wheel and unpacked into a directory of its own, as the image installs it."""
