@@ -3,14 +3,24 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
+# helm-sdkpy (Helm's Go library, for the chart tests) declares Python >= 3.12 but works on 3.11, so it
+# cannot be an extra of the project: it is installed on its own, ignoring that declaration.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --ignore-requires-python 'helm-sdkpy==0.1.32'
 	touch $@
 
-.PHONY: install demo dev test lint benchmark benchmark-public-cloud benchmark-api
-install: $(BIN)/.installed
+# checkov pins a dependency stack of its own that conflicts with the project's: its own venv.
+TOOLS_VENV ?= .venv-tools
+$(TOOLS_VENV)/.installed:
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet 'checkov==3.3.30'
+	touch $@
+
+.PHONY: install demo dev test lint lock check-lock-install benchmark benchmark-public-cloud benchmark-api
+install: $(BIN)/.installed $(TOOLS_VENV)/.installed
 
 demo: $(BIN)/.installed
 	$(BIN)/finops-dagster demo
@@ -18,12 +28,31 @@ demo: $(BIN)/.installed
 dev: $(BIN)/.installed
 	$(BIN)/finops-dagster dev
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed $(TOOLS_VENV)/.installed
 	$(BIN)/pytest -q
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check finops_dagster finops_dagster_tests benchmarks
 	$(BIN)/mypy
+
+# The image's dependencies, pinned with hashes for Linux x86-64 / Python 3.11 (deploy/Dockerfile).
+LOCK_PLATFORM := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
+lock: $(BIN)/.installed
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes $(LOCK_PLATFORM) --quiet -o deploy/requirements.lock
+	$(BIN)/uv pip compile deploy/build-requirements.in --generate-hashes $(LOCK_PLATFORM) --quiet \
+		-o deploy/build-requirements.lock
+
+# What the image's builder does, in a scratch venv (downloads every locked package: about a minute).
+LOCK_CHECK_DIR ?= /tmp/finops-lock-check
+check-lock-install: $(BIN)/.installed
+	rm -rf $(LOCK_CHECK_DIR)
+	$(PYTHON) -m venv $(LOCK_CHECK_DIR)/venv
+	$(LOCK_CHECK_DIR)/venv/bin/pip install --quiet --require-hashes --no-deps -r deploy/requirements.lock
+	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir $(LOCK_CHECK_DIR)/wheels .
+	$(LOCK_CHECK_DIR)/venv/bin/pip install --quiet --no-deps $(LOCK_CHECK_DIR)/wheels/finops_dagster-*.whl
+	$(LOCK_CHECK_DIR)/venv/bin/pip check
+	cd $(LOCK_CHECK_DIR) && venv/bin/finops-dagster --help >/dev/null && venv/bin/dagster code-server start --help >/dev/null
+	@echo "deploy/requirements.lock installs with hashes; finops-dagster runs from the wheel"
 
 # The nightly run end to end at the reference scale (SCALE=0.1 for a tenth of the source volumes).
 .PHONY: benchmark-nightly
