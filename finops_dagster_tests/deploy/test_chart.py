@@ -179,7 +179,6 @@ def test_the_headless_cronjob_runs_the_nightly_command_once_at_a_time(rendered: 
         {"secretRef": {"name": "finops-mart"}},
         {"secretRef": {"name": "finops-mongo"}},
         {"secretRef": {"name": "finops-sources"}},
-        {"secretRef": {"name": "finops-dagster-instance"}},
     ]
 
 

@@ -107,7 +107,11 @@ def chart_instance(values: dict[str, Any]) -> dict[str, Any]:
             "poll_interval_seconds": monitoring["pollIntervalSeconds"],
             "free_slots_after_run_end_seconds": monitoring["freeSlotsAfterRunEndSeconds"],
         },
-        "run_retries": {"enabled": retries["enabled"], "max_retries": retries["maxRetries"]},
+        "run_retries": {
+            "enabled": retries["enabled"],
+            "max_retries": retries["maxRetries"],
+            "retry_on_asset_or_op_failure": retries["retryOnAssetOrOpFailure"],
+        },
         "concurrency": {
             "pools": {"default_limit": pools["defaultLimit"], "granularity": pools["granularity"]},
             "runs": {
@@ -149,9 +153,13 @@ def test_the_instance_bounds_dead_and_endless_runs_and_retries_once(values: dict
         "cancel_timeout_seconds": 300,
         "max_runtime_seconds": 14400,
         "poll_interval_seconds": 60,
-        "free_slots_after_run_end_seconds": 300,
+        "free_slots_after_run_end_seconds": 30,
     }
-    assert instance["run_retries"] == {"enabled": True, "max_retries": 1}
+    assert instance["run_retries"] == {
+        "enabled": True,
+        "max_retries": 1,
+        "retry_on_asset_or_op_failure": False,
+    }
     assert instance["run_launcher"]["class"] == "K8sRunLauncher"
     assert instance["scheduler"]["class"] == "DagsterDaemonScheduler"
     assert values["dagsterDaemon"]["enabled"] is True
