@@ -202,7 +202,6 @@ def test_network_policies_deny_by_default_and_allow_only_the_listed_peers(
     ]
     nightly = cron.one("NetworkPolicy", f"{NAME}-nightly")["spec"]["egress"]
     assert [(rule["to"][0]["ipBlock"]["cidr"], rule["ports"][0]["port"]) for rule in nightly] == [
-        ("10.0.0.11/32", 5432),
         ("10.0.0.12/32", 27017),
         ("10.0.0.0/24", 443),
     ]
