@@ -10,7 +10,7 @@ from finops_dagster.domains.native.snapshots import month_figures, month_nights,
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.mart.metadata import load_metadata
 from finops_dagster.mart.staging import stage_domain_load
-from finops_dagster.partitions import monthly_partitions
+from finops_dagster.partitions import RUNS_WITH_MONTHS, monthly_partitions
 from finops_dagster.priced_usage import MeteredUsage, PricedUsageFold
 from finops_dagster.reference.snapshot import ReferenceSnapshot, read_snapshot
 from finops_dagster.releve import DomainLoad, month_start, utc_now
@@ -23,7 +23,7 @@ class MissingSnapshots(RuntimeError):
     """A past month has no persisted snapshot: the services cannot tell it any more."""
 
 
-@asset(group_name=DOMAIN_ID, kinds={"api", "postgres"})
+@asset(group_name=DOMAIN_ID, kinds={"api", "postgres"}, backfill_policy=RUNS_WITH_MONTHS)
 def native_snapshots(
     context: AssetExecutionContext,
     postgres: PostgresResource,
