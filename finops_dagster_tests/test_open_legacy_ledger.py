@@ -265,10 +265,11 @@ def test_the_month_runs_and_its_ledger_balances(september: Month) -> None:
     assert evaluations["reconciliation"].passed
     documents = sum(case.documents_in_month() for case in CASES)
     readings = sum(case.readings_in_month() for case in CASES)
-    ledger, counted = september.mart.execute(
-        "SELECT details -> 'ledger', source_record_count FROM finops.domain_load WHERE run_id = %s",
+    ledger, ledger_documents, counted = september.mart.execute(
+        "SELECT details -> 'record_ledger', details -> 'ledger_documents', source_record_count "
+        "FROM finops.domain_load WHERE run_id = %s",
         (september.result.run_id,)).fetchone()
-    assert ledger == {"documents": documents, "records": readings}
+    assert (ledger, ledger_documents) == ({"cmdb": readings}, documents)
     assert counted == documents
     in_releves, in_rejects = september.mart.execute(
         "SELECT (SELECT sum(source_record_count) FROM finops.fact_releve WHERE run_id = %(run)s), "
@@ -368,10 +369,11 @@ def _mutated(monkeypatch: pytest.MonkeyPatch, change: Any) -> None:
     ("mutation", "expected"),
     [
         (lambda ci: CiMonth(ci.sys_id, ci.observations[1:], ci.relation_parents),
-         "2026-09 open_legacy: 18 records in the source, 15 in relevés + 0 in rejects (3 unaccounted for)"),
+         "2026-09 open_legacy cmdb: 18 records in the source, 15 in relevés + 0 in rejects "
+         "(3 unaccounted for)"),
         (lambda ci: CiMonth(ci.sys_id, [*ci.observations, {**ci.observations[0], "at": LATER_ON_NIGHT_3}],
                             ci.relation_parents),
-         "2026-09 open_legacy: 18 records in the source, 18 in relevés + 3 in rejects "
+         "2026-09 open_legacy cmdb: 18 records in the source, 18 in relevés + 3 in rejects "
          "(3 counted twice or invented)"),
     ],
     ids=["drops", "duplicates"],

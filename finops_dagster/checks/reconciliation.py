@@ -5,10 +5,11 @@ billing currency where it carries cost (bills: relevés count what was billed, b
 The tolerance is the rounding the relevé contract allows: half a unit of the sixth decimal per
 row summed, plus one for the total. Blocking: a load that lost anything is not published.
 
-Where a domain keeps a record ledger (`details.ledger` of its load: the records its source holds
-for the month, counted by a pass that does not share the reader's classification), the check also
-balances records: ledger = relevés' `source_record_count` + rejects' `source_record_count`, exactly,
-so a reader that drops or duplicates records fails it even where quantities would hide it.
+Where a domain keeps a record ledger (`details.record_ledger` of its load: per source, the records
+the source holds for the month, counted where the source answers, by a pass that does not share the
+reader's classification), the check also balances records, per source and exactly: ledger =
+relevés' `source_record_count` + rejects' `source_record_count`. So a reader that drops or
+duplicates records fails it even where quantities would hide it.
 """
 
 import datetime as dt
@@ -131,39 +132,43 @@ BALANCES = {"quantity": unit_balances, "cost": cost_balances}
 
 @dataclass(frozen=True)
 class RecordBalance:
-    """A month's record ledger: records the source holds, and where the load accounts for them."""
+    """A month's record ledger of one source: records it holds, and where the load accounts for them."""
 
     period_month: dt.date
-    source: int
+    origin: str
+    read: int
     releves: int
     rejects: int
 
     @property
     def difference(self) -> int:
-        return self.source - self.releves - self.rejects
+        return self.read - self.releves - self.rejects
 
     def describe(self, domain_id: str) -> str:
         what = "unaccounted for" if self.difference > 0 else "counted twice or invented"
         return (
-            f"{self.period_month:%Y-%m} {domain_id}: {self.source} records in the source, "
+            f"{self.period_month:%Y-%m} {domain_id} {self.origin}: {self.read} records in the source, "
             f"{self.releves} in relevés + {self.rejects} in rejects ({abs(self.difference)} {what})"
         )
 
 
 RECORD_BALANCE_QUERY = """
-    SELECT l.period_month, (l.details -> 'ledger' ->> 'records')::bigint,
+    SELECT l.period_month, ledger.key, ledger.value::bigint,
         (SELECT coalesce(sum(r.source_record_count), 0) FROM {table} r
-         WHERE r.run_id = l.run_id AND r.period_month = l.period_month),
+         WHERE r.run_id = l.run_id AND r.period_month = l.period_month AND r.source = ledger.key),
         (SELECT coalesce(sum(j.source_record_count), 0) FROM finops.releve_reject j
-         WHERE j.domain_id = l.domain_id AND j.run_id = l.run_id AND j.period_month = l.period_month)
-    FROM finops.domain_load l
-    WHERE l.domain_id = %(domain)s AND l.run_id = %(run)s AND l.details -> 'ledger' ->> 'records' IS NOT NULL
-    ORDER BY 1
+         WHERE j.domain_id = l.domain_id AND j.run_id = l.run_id AND j.period_month = l.period_month
+           AND j.source = ledger.key)
+    FROM finops.domain_load l,
+         jsonb_each_text(coalesce(l.details -> 'record_ledger', '{{}}'::jsonb)) AS ledger
+    WHERE l.domain_id = %(domain)s AND l.run_id = %(run)s
+    ORDER BY 1, 2
 """
 
 
 def record_balances(conn: psycopg.Connection, domain_id: str, run_id: str) -> list[RecordBalance]:
-    """Per month of the run's loads that carry a record ledger: ledger, relevés' and rejects' records."""
+    """Per month and source of the run's loads that keep a record ledger: the records the source
+    holds, and the relevés' and rejects' records of that source."""
     query = sql.SQL(RECORD_BALANCE_QUERY).format(table=domain_table(domain_id))
     rows = conn.execute(query, {"domain": domain_id, "run": run_id}).fetchall()
     return [RecordBalance(*row) for row in rows]
@@ -171,11 +176,11 @@ def record_balances(conn: psycopg.Connection, domain_id: str, run_id: str) -> li
 
 def _record_ledger_table(records: list[RecordBalance]) -> str:
     lines = [
-        "| month | records in the source | in relevés | in rejects | difference |",
-        "|---|---:|---:|---:|---:|",
+        "| month | source | records in the source | in relevés | in rejects | difference |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {b.period_month:%Y-%m} | {b.source} | {b.releves} | {b.rejects} | {b.difference} |"
+        f"| {b.period_month:%Y-%m} | {b.origin} | {b.read} | {b.releves} | {b.rejects} | {b.difference} |"
         for b in records
     ]
     return "\n".join(lines)

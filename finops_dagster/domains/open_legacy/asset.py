@@ -8,6 +8,7 @@ from finops_dagster.domains.open_legacy.cmdb_client import CmdbClient, layout_fr
 from finops_dagster.domains.open_legacy.ledger import count_month
 from finops_dagster.domains.open_legacy.mapping import (
     DOMAIN_ID,
+    SOURCE,
     OpenLegacyFold,
     load_class_catalog,
     measured_fields,
@@ -24,7 +25,7 @@ from finops_dagster.resources.postgres import PostgresResource
 
 def read_month(client: CmdbClient, snapshot: ReferenceSnapshot, month: dt.date, run_id: str) -> DomainLoad:
     """Map and price one month of CMDB dumps, with the month's ledger counted apart from the
-    reading (`details.ledger`), which the reconciliation balances the load's records against."""
+    reading (`details.record_ledger`), which the reconciliation balances the load's records against."""
     classes = load_class_catalog()
     rule_fields = [rule.field for rule in snapshot.rules if rule.field != "name"]
     fold = OpenLegacyFold(
@@ -39,7 +40,9 @@ def read_month(client: CmdbClient, snapshot: ReferenceSnapshot, month: dt.date, 
     fold.add_all(client.ci_months(month, sorted({*measured_fields(classes), *rule_fields})))
     load = fold.finish()
     measured = {cls: len(measures) for cls, measures in classes.items()}
-    load.details["ledger"] = count_month(client.db, client.layout, measured, month).as_details()
+    ledger = count_month(client.db, client.layout, measured, month)
+    load.details["record_ledger"] = {SOURCE: ledger.readings}
+    load.details["ledger_documents"] = ledger.documents
     return load
 
 

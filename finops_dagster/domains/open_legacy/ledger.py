@@ -43,9 +43,6 @@ class DocumentLedger:
     documents: int
     readings: int
 
-    def as_details(self) -> dict[str, int]:
-        return {"documents": self.documents, "records": self.readings}
-
 
 def count_month(
     db: Database, layout: CmdbLayout, measured: dict[str, int], month: dt.date
