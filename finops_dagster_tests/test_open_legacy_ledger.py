@@ -395,3 +395,15 @@ def test_a_reader_that_drops_or_duplicates_a_document_fails_the_blocking_reconci
     assert not result.success
     assert result.asset_materializations_for_node("fact_releve") == []
     assert mart.execute("SELECT count(*) FROM finops.fact_releve").fetchone() == (0,)
+
+
+def test_application_records_dated_by_strings_are_no_dump_to_date_the_referential_by() -> None:
+    """The latest dump is found among BSON dates: records dated by text alone leave no referential
+    (which the applications asset reports) instead of failing on the text."""
+    db = MongoResource(url=f"mongomock://{uuid.uuid4().hex}").db()
+    db["cmdb_ci"].insert_one({**application("APP-TEXT", day=NIGHTS[1].date()), "_id": object_id(NIGHTS[1]),
+                              "_ingested_at": "2026-09-02T02:00:00Z"})
+    assert CmdbClient(db, CmdbLayout()).latest_applications() == []
+    db["cmdb_ci"].insert_one({**application("APP-DATED", day=NIGHTS[0].date()), "_id": object_id(NIGHTS[0])})
+    assert [record.application_id for record in CmdbClient(db, CmdbLayout()).latest_applications()] == [
+        "APP-DATED"]

@@ -4,9 +4,9 @@ Collection layout (database MONGO_DB):
 
 - `cmdb_ci`: one document per configuration item per nightly dump, as the dumping team writes
   it: ServiceNow fields (`sys_id`, `sys_class_name`, `name`, sizes as strings, references in any
-  ServiceNow shape) plus `_ingested_at`, the dump time (a BSON date). Application records live
-  here too, with `sys_class_name = cmdb_ci_business_app`, their code in `u_code` and their group
-  in `u_application_group`.
+  ServiceNow shape) plus `_ingested_at`, the dump time (a BSON date, or as the loader left it).
+  Application records live here too, with `sys_class_name = cmdb_ci_business_app`, their code in
+  `u_code` and their group in `u_application_group`.
 - `cmdb_rel_ci`: relation documents of each dump (`parent`, `child`, `type`, `_ingested_at`);
   a relation whose parent is an application record ties the child CI to that application.
 
@@ -20,11 +20,12 @@ with a readable dump time or an ObjectId belongs to exactly one month. The month
 BSON dates in the month, ISO strings dated from the day before to the day after it (offsets move
 an instant by less than a day), every `{"$date"}` wrapper, and the documents created in the month
 whose `_ingested_at` is not a plain date; what it finds of other months is left to them.
-The heavy lifting runs in MongoDB: one
-aggregation selects the month's dumps, sorts and groups the documents by CI (allowDiskUse), and
-another groups the month's relations by child; both come sorted by sys_id through batched cursors
-and are merge-joined, so Python holds one CI at a time. Recommended indexes:
-`cmdb_ci {sys_id: 1, _ingested_at: 1}`, `cmdb_ci {_ingested_at: 1}`, `cmdb_rel_ci {_ingested_at: 1}`.
+
+The heavy lifting runs in MongoDB: one aggregation selects the month's dumps, sorts and groups the
+documents by CI (allowDiskUse), and another groups the month's relations by child; both come sorted
+by sys_id through batched cursors and are merge-joined, so Python holds one CI at a time. Recommended indexes:
+`cmdb_ci {sys_id: 1, _ingested_at: 1}`, `cmdb_ci {_ingested_at: 1, _id: 1}` (the month's dates and
+strings by range, the documents without a date by type then creation), `cmdb_rel_ci {_ingested_at: 1}`.
 """
 
 from __future__ import annotations
@@ -155,10 +156,13 @@ class CmdbClient:
         return mapping
 
     def latest_applications(self) -> list[ApplicationRecord]:
-        """The application records of the most recent dump: the application referential."""
+        """The application records of the most recent dump: the application referential (dumps
+        dated with BSON dates; a record whose dump time is a string is not a dump to date it by)."""
         layout = self.layout
         latest = self._cis.find_one(
-            {"sys_class_name": layout.application_class}, {"_ingested_at": 1}, sort=[("_ingested_at", -1)]
+            {"sys_class_name": layout.application_class, "_ingested_at": {"$type": "date"}},
+            {"_ingested_at": 1},
+            sort=[("_ingested_at", -1)],
         )
         if latest is None:
             return []
@@ -251,6 +255,7 @@ def _of_month(month: dt.date, sys_id: str | None, found: list[dict[str, Any]], p
         elif isinstance(when, str):
             undated.append((observation, when))
         else:
-            dated.append({**observation, "at": when})
+            observation["at"] = when
+            dated.append(observation)
     dated.sort(key=lambda obs: (obs["at"], str(obs.get("id"))))
     return CiMonth(sys_id, dated, parents, undated, other_months)
