@@ -26,7 +26,8 @@ from dagster import AssetCheckSeverity, DagsterInstance, ExecuteInProcessResult,
 from psycopg import sql
 
 from finops_dagster.domains.open_legacy.cmdb_client import CiMonth, CmdbClient, CmdbLayout
-from finops_dagster.domains.open_legacy.ledger import count_month
+from finops_dagster.domains.open_legacy.ledger import count_month, instant_month
+from finops_dagster.domains.open_legacy.servicenow import DumpTimeError, ingested_instant
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG, RunLedger
 from finops_dagster.pipeline import build_definitions
 from finops_dagster.resources.mongo import MongoResource
@@ -407,3 +408,49 @@ def test_application_records_dated_by_strings_are_no_dump_to_date_the_referentia
     db["cmdb_ci"].insert_one({**application("APP-DATED", day=NIGHTS[0].date()), "_id": object_id(NIGHTS[0])})
     assert [record.application_id for record in CmdbClient(db, CmdbLayout()).latest_applications()] == [
         "APP-DATED"]
+
+
+# --------------------------------------------------------------------------------------------
+# dump times: the reader's reading and the ledger's agree on the month
+# --------------------------------------------------------------------------------------------
+
+DUMP_TIMES: list[tuple[Any, dt.datetime | None]] = [
+    (dt.datetime(2026, 9, 2, 2, 0), dt.datetime(2026, 9, 2, 2, 0)),
+    ("2026-09-02T04:00:00+02:00", dt.datetime(2026, 9, 2, 2, 0)),
+    ("2026-09-02T02:00:00Z", dt.datetime(2026, 9, 2, 2, 0)),
+    ("2026-09-02 02:00:00", dt.datetime(2026, 9, 2, 2, 0)),
+    ("2026-09-02", dt.datetime(2026, 9, 2)),
+    ("2026-08-31T23:30:00-01:00", dt.datetime(2026, 9, 1, 0, 30)),
+    ("2026-10-01T00:30:00+01:00", dt.datetime(2026, 9, 30, 23, 30)),
+    ({"$date": "2026-09-02T02:00:00.500Z"}, dt.datetime(2026, 9, 2, 2, 0, 0, 500000)),
+    ({"$date": 1788314400000}, dt.datetime(2026, 9, 2, 2, 0)),
+    ({"$date": {"$numberLong": "1788314400000"}}, dt.datetime(2026, 9, 2, 2, 0)),
+    ("20260902T020000Z", None),  # basic format: not found by the month's string range, so not a time
+    (" 2026-09-02T02:00:00Z", None),
+    ("2026-09-02\x00", None),
+    ("٢٠٢٦-٠٩-٠٢", None),
+    ("2026-13-02", None),
+    ("", None),
+    (1788314400, None),
+    (1788314400.0, None),
+    (True, None),
+    (None, None),
+    ([dt.datetime(2026, 9, 2)], None),
+    ({"$date": "soon"}, None),
+    ({"$date": {"$numberLong": "soon"}}, None),
+    ({"$date": 1.5}, None),
+    ({"$date": "2026-09-02", "extra": 1}, None),
+    ({"when": "2026-09-02"}, None),
+]
+
+
+@pytest.mark.parametrize(("raw", "instant"), DUMP_TIMES, ids=[repr(raw)[:40] for raw, _ in DUMP_TIMES])
+def test_dump_time_read_alike_by_the_reader_and_the_ledger(raw: Any, instant: dt.datetime | None) -> None:
+    if instant is None:
+        with pytest.raises(DumpTimeError):
+            ingested_instant(raw)
+    else:
+        assert ingested_instant(raw) == instant
+    expected_month = None if instant is None else dt.date(instant.year, instant.month, 1)
+    if not isinstance(raw, dt.datetime):  # BSON dates are counted by MongoDB itself
+        assert instant_month(raw) == expected_month

@@ -76,7 +76,7 @@ def count_month(
         projection,
     )
     wrapped = cis.find({**not_applications, "_ingested_at": {"$type": "object"}}, projection)
-    in_month = (doc for doc in chain(strings, wrapped) if _instant_month(doc.get("_ingested_at")) == month)
+    in_month = (doc for doc in chain(strings, wrapped) if instant_month(doc.get("_ingested_at")) == month)
     _count_in(classes, in_month)
 
     created = {"$gte": ObjectId.from_datetime(start), "$lt": ObjectId.from_datetime(end)}
@@ -88,7 +88,7 @@ def count_month(
         },
         projection,
     )
-    _count_in(classes, (doc for doc in unreadable if _instant_month(doc.get("_ingested_at")) is None))
+    _count_in(classes, (doc for doc in unreadable if instant_month(doc.get("_ingested_at")) is None))
 
     documents = sum(classes.values())
     readings = sum(count * max(1, measured.get(cls, 0)) if cls else count for cls, count in classes.items())
@@ -107,7 +107,7 @@ def _class_key(raw: Any) -> str | None:
     return raw.strip() if isinstance(raw, str) else None
 
 
-def _instant_month(raw: Any) -> dt.date | None:
+def instant_month(raw: Any) -> dt.date | None:
     """The UTC month of a string or `{"$date"}` dump time; None when it is none."""
     if isinstance(raw, dict) and list(raw) == ["$date"]:
         raw = raw["$date"]
