@@ -5,13 +5,17 @@ application (the source's own application field if it names a known one, else th
 rules, else the unallocated application), sums per application × product, prices with the rate
 card valid for the month, and keeps, per unit, what the source said before any of that: the
 reconciliation check compares it with relevés + rejects.
+
+Records: a relevé's `source_record_count` sums the `records` of its measures, and a reject counts
+the records it stands for, so where a source keeps a record ledger (records counted where the
+client receives them) every record is in exactly one of them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -38,6 +42,8 @@ class MeteredUsage:
     quantity: Decimal
     application: str | None = None
     fields: dict[str, str] = field(default_factory=dict, hash=False)
+    records: int = 1
+    """Source records this measure stands for (a tenant Nova split over two pages is two)."""
 
 
 @dataclass
@@ -86,6 +92,7 @@ class PricedUsageFold:
                 usage.fields,
                 unit=unit,
                 quantity=usage.quantity if unit else None,
+                records=usage.records,
             )
             return
         self.records += 1
@@ -97,7 +104,7 @@ class PricedUsageFold:
             self.counters[f"resolved_by_{method}"] += 1
             group = self.groups.setdefault((application, usage.product_id, usage.source), _Group())
             group.quantity += usage.quantity
-            group.records += 1
+            group.records += usage.records
 
     def reject(
         self,
@@ -108,8 +115,10 @@ class PricedUsageFold:
         *,
         unit: str | None = None,
         quantity: Decimal | None = None,
+        records: int = 1,
     ) -> None:
-        """Record what could not be metered; a quantity with its unit also counts in the source totals."""
+        """Record what could not be metered; a quantity with its unit also counts in the source totals.
+        `records`: the source records it stands for."""
         self.records += 1
         if unit is not None and quantity is not None:
             with localcontext() as ctx:
@@ -126,6 +135,7 @@ class PricedUsageFold:
                 usage_unit=unit,
                 usage_quantity=None if quantity is None else quantize_quantity(quantity),
                 raw_payload=raw,
+                source_record_count=records,
             )
         )
 
@@ -170,6 +180,6 @@ class PricedUsageFold:
             records=group.records,
         )
         if isinstance(priced, Reject):
-            self.rejects.append(priced)
+            self.rejects.append(replace(priced, source_record_count=group.records))
             return None
         return priced

@@ -57,6 +57,7 @@ REJECT_COLUMNS: tuple[str, ...] = (
     "cost",
     "currency",
     "raw_payload",
+    "source_record_count",
 )
 
 
@@ -186,6 +187,9 @@ class Reject:
     cost: Decimal | None = None
     currency: str | None = None
     raw_payload: dict[str, Any] | None = field(default=None, hash=False)
+    source_record_count: int | None = None
+    """How many source records the reject accounts for, where the domain keeps a record ledger
+    (records read = relevés' source_record_count + rejects' source_record_count)."""
 
     def as_row(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in REJECT_COLUMNS)

@@ -6,7 +6,9 @@ deployment fails when the code location loads, not halfway through a night.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -53,6 +55,21 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     if value < minimum:
         raise SettingError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+DEFAULT_FIRST_MONTH = "2020-01"
+MONTH_PATTERN = re.compile(r"(\d{4})-(\d{2})")
+
+
+def first_month() -> dt.date:
+    """The first month of the partitions (FINOPS_FIRST_MONTH, YYYY-MM): how far back the pipeline
+    can compute and backfill."""
+    raw = env_str("FINOPS_FIRST_MONTH", DEFAULT_FIRST_MONTH)
+    match = MONTH_PATTERN.fullmatch(raw)
+    month = int(match.group(2)) if match else 0
+    if match is None or not 1 <= month <= 12 or int(match.group(1)) < 1900:
+        raise SettingError(f"FINOPS_FIRST_MONTH must be a month as YYYY-MM (e.g. 2020-01), got {raw!r}")
+    return dt.date(int(match.group(1)), month, 1)
 
 
 def enabled_domains() -> tuple[str, ...]:

@@ -24,6 +24,8 @@ class UsageProblem:
     ref: str
     reason: str
     raw: dict[str, Any] = field(hash=False)
+    records: int = 1
+    """Source records the problem stands for in a record ledger (one per product an entry measures)."""
 
 
 class ValueProblem(ValueError):

@@ -599,6 +599,39 @@ def test_cli_asset_materialize_records_a_manual_run_and_is_idempotent(
     assert mart.execute("SELECT count(*) FROM finops.mv_cost_domain_month").fetchone() == (1,)
 
 
+def test_cli_partition_range_materializes_both_months_in_one_run(
+    mart_url: str, mart: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Every asset the selection reaches (reference data, applications, the domain, the publish and
+    the views) has a single-run backfill policy, so the CLI runs a range of months as one run."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("")
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("FINOPS_", "POSTGRES_", "MONGO_", "DAGSTER_"))}
+    env.update(POSTGRES_URL=mart_url, MONGO_URL="demo://?cis=200&months=2&today=2026-10-20",
+               DAGSTER_HOME=str(home), FINOPS_DOMAINS_ENABLED="open_legacy")
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), "asset", "materialize", "-m", "finops_dagster.definitions",
+               "--select", "*fact_releve*", "--partition-range", "2026-09-01...2026-10-01"]
+
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RUN_SUCCESS" in done.stderr + done.stdout
+    september, october = dt.date(2026, 9, 1), dt.date(2026, 10, 1)
+    assert len(fact_rows(mart, september)) > 50
+    assert len(fact_rows(mart, october)) > 50
+    runs = mart.execute("SELECT status, trigger_type, periods FROM finops.etl_runs").fetchall()
+    assert runs == [("SUCCESS", "MANUAL", ["2026-09-01", "2026-10-01"])]
+    assert mart.execute("SELECT count(DISTINCT run_id) FROM finops.fact_releve").fetchone() == (1,)
+    published = mart.execute(
+        "SELECT period_month FROM finops.domain_load WHERE published_at IS NOT NULL ORDER BY 1").fetchall()
+    assert published == [(september,), (october,)]
+    views = mart.execute("SELECT count(DISTINCT period_month) FROM finops.mv_cost_domain_month").fetchone()
+    assert views == (2,)
+
+
 # --------------------------------------------------------------------------------------------
 # months without any dump
 # --------------------------------------------------------------------------------------------

@@ -237,9 +237,13 @@ def test_a_tenant_split_over_two_pages_is_summed_once_merged() -> None:
             Decimal("744.0"),
             0,
         ),
-        TenantUsage(TENANT_B, *window, Decimal("2.0"), Decimal("1536.0"), Decimal("11.0"), Decimal("1.5"), 2),
+        TenantUsage(
+            TENANT_B, *window, Decimal("2.0"), Decimal("1536.0"), Decimal("11.0"), Decimal("1.5"), 2,
+            entries=2,
+        ),
     ]
     entries = page_1["tenant_usages"] + page_2["tenant_usages"]
+    assert sum(usage.entries for usage in merged) == len(entries)  # every page entry, once
     for attribute, name in NOVA_TOTALS.items():
         assert sum((getattr(usage, attribute) for usage in merged), Decimal(0)) == raw_sum(entries, name)
 

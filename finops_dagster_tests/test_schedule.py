@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -13,7 +16,7 @@ from finops_dagster.partitions import monthly_partitions
 from finops_dagster.pipeline import build_definitions
 from finops_dagster.releve import month_start
 from finops_dagster.schedules import nightly_months
-from finops_dagster.settings import AVAILABLE_DOMAINS, SettingError, enabled_domains
+from finops_dagster.settings import AVAILABLE_DOMAINS, SettingError, enabled_domains, first_month
 
 SCHEDULE = "finops_nightly_schedule"
 NIGHT = dt.datetime(2026, 11, 22, 2, 0, tzinfo=dt.UTC)
@@ -110,7 +113,7 @@ def test_nightly_job_covers_the_current_month(resources: dict[str, Any]) -> None
     keys = job.partitions_def.get_partition_keys()
     today = dt.datetime.now(dt.UTC)
     assert keys[-1] == month_start(today).isoformat()  # end_offset=1: the month in progress
-    assert keys[0] == "2024-01-01"
+    assert keys[0] == "2020-01-01"  # FINOPS_FIRST_MONTH's default
     assert month_start(month_start(today) - dt.timedelta(days=1)).isoformat() in keys
 
 
@@ -147,3 +150,35 @@ def test_definitions_refuse_an_unknown_domain(
     monkeypatch.setenv("FINOPS_DOMAINS_ENABLED", "mainframe")
     with pytest.raises(SettingError, match="FINOPS_DOMAINS_ENABLED"):
         build_definitions(resources)
+
+
+def test_first_month_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FINOPS_FIRST_MONTH", raising=False)
+    assert first_month() == dt.date(2020, 1, 1)
+
+
+def test_first_month_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINOPS_FIRST_MONTH", " 2018-07 ")
+    assert first_month() == dt.date(2018, 7, 1)
+
+
+@pytest.mark.parametrize("raw", ["2018-13", "2018-00", "2018-7", "2018-07-01", "July 2018", "201807"])
+def test_first_month_invalid_names_the_variable(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("FINOPS_FIRST_MONTH", raw)
+    with pytest.raises(SettingError, match=f"FINOPS_FIRST_MONTH must be a month as YYYY-MM.*{raw!r}"):
+        first_month()
+
+
+def test_first_month_moves_the_partitions_start() -> None:
+    """The partitions module reads the setting when it loads, as a code location does."""
+    program = (
+        "from finops_dagster.partitions import monthly_partitions as p; "
+        "keys = p.get_partition_keys(); print(keys[0], '2017-12-01' in keys)"
+    )
+    env = {**os.environ, "FINOPS_FIRST_MONTH": "2018-01"}
+    out = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["2018-01-01", "False"]
+    env["FINOPS_FIRST_MONTH"] = "2018-1"
+    failed = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True)
+    assert failed.returncode != 0
+    assert "FINOPS_FIRST_MONTH must be a month as YYYY-MM" in failed.stderr

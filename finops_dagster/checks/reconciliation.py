@@ -4,6 +4,12 @@ Per usage unit where the source carries quantities (the domains priced with rate
 billing currency where it carries cost (bills: relevés count what was billed, before conversion).
 The tolerance is the rounding the relevé contract allows: half a unit of the sixth decimal per
 row summed, plus one for the total. Blocking: a load that lost anything is not published.
+
+Where a domain keeps a record ledger (`details.record_ledger` of its load: per source, the records
+the source holds for the month, counted where the source answers, by a pass that does not share the
+reader's classification), the check also balances records, per source and exactly: ledger =
+relevés' `source_record_count` + rejects' `source_record_count`. So a reader that drops or
+duplicates records fails it even where quantities would hide it.
 """
 
 import datetime as dt
@@ -148,6 +154,62 @@ def superseded_result(superseded: list[tuple[str, str]]) -> AssetCheckResult:
     )
 
 
+@dataclass(frozen=True)
+class RecordBalance:
+    """A month's record ledger of one source: records it holds, and where the load accounts for them."""
+
+    period_month: dt.date
+    origin: str
+    read: int
+    releves: int
+    rejects: int
+
+    @property
+    def difference(self) -> int:
+        return self.read - self.releves - self.rejects
+
+    def describe(self, domain_id: str) -> str:
+        what = "unaccounted for" if self.difference > 0 else "counted twice or invented"
+        return (
+            f"{self.period_month:%Y-%m} {domain_id} {self.origin}: {self.read} records in the source, "
+            f"{self.releves} in relevés + {self.rejects} in rejects ({abs(self.difference)} {what})"
+        )
+
+
+RECORD_BALANCE_QUERY = """
+    SELECT l.period_month, ledger.key, ledger.value::bigint,
+        (SELECT coalesce(sum(r.source_record_count), 0) FROM {table} r
+         WHERE r.run_id = l.run_id AND r.period_month = l.period_month AND r.source = ledger.key),
+        (SELECT coalesce(sum(j.source_record_count), 0) FROM finops.releve_reject j
+         WHERE j.domain_id = l.domain_id AND j.run_id = l.run_id AND j.period_month = l.period_month
+           AND j.source = ledger.key)
+    FROM finops.domain_load l,
+         jsonb_each_text(coalesce(l.details -> 'record_ledger', '{{}}'::jsonb)) AS ledger
+    WHERE l.domain_id = %(domain)s AND l.run_id = %(run)s
+    ORDER BY 1, 2
+"""
+
+
+def record_balances(conn: psycopg.Connection, domain_id: str, run_id: str) -> list[RecordBalance]:
+    """Per month and source of the run's loads that keep a record ledger: the records the source
+    holds, and the relevés' and rejects' records of that source."""
+    query = sql.SQL(RECORD_BALANCE_QUERY).format(table=domain_table(domain_id))
+    rows = conn.execute(query, {"domain": domain_id, "run": run_id}).fetchall()
+    return [RecordBalance(*row) for row in rows]
+
+
+def _record_ledger_table(records: list[RecordBalance]) -> str:
+    lines = [
+        "| month | source | records in the source | in relevés | in rejects | difference |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {b.period_month:%Y-%m} | {b.origin} | {b.read} | {b.releves} | {b.rejects} | {b.difference} |"
+        for b in records
+    ]
+    return "\n".join(lines)
+
+
 def build_reconciliation_check(
     asset_key: AssetKey, domain_id: str, measure: Measure = "quantity"
 ) -> AssetChecksDefinition:
@@ -161,9 +223,11 @@ def build_reconciliation_check(
         with postgres.connect() as conn:
             superseded = superseded_loads(conn, domain_id, context.run.run_id)
             balances = balances_of(conn, domain_id, context.run.run_id)
+            records = record_balances(conn, domain_id, context.run.run_id)
         if superseded:
             return superseded_result(superseded)
         broken = [b for b in balances if not b.balanced]
+        broken_records = [b for b in records if b.difference != 0]
         table = [
             f"| month | {heading} | source | relevés | rejects | difference |",
             "|---|---|---:|---:|---:|---:|",
@@ -178,14 +242,22 @@ def build_reconciliation_check(
             if broken
             else f"{len(balances)} month/{heading} pair(s) balance"
         )
+        if broken_records:
+            description = "; ".join(
+                [b.describe(domain_id) for b in broken_records[:5]] + ([description] if broken else [])
+            )
+        metadata = {
+            "balances": MetadataValue.md("\n".join(table)),
+            "unbalanced": MetadataValue.int(len(broken)),
+        }
+        if records:
+            metadata["record_ledger"] = MetadataValue.md(_record_ledger_table(records))
+            metadata["unbalanced_record_months"] = MetadataValue.int(len(broken_records))
         return AssetCheckResult(
-            passed=not broken,
+            passed=not broken and not broken_records,
             severity=AssetCheckSeverity.ERROR,
             description=description,
-            metadata={
-                "balances": MetadataValue.md("\n".join(table)),
-                "unbalanced": MetadataValue.int(len(broken)),
-            },
+            metadata=metadata,
         )
 
     return reconciliation

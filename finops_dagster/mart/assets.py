@@ -20,7 +20,7 @@ from psycopg import sql
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.mart.publish import publish_run
 from finops_dagster.mart.views import REFRESH_ORDER, refresh_views
-from finops_dagster.partitions import monthly_partitions
+from finops_dagster.partitions import RUNS_WITH_MONTHS, monthly_partitions
 from finops_dagster.resources.postgres import PostgresResource
 
 MART_POOL = "finops_mart"
@@ -74,6 +74,7 @@ def build_fact_releve(domain_assets: Sequence[AssetKey]) -> AssetsDefinition:
     ],
     can_subset=True,
     pool=MART_POOL,
+    backfill_policy=RUNS_WITH_MONTHS,
 )
 def materialized_views(
     context: AssetExecutionContext, postgres: PostgresResource, run_ledger: RunLedger

@@ -4,6 +4,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from finops_dagster.domains.open_legacy.cmdb_client import CmdbClient, layout_from_env
 from finops_dagster.mart.etl_runs import RunLedger
+from finops_dagster.partitions import RUNS_WITH_MONTHS
 from finops_dagster.reference.catalog import load_catalog
 from finops_dagster.reference.loader import load_applications_into_mart, load_catalog_into_mart
 from finops_dagster.resources.mongo import MongoResource
@@ -12,7 +13,7 @@ from finops_dagster.resources.postgres import PostgresResource
 REFERENCE_GROUP = "reference"
 
 
-@asset(group_name=REFERENCE_GROUP, kinds={"postgres", "csv"})
+@asset(group_name=REFERENCE_GROUP, kinds={"postgres", "csv"}, backfill_policy=RUNS_WITH_MONTHS)
 def reference_data(postgres: PostgresResource, run_ledger: RunLedger) -> MaterializeResult:
     """Domains, families, products, rate cards and mapping rules, from the versioned files of
     finops_dagster/reference/data, loaded into the mart's reference tables."""
@@ -29,7 +30,7 @@ def reference_data(postgres: PostgresResource, run_ledger: RunLedger) -> Materia
     )
 
 
-@asset(group_name=REFERENCE_GROUP, kinds={"mongodb", "postgres"})
+@asset(group_name=REFERENCE_GROUP, kinds={"mongodb", "postgres"}, backfill_policy=RUNS_WITH_MONTHS)
 def applications(
     context: AssetExecutionContext, postgres: PostgresResource, cmdb: MongoResource, run_ledger: RunLedger
 ) -> MaterializeResult:

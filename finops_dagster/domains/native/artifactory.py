@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 from finops_dagster.domains.native.artifactory_payloads import parse_storage_info
 from finops_dagster.domains.native.snapshots import Problem, Reading, Snapshot
@@ -36,6 +37,7 @@ class Artifactory:
 
     def snapshot(self, night: dt.date) -> list[Snapshot]:
         body = self.client.get(PATH).body
+        received = repository_rows(body)
         try:
             info = parse_storage_info(body)
         except ValueError as error:
@@ -57,7 +59,20 @@ class Artifactory:
                 )
             )
         problems = [Problem(p.ref, p.reason, p.raw) for p in info.problems]
-        return [Snapshot(SOURCE, month_start(night), night, readings, problems)]
+        return [Snapshot(SOURCE, month_start(night), night, readings, problems, records_received=received)]
 
     def close(self) -> None:
         self.client.close()
+
+
+def repository_rows(body: Any) -> int:
+    """The records the answer holds, counted before parsing: the rows of `repositoriesSummaryList`
+    but its first `TOTAL` summary row (repoKey TOTAL, no repository type), which is no repository."""
+    rows = body.get("repositoriesSummaryList") if isinstance(body, dict) else None
+    if not isinstance(rows, list):
+        return 0
+    summary = any(
+        isinstance(row, dict) and row.get("repoKey") == "TOTAL" and row.get("repoType") in (None, "NA")
+        for row in rows
+    )
+    return len(rows) - int(summary)

@@ -6,11 +6,17 @@ import psycopg
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from finops_dagster.domains.native.resource import NativeServicesResource
-from finops_dagster.domains.native.snapshots import month_figures, month_nights, month_problems, save_snapshot
+from finops_dagster.domains.native.snapshots import (
+    month_figures,
+    month_nights,
+    month_problems,
+    month_records_received,
+    save_snapshot,
+)
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.mart.metadata import load_metadata
 from finops_dagster.mart.staging import stage_domain_load
-from finops_dagster.partitions import monthly_partitions
+from finops_dagster.partitions import RUNS_WITH_MONTHS, monthly_partitions
 from finops_dagster.priced_usage import MeteredUsage, PricedUsageFold
 from finops_dagster.reference.snapshot import ReferenceSnapshot, read_snapshot
 from finops_dagster.releve import DomainLoad, month_start, utc_now
@@ -23,7 +29,7 @@ class MissingSnapshots(RuntimeError):
     """A past month has no persisted snapshot: the services cannot tell it any more."""
 
 
-@asset(group_name=DOMAIN_ID, kinds={"api", "postgres"})
+@asset(group_name=DOMAIN_ID, kinds={"api", "postgres"}, backfill_policy=RUNS_WITH_MONTHS)
 def native_snapshots(
     context: AssetExecutionContext,
     postgres: PostgresResource,
@@ -64,12 +70,16 @@ def read_month(
                 figure.quantity,
                 application=figure.application,
                 fields=figure.attributes,
+                records=figure.readings,
             )
         )
     for problem in month_problems(conn, month):
-        fold.reject(problem.source, problem.ref, f"{problem.reason} ({problem.nights} night(s))", problem.raw)
+        reason = f"{problem.reason} ({problem.nights} night(s))"
+        fold.reject(problem.source, problem.ref, reason, problem.raw, records=problem.records)
     nights = month_nights(conn, month)
-    return fold.finish({f"nights_{source}": count for source, count in nights.items()})
+    details: dict[str, object] = {f"nights_{source}": count for source, count in nights.items()}
+    details["record_ledger"] = month_records_received(conn, month)
+    return fold.finish(details)
 
 
 @asset(

@@ -69,8 +69,17 @@ class GitLab:
         )
 
     def snapshot(self, night: dt.date) -> list[Snapshot]:
+        """Tonight's storage per project and minutes per top-level namespace, with the records the
+        answers held: one per size a project listing entry reports (`SIZE_PRODUCTS`), one per
+        namespace answer, counted as they arrive."""
         readings: list[Reading] = []
         problems: list[Problem] = []
+        received = [0]
+
+        def projects_page(body: Any) -> list[Any]:
+            received[0] += len(body) * len(SIZE_PRODUCTS) if isinstance(body, list) else 0
+            return _projects_page(body)
+
         params = {
             "statistics": "true",
             "pagination": "keyset",
@@ -78,20 +87,24 @@ class GitLab:
             "sort": "asc",
             "per_page": self.per_page,
         }
-        for item in by_link_header(self.client, "/projects", params, _projects_page):
+        for item in by_link_header(self.client, "/projects", params, projects_page):
             if isinstance(item, ProjectStorage):
                 readings.extend(_project_readings(item))
             else:
-                problems.append(Problem(item.ref, item.reason, item.raw))
+                problems.append(Problem(item.ref, item.reason, item.raw, records=len(SIZE_PRODUCTS)))
         if self.ci_minutes:
-            minutes, minute_problems = self._namespace_minutes()
+            minutes, minute_problems, answers = self._namespace_minutes()
             readings.extend(minutes)
             problems.extend(minute_problems)
-        return [Snapshot(SOURCE, month_start(night), night, readings, problems)]
+            received[0] += answers
+        return [Snapshot(SOURCE, month_start(night), night, readings, problems, records_received=received[0])]
 
-    def _namespace_minutes(self) -> tuple[list[Reading], list[Problem]]:
+    def _namespace_minutes(self) -> tuple[list[Reading], list[Problem], int]:
+        """Minutes of every top-level namespace, its problems, and how many namespace answers came
+        (subgroups and other kinds are not asked: their minutes are their top-level namespace's)."""
         readings: list[Reading] = []
         problems: list[Problem] = []
+        answers = 0
         namespaces = by_page_number(
             self.client,
             "/namespaces",
@@ -106,7 +119,9 @@ class GitLab:
                 or namespace.get("kind") not in ("group", "user")
             ):
                 continue
-            parsed = parse_namespace(self.client.get(f"/namespaces/{int(namespace['id'])}").body)
+            body = self.client.get(f"/namespaces/{int(namespace['id'])}").body
+            answers += 1
+            parsed = parse_namespace(body)
             if isinstance(parsed, NamespaceMinutes):
                 readings.append(
                     Reading(
@@ -119,7 +134,7 @@ class GitLab:
                 )
             else:
                 problems.append(Problem(parsed.ref, parsed.reason, parsed.raw))
-        return readings, problems
+        return readings, problems, answers
 
     def close(self) -> None:
         self.client.close()

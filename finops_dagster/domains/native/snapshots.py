@@ -14,6 +14,13 @@ Month rules, per product kind:
   not answer) never turns a month's usage back to zero.
 What a night could not read (a malformed project, an unparseable size) is kept with the night and
 becomes a reject of its month, counted once per consumer and reason with the number of nights.
+
+Record ledger: each night keeps the records its answer held (`records_received`, counted by the
+client as the pages arrived, before parsing), and every stored reading and problem the records it
+stands for. A month's relevé counts the records of all the nights it was computed from (a counter's
+earlier nights included: the latest supersedes them), a problem's reject those of its nights, so
+the month's records received = relevés' + rejects' `source_record_count`, which the reconciliation
+checks per source (for months whose every night was counted).
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ class Reading:
     quantity: Decimal
     application: str | None = None
     attributes: dict[str, str] = field(default_factory=dict, hash=False)
+    records: int = 1
+    """Records of the answer this reading stands for (a GitLab project is one per size it reports)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class Problem:
     ref: str
     reason: str
     raw: dict[str, Any] = field(default_factory=dict, hash=False)
+    records: int = 1
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,8 @@ class Snapshot:
     night: dt.date
     readings: list[Reading]
     problems: list[Problem]
+    records_received: int | None = None
+    """Records the night's answer held for this month, counted before parsing (None: not counted)."""
 
 
 def save_snapshot(conn: psycopg.Connection, snapshot: Snapshot, run_id: str) -> None:
@@ -66,22 +78,21 @@ def save_snapshot(conn: psycopg.Connection, snapshot: Snapshot, run_id: str) -> 
             (snapshot.source, snapshot.period_month, snapshot.night),
         )
         cur.execute(
-            "INSERT INTO finops.native_snapshot_night (source, period_month, night, items, problems, run_id) "
-            "VALUES (%s, %s, %s, %s, %s, %s)",
+            "INSERT INTO finops.native_snapshot_night (source, period_month, night, items, problems, run_id, "
+            "records_received) VALUES (%s, %s, %s, %s, %s, %s, %s)",
             (
                 snapshot.source,
                 snapshot.period_month,
                 snapshot.night,
                 len(snapshot.readings),
-                json.dumps(
-                    [{"ref": p.ref, "reason": p.reason, "raw": p.raw} for p in snapshot.problems], default=str
-                ),
+                json.dumps([_problem_json(problem) for problem in snapshot.problems], default=str),
                 run_id,
+                snapshot.records_received,
             ),
         )
         with cur.copy(
             "COPY finops.native_snapshot (source, period_month, night, consumer, product_id, kind, quantity, "
-            "application, attributes) FROM STDIN"
+            "application, attributes, records) FROM STDIN"
         ) as copy:
             for reading in _merged(snapshot.readings):
                 copy.write_row(
@@ -95,8 +106,13 @@ def save_snapshot(conn: psycopg.Connection, snapshot: Snapshot, run_id: str) -> 
                         reading.quantity,
                         reading.application,
                         json.dumps(reading.attributes),
+                        reading.records,
                     )
                 )
+
+
+def _problem_json(problem: Problem) -> dict[str, Any]:
+    return {"ref": problem.ref, "reason": problem.reason, "raw": problem.raw, "records": problem.records}
 
 
 def _merged(readings: Iterable[Reading]) -> Iterator[Reading]:
@@ -115,6 +131,7 @@ def _merged(readings: Iterable[Reading]) -> Iterator[Reading]:
                 previous.quantity + reading.quantity,
                 previous.application or reading.application,
                 {**reading.attributes, **previous.attributes},
+                previous.records + reading.records,
             )
         )
     yield from merged.values()
@@ -130,7 +147,7 @@ SELECT s.source, s.consumer, s.product_id, s.kind,
                    ELSE (array_agg(s.quantity ORDER BY s.night DESC))[1] END AS quantity,
        (array_agg(s.application ORDER BY s.night DESC))[1] AS application,
        (array_agg(s.attributes ORDER BY s.night DESC))[1] AS attributes,
-       count(*) AS readings
+       sum(s.records) AS readings
 FROM finops.native_snapshot s JOIN nights n USING (source)
 WHERE s.period_month = %(month)s
 GROUP BY s.source, s.consumer, s.product_id, s.kind, n.nights
@@ -148,6 +165,7 @@ class MonthFigure:
     application: str | None
     attributes: dict[str, str]
     readings: int
+    """Records of the month's nights behind the figure."""
 
 
 def month_figures(conn: psycopg.Connection, month: dt.date) -> list[MonthFigure]:
@@ -175,19 +193,32 @@ class MonthProblem:
     reason: str
     nights: int
     raw: dict[str, Any]
+    records: int
 
 
 def month_problems(conn: psycopg.Connection, month: dt.date) -> list[MonthProblem]:
     rows = conn.execute(
         """
-        SELECT source, p->>'ref', p->>'reason', count(*), (array_agg(p->'raw' ORDER BY night DESC))[1]
+        SELECT source, p->>'ref', p->>'reason', count(*), (array_agg(p->'raw' ORDER BY night DESC))[1],
+               sum(coalesce((p->>'records')::int, 1))
         FROM finops.native_snapshot_night, jsonb_array_elements(problems) AS p
         WHERE period_month = %s
         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
         """,
         (month,),
     ).fetchall()
-    return [MonthProblem(row[0], row[1], row[2], row[3], row[4] or {}) for row in rows]
+    return [MonthProblem(row[0], row[1], row[2], row[3], row[4] or {}, row[5]) for row in rows]
+
+
+def month_records_received(conn: psycopg.Connection, month: dt.date) -> dict[str, int]:
+    """Per source, the records its answers held over the month's nights: the record ledger, for the
+    sources whose every night of the month was counted."""
+    rows = conn.execute(
+        "SELECT source, sum(records_received) FROM finops.native_snapshot_night WHERE period_month = %s "
+        "GROUP BY source HAVING bool_and(records_received IS NOT NULL) ORDER BY source",
+        (month,),
+    ).fetchall()
+    return {source: int(total) for source, total in rows}
 
 
 def month_nights(conn: psycopg.Connection, month: dt.date) -> dict[str, int]:

@@ -84,10 +84,12 @@ class UsageReportService:
         period = f"{month:%Y-%m}"
         readings: list[Reading] = []
         problems: list[Problem] = []
+        received = [0]
 
         def items_of(body: Any) -> list[Any]:
             if not isinstance(body, dict) or not isinstance(body.get("items"), list):
                 raise SourceError(self.name, "unexpected answer: no 'items' list", path=PATH)
+            received[0] += len(body["items"])
             if body.get("period") != period:
                 problems.append(
                     Problem(
@@ -95,6 +97,7 @@ class UsageReportService:
                         f"answered period {body.get('period')!r} "
                         f"when asked for {period}: {len(body['items'])} items not used",
                         {"period": body.get("period"), "items": len(body["items"])},
+                        records=len(body["items"]),
                     )
                 )
                 return []
@@ -119,7 +122,7 @@ class UsageReportService:
                 readings.append(reading)
             else:
                 problems.append(reading)
-        return Snapshot(self.name, month, night, readings, problems)
+        return Snapshot(self.name, month, night, readings, problems, records_received=received[0])
 
     def _reading(self, index: int, item: Any) -> Reading | Problem:
         raw = item if isinstance(item, dict) else {"value": item}

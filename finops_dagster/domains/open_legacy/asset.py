@@ -5,8 +5,10 @@ import datetime as dt
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, asset
 
 from finops_dagster.domains.open_legacy.cmdb_client import CmdbClient, layout_from_env
+from finops_dagster.domains.open_legacy.ledger import count_month
 from finops_dagster.domains.open_legacy.mapping import (
     DOMAIN_ID,
+    SOURCE,
     OpenLegacyFold,
     load_class_catalog,
     measured_fields,
@@ -22,7 +24,8 @@ from finops_dagster.resources.postgres import PostgresResource
 
 
 def read_month(client: CmdbClient, snapshot: ReferenceSnapshot, month: dt.date, run_id: str) -> DomainLoad:
-    """Map and price one month of CMDB dumps."""
+    """Map and price one month of CMDB dumps, with the month's ledger counted apart from the
+    reading (`details.record_ledger`), which the reconciliation balances the load's records against."""
     classes = load_class_catalog()
     rule_fields = [rule.field for rule in snapshot.rules if rule.field != "name"]
     fold = OpenLegacyFold(
@@ -35,7 +38,12 @@ def read_month(client: CmdbClient, snapshot: ReferenceSnapshot, month: dt.date, 
         computed_at=utc_now(),
     )
     fold.add_all(client.ci_months(month, sorted({*measured_fields(classes), *rule_fields})))
-    return fold.finish()
+    load = fold.finish()
+    measured = {cls: len(measures) for cls, measures in classes.items()}
+    ledger = count_month(client.db, client.layout, measured, month)
+    load.details["record_ledger"] = {SOURCE: ledger.readings}
+    load.details["ledger_documents"] = ledger.documents
+    return load
 
 
 class MissingDumps(RuntimeError):

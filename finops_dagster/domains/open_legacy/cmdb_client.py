@@ -4,18 +4,28 @@ Collection layout (database MONGO_DB):
 
 - `cmdb_ci`: one document per configuration item per nightly dump, as the dumping team writes
   it: ServiceNow fields (`sys_id`, `sys_class_name`, `name`, sizes as strings, references in any
-  ServiceNow shape) plus `_ingested_at`, the dump time (a BSON date). Application records live
-  here too, with `sys_class_name = cmdb_ci_business_app`, their code in `u_code` and their group
-  in `u_application_group`.
+  ServiceNow shape) plus `_ingested_at`, the dump time (a BSON date, or as the loader left it).
+  Application records live here too, with `sys_class_name = cmdb_ci_business_app`, their code in
+  `u_code` and their group in `u_application_group`.
 - `cmdb_rel_ci`: relation documents of each dump (`parent`, `child`, `type`, `_ingested_at`);
   a relation whose parent is an application record ties the child CI to that application.
 
 A dump is one UTC calendar day of `_ingested_at`; a month's dumps are the days its documents show.
-The heavy lifting runs in MongoDB: one
-aggregation selects the month's dumps, sorts and groups the documents by CI (allowDiskUse), and
-another groups the month's relations by child; both come sorted by sys_id through batched cursors
-and are merge-joined, so Python holds one CI at a time. Recommended indexes:
-`cmdb_ci {sys_id: 1, _ingested_at: 1}`, `cmdb_ci {_ingested_at: 1}`, `cmdb_rel_ci {_ingested_at: 1}`.
+
+The month of a document is the UTC month of its dump time: `_ingested_at` as a BSON date, an
+ISO-8601 string or a `{"$date"}` wrapper (see `servicenow.ingested_instant`). A document whose
+`_ingested_at` is missing, null or no readable time belongs to the month its ObjectId `_id` was
+created in (when the loader inserted it) and is rejected there with the reason. So every document
+with a readable dump time or an ObjectId belongs to exactly one month. The month's `$match` finds
+BSON dates in the month, ISO strings dated from the day before to the day after it (offsets move
+an instant by less than a day), every `{"$date"}` wrapper, and the documents created in the month
+whose `_ingested_at` is not a plain date; what it finds of other months is left to them.
+
+The heavy lifting runs in MongoDB: one aggregation selects the month's dumps, sorts and groups the
+documents by CI (allowDiskUse), and another groups the month's relations by child; both come sorted
+by sys_id through batched cursors and are merge-joined, so Python holds one CI at a time. Recommended indexes:
+`cmdb_ci {sys_id: 1, _ingested_at: 1}`, `cmdb_ci {_ingested_at: 1, _id: 1}` (the month's dates and
+strings by range, the documents without a date by type then creation), `cmdb_rel_ci {_ingested_at: 1}`.
 """
 
 from __future__ import annotations
@@ -23,14 +33,21 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from bson import ObjectId
 from pymongo.database import Database
 
-from finops_dagster.domains.open_legacy.servicenow import application_code, display_value, text_value
+from finops_dagster.domains.open_legacy.servicenow import (
+    DumpTimeError,
+    application_code,
+    display_value,
+    ingested_instant,
+    text_value,
+)
 from finops_dagster.reference.loader import ApplicationRecord
-from finops_dagster.releve import next_month
+from finops_dagster.releve import month_start, next_month
 
 CURSOR_BATCH = 2_000
 
@@ -66,18 +83,53 @@ def layout_from_env() -> CmdbLayout:
 class CiMonth:
     """One CI over one month: its documents in dump order and the parents of its relations.
 
-    Each observation holds `at` (dump time), `cls`, `app`, `name` and the requested fields.
+    Each observation holds `at` (dump time, naive UTC), `id` (the document's `_id`), `cls`,
+    `app`, `name` and the requested fields. `undated` are the month's documents of the CI whose
+    dump time is unreadable, with the reason (they belong to the month by their ObjectId).
     """
 
     sys_id: str | None
     observations: list[dict[str, Any]]
     relation_parents: list[str]
+    undated: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    other_months: int = 0
+    """Documents the month's query found that belong to another month (dated next to it)."""
 
 
 def _window(month: dt.date) -> dict[str, dt.datetime]:
     start = dt.datetime(month.year, month.month, 1)
     end = dt.datetime.combine(next_month(month), dt.time())
     return {"$gte": start, "$lt": end}
+
+
+def month_documents(month: dt.date) -> dict[str, Any]:
+    """The `$match` of every document that may belong to the month (see the module docstring);
+    `document_month` then says which do."""
+    window = _window(month)
+    created = {"$gte": ObjectId.from_datetime(window["$gte"]), "$lt": ObjectId.from_datetime(window["$lt"])}
+    return {
+        "$or": [
+            {"_ingested_at": window},
+            {"_ingested_at": {"$gte": f"{month - dt.timedelta(days=1):%Y-%m-%d}",
+                              "$lt": f"{next_month(month) + dt.timedelta(days=1):%Y-%m-%d}"}},
+            {"_ingested_at": {"$type": "object"}},
+            {"_id": created, "_ingested_at": {"$not": {"$type": "date"}}},
+            {"_id": created, "_ingested_at": {"$type": "array"}},
+        ]
+    }
+
+
+def document_month(observation: dict[str, Any]) -> tuple[dt.date | None, dt.datetime | str]:
+    """(month, dump time) of a document, or (month of its ObjectId, why its dump time is unreadable);
+    month None when neither tells (a non-ObjectId `_id` and no readable dump time)."""
+    try:
+        instant = ingested_instant(observation.get("at"))
+    except DumpTimeError as error:
+        created = observation.get("id")
+        if not isinstance(created, ObjectId):
+            return None, str(error)
+        return month_start(created.generation_time), str(error)
+    return month_start(instant), instant
 
 
 class CmdbClient:
@@ -104,10 +156,13 @@ class CmdbClient:
         return mapping
 
     def latest_applications(self) -> list[ApplicationRecord]:
-        """The application records of the most recent dump: the application referential."""
+        """The application records of the most recent dump: the application referential (dumps
+        dated with BSON dates; a record whose dump time is a string is not a dump to date it by)."""
         layout = self.layout
         latest = self._cis.find_one(
-            {"sys_class_name": layout.application_class}, {"_ingested_at": 1}, sort=[("_ingested_at", -1)]
+            {"sys_class_name": layout.application_class, "_ingested_at": {"$type": "date"}},
+            {"_ingested_at": 1},
+            sort=[("_ingested_at", -1)],
         )
         if latest is None:
             return []
@@ -139,19 +194,15 @@ class CmdbClient:
         """
         observation = {
             "at": "$_ingested_at",
+            "id": "$_id",
             "cls": "$sys_class_name",
             "name": "$name",
             "app": f"${self.layout.application_field}",
         }
         observation.update({f"f_{name}": f"${name}" for name in fields})
         pipeline: list[dict[str, Any]] = [
-            {
-                "$match": {
-                    "_ingested_at": _window(month),
-                    "sys_class_name": {"$ne": self.layout.application_class},
-                }
-            },
-            {"$sort": {"sys_id": 1, "_ingested_at": 1, "_id": 1}},
+            {"$match": {**month_documents(month), "sys_class_name": {"$ne": self.layout.application_class}}},
+            {"$sort": {"sys_id": 1}},
             # a document without sys_id groups alone (keyed by its _id), never with all the others
             {
                 "$group": {
@@ -169,7 +220,7 @@ class CmdbClient:
             while pending is not None and sys_id is not None and pending[0] < sys_id:
                 pending = next(relations, None)
             parents = pending[1] if pending is not None and pending[0] == sys_id else []
-            yield CiMonth(sys_id=sys_id, observations=doc["obs"], relation_parents=parents)
+            yield _of_month(month, sys_id, doc["obs"], parents)
 
     def _relation_parents(self, month: dt.date) -> Iterator[tuple[str, list[str]]]:
         """(child sys_id, parent sys_ids) of the month's relations, sorted by child."""
@@ -189,3 +240,22 @@ class CmdbClient:
             child = text_value(doc["_id"])
             if child is not None:
                 yield child, [parent for raw in doc["parents"] if (parent := text_value(raw))]
+
+
+def _of_month(month: dt.date, sys_id: str | None, found: list[dict[str, Any]], parents: list[str]) -> CiMonth:
+    """The CI's documents of `month`, dated and in dump order (then `_id` order), apart from its
+    undated ones; the others the query found belong to their own months."""
+    dated: list[dict[str, Any]] = []
+    undated: list[tuple[dict[str, Any], str]] = []
+    other_months = 0
+    for observation in found:
+        belongs_to, when = document_month(observation)
+        if belongs_to != month:
+            other_months += 1
+        elif isinstance(when, str):
+            undated.append((observation, when))
+        else:
+            observation["at"] = when
+            dated.append(observation)
+    dated.sort(key=lambda obs: (obs["at"], str(obs.get("id"))))
+    return CiMonth(sys_id, dated, parents, undated, other_months)

@@ -16,15 +16,24 @@ An application reference that names no known application falls through to the ne
 counted in the load's details (`unknown_application_refs`).
 
 Rejects, each with its reason: documents without `sys_id`, of an unknown or missing class,
-duplicate documents of one CI in one dump (the first by `_id` counts), numeric fields that are
-missing, not numbers, NaN, negative or implausibly large (per field maximum in
-`cmdb_classes.csv`), and quantities of a product with no rate card for the month.
+duplicate documents of one CI in one dump (the first by `_id` counts), documents whose
+`_ingested_at` is no readable time (missing, null, a number, an array, unparseable text: rejected in
+the month of their ObjectId `_id`), numeric fields that are missing, not numbers, NaN, negative or
+implausibly large (per field maximum in `cmdb_classes.csv`), and quantities of a product with no
+rate card for the month. A NUL byte a document carries is written `\\x00` in rejects.
+
+Ledger: every document of the month is counted here as *readings*, one per product its class
+measures (one when it measures none), and each reading ends in exactly one `source_record_count`:
+the relevé it was averaged into, or the reject that says why it was not (a field-level reject
+counts the documents whose field failed; a note that accounts for nothing counts 0). The
+reconciliation compares their sum with the month's count made apart from this fold (`ledger.py`).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -141,8 +150,14 @@ class OpenLegacyFold:
                 self._add(ci)
 
     def _add(self, ci: CiMonth) -> None:
+        self.counters["documents_of_other_months"] += ci.other_months
+        if not ci.observations and not ci.undated:
+            return
         self.counters["cis"] += 1
-        self.counters["documents"] += len(ci.observations)
+        self.counters["documents"] += len(ci.observations) + len(ci.undated)
+        self._reject_undated(ci)
+        if not ci.observations:
+            return
         self.dump_days.update(obs["at"].date() for obs in ci.observations)
         kept, extras = self._split_duplicates(ci)
         reading = self._read(kept)
@@ -163,6 +178,27 @@ class OpenLegacyFold:
                 f"unknown CI class {cls!r} in {count} document(s): not billable "
                 "(add it to cmdb_classes.csv if it should be)",
                 latest,
+                records=count,
+            )
+
+    def _readings(self, observation: dict[str, Any]) -> int:
+        """How many readings a document is in the ledger: one per product its class measures,
+        one when it measures none (see the module docstring)."""
+        cls = text_value(observation.get("cls"))
+        return max(1, len(self.classes.get(cls, ()))) if cls is not None else 1
+
+    def _reject_undated(self, ci: CiMonth) -> None:
+        """Documents whose dump time cannot be read: no dump to average them in, so rejects."""
+        by_reason: dict[str, list[dict[str, Any]]] = {}
+        for observation, reason in ci.undated:
+            by_reason.setdefault(reason, []).append(observation)
+        for reason, observations in sorted(by_reason.items()):
+            self._reject(
+                self._ref(ci),
+                f"{reason} in {len(observations)} document(s): no dump to count it in "
+                "(its month is that of its ObjectId _id)",
+                observations[0],
+                records=sum(self._readings(observation) for observation in observations),
             )
 
     def _split_duplicates(self, ci: CiMonth) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -238,7 +274,8 @@ class OpenLegacyFold:
         return UNALLOCATED_APPLICATION, "unallocated"
 
     def _ref(self, ci: CiMonth) -> str:
-        name = text_value(ci.observations[-1].get("name")) or "unnamed"
+        latest = ci.observations[-1] if ci.observations else ci.undated[-1][0]
+        name = text_value(latest.get("name")) or "unnamed"
         return f"{ci.sys_id} ({name})" if ci.sys_id else f"no sys_id ({name})"
 
     def _reject_extras(
@@ -255,30 +292,36 @@ class OpenLegacyFold:
                 f"{'…' if len(days) > 5 else ''}): the first document of each dump counts"
             )
         if not reading.sums:
-            self._reject(ref, reason, extras[0])
+            self._reject(ref, reason, extras[0], records=0)
         for product_id, quantity in sorted(reading.sums.items()):
             unit = self.snapshot.products[product_id].usage_unit
-            self.quantity_rejects.append((self._reject_record(ref, reason, extras[0], unit), quantity))
+            record = self._reject_record(ref, reason, extras[0], unit, reading.counts[product_id])
+            self.quantity_rejects.append((record, quantity))
 
     def _reject_field_errors(
         self, ref: str, latest: dict[str, Any], errors: Counter[tuple[str, str]]
     ) -> None:
         for (field_name, problem), count in sorted(errors.items()):
-            self._reject(ref, f"{field_name}: {problem} in {count} document(s)", latest)
+            self._reject(ref, f"{field_name}: {problem} in {count} document(s)", latest, records=count)
 
-    def _reject(self, ref: str, reason: str, payload: dict[str, Any]) -> None:
-        self.rejects.append(self._reject_record(ref, reason, payload, None))
+    def _reject(self, ref: str, reason: str, payload: dict[str, Any], *, records: int) -> None:
+        self.rejects.append(self._reject_record(ref, reason, payload, None, records))
 
-    def _reject_record(self, ref: str, reason: str, payload: dict[str, Any], unit: str | None) -> Reject:
+    def _reject_record(
+        self, ref: str, reason: str, payload: dict[str, Any], unit: str | None, records: int
+    ) -> Reject:
+        """`records`: the readings the reject accounts for in the ledger (0 for a note on documents
+        whose readings are accounted for elsewhere)."""
         return Reject(
             domain_id=DOMAIN_ID,
             period_month=self.month,
             run_id=self.run_id,
             source=SOURCE,
-            source_ref=ref,
-            reason=reason,
+            source_ref=_printable(ref),
+            reason=_printable(reason),
             usage_unit=unit,
             raw_payload=_jsonable(payload),
+            source_record_count=records,
         )
 
     @property
@@ -301,7 +344,9 @@ class OpenLegacyFold:
         details: dict[str, Any] = dict(sorted(self.counters.items()))
         details["dumps"] = self.dumps
         details["unknown_application_refs"] = sum(self.unknown_refs.values())
-        details["unknown_application_examples"] = [code for code, _ in self.unknown_refs.most_common(5)]
+        details["unknown_application_examples"] = [
+            _printable(code) for code, _ in self.unknown_refs.most_common(5)
+        ]
         return DomainLoad(
             domain_id=DOMAIN_ID,
             period_month=self.month,
@@ -323,7 +368,7 @@ class OpenLegacyFold:
             records=group.observations,
         )
         if isinstance(priced, Reject):
-            self.rejects.append(priced)
+            self.rejects.append(replace(priced, source_record_count=group.observations))
             return None
         return priced
 
@@ -355,13 +400,23 @@ def _frozen(value: Any) -> Any:
 
 
 def _jsonable(value: Any) -> Any:
-    """A raw document as JSON-ready data (dates and ObjectIds as strings), for releve_reject."""
+    """A raw document as JSON-ready data for releve_reject's jsonb: dates, ObjectIds and numbers JSON
+    cannot write (NaN, infinities) as strings."""
     if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {_printable(str(key)): _jsonable(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_jsonable(item) for item in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if isinstance(value, str):
+        return _printable(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (int, float, bool)):
         return value
     if isinstance(value, dt.datetime):
         return value.isoformat()
     return str(value)
+
+
+def _printable(text: str) -> str:
+    """PostgreSQL text and jsonb cannot hold NUL: a NUL byte a document carries is written `\\x00`."""
+    return text.replace("\x00", "\\x00")

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 import psycopg
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
+from finops_dagster.domains.private_cloud.openstack import SOURCE as OPENSTACK
 from finops_dagster.domains.private_cloud.problems import UsageProblem
 from finops_dagster.domains.private_cloud.resource import PrivateCloudResource, PrivateCloudSources
 from finops_dagster.domains.private_cloud.usage_api import UnmappedQuantity
@@ -30,19 +31,25 @@ def read_month(
     now: dt.datetime,
 ) -> DomainLoad:
     """Meter and price one month from every enabled source; OpenCost's from its persisted days, the
-    entries refused when read included (rejects of the month of their day)."""
+    entries refused when read included (rejects of the month of their day). The live APIs (Nova,
+    the usage API) count what their pages held before any parsing: the record ledger the
+    reconciliation balances against the relevés' and rejects' records."""
     fold = PricedUsageFold(
         domain_id=DOMAIN_ID, month=month, run_id=run_id, snapshot=snapshot, computed_at=now
     )
     details: dict[str, object] = {}
+    ledger: dict[str, int] = {}
     if sources.openstack is not None:
-        _fold_items(fold, "openstack", sources.openstack.metered(month, now))
+        _fold_items(fold, OPENSTACK, sources.openstack.metered(month, now))
+        ledger[OPENSTACK] = sources.openstack.records_received(month)
     if sources.opencost is not None:
         refused = sources.opencost.refused(conn, month)
         _fold_items(fold, "opencost", [*refused, *sources.opencost.metered(conn, month)])
         details["opencost_days"] = sources.opencost.persisted_days(conn, month)
     if sources.usage_api is not None:
         _fold_items(fold, sources.usage_api.client.name, sources.usage_api.metered(month))
+        ledger[sources.usage_api.client.name] = sources.usage_api.records_received(month)
+    details["record_ledger"] = ledger
     return fold.finish(details)
 
 
@@ -55,7 +62,7 @@ def _fold_items(
         elif isinstance(item, UnmappedQuantity):
             fold.reject(source, item.ref, item.reason, item.raw, unit=item.unit, quantity=item.quantity)
         elif isinstance(item, UsageProblem):
-            fold.reject(source, item.ref, item.reason, item.raw)
+            fold.reject(source, item.ref, item.reason, item.raw, records=item.records)
 
 
 @asset(

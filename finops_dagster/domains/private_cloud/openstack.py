@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
@@ -39,6 +40,8 @@ SOURCE = "openstack"
 PREFIX = "FINOPS_OPENSTACK"
 NOVA_MICROVERSION = "2.40"
 MIB_PER_GIB = Decimal(1024)
+NOVA_PRODUCTS = ("PC_VCPU_HOUR", "PC_RAM_GIB_HOUR", "PC_LOCAL_DISK_GIB_HOUR")
+"""What each tenant entry measures: vCPU-hours, RAM GiB-hours, local disk GiB-hours."""
 
 
 class KeystoneToken(CachedToken):
@@ -113,6 +116,12 @@ class OpenStackUsage:
         self.compute = compute
         self.identity = identity
         self.page_size = page_size
+        self._received: Counter[dt.date] = Counter()
+
+    def records_received(self, month: dt.date) -> int:
+        """Records the month's pages held: one per product each tenant entry measures (three), counted
+        as each page arrived, before any entry was read."""
+        return self._received[month] * len(NOVA_PRODUCTS)
 
     @classmethod
     def from_env(cls) -> OpenStackUsage:
@@ -130,8 +139,11 @@ class OpenStackUsage:
         params = {"start": _nova_time(start), "end": _nova_time(end), "detailed": 1, "limit": self.page_size}
         usages: list[TenantUsage] = []
         problems: list[UsageProblem] = []
+        self._received[month] = 0
 
         def items_of(body: Any) -> list[Any]:
+            entries = body.get("tenant_usages") if isinstance(body, dict) else None
+            self._received[month] += len(entries) if isinstance(entries, list) else 0
             try:
                 parsed, page_problems = parse_tenant_usages(body)
             except ValueError as error:
@@ -166,16 +178,13 @@ class OpenStackUsage:
     def metered(self, month: dt.date, now: dt.datetime) -> Iterator[MeteredUsage | UsageProblem]:
         usages, problems = self.tenant_usages(month, now)
         names = self.project_names()
-        yield from problems
+        yield from (replace(problem, records=len(NOVA_PRODUCTS)) for problem in problems)
         for usage in usages:
             tenant = names.get(usage.tenant_id, usage.tenant_id)
             fields = {"tenant": tenant, "tenant_id": usage.tenant_id}
-            for product_id, quantity in (
-                ("PC_VCPU_HOUR", usage.vcpu_hours),
-                ("PC_RAM_GIB_HOUR", usage.memory_mib_hours / MIB_PER_GIB),
-                ("PC_LOCAL_DISK_GIB_HOUR", usage.local_gib_hours),
-            ):
-                yield MeteredUsage(SOURCE, tenant, product_id, quantity, fields=fields)
+            quantities = (usage.vcpu_hours, usage.memory_mib_hours / MIB_PER_GIB, usage.local_gib_hours)
+            for product_id, quantity in zip(NOVA_PRODUCTS, quantities, strict=True):
+                yield MeteredUsage(SOURCE, tenant, product_id, quantity, fields=fields, records=usage.entries)
 
     def close(self) -> None:
         self.compute.close()

@@ -61,6 +61,8 @@ class TenantUsage:
     local_gib_hours: Decimal
     server_hours: Decimal
     servers: int
+    entries: int = 1
+    """How many page entries were merged into this one."""
 
 
 def parse_tenant_usages(body: Any) -> tuple[list[TenantUsage], list[UsageProblem]]:
@@ -185,5 +187,6 @@ def merge_tenant_usages(items: Iterable[TenantUsage]) -> list[TenantUsage]:
             local_gib_hours=seen.local_gib_hours + item.local_gib_hours,
             server_hours=seen.server_hours + item.server_hours,
             servers=seen.servers + item.servers,
+            entries=seen.entries + item.entries,
         )
     return [merged[tenant_id] for tenant_id in sorted(merged)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -66,6 +67,11 @@ class UsageApi:
         self.client = client
         self.page_size = page_size
         self.metrics = metrics or load_metric_mappings()
+        self._received: Counter[dt.date] = Counter()
+
+    def records_received(self, month: dt.date) -> int:
+        """Items the month's pages held, counted as each page arrived, before any item was read."""
+        return self._received[month]
 
     @classmethod
     def from_env(cls) -> UsageApi:
@@ -77,6 +83,7 @@ class UsageApi:
 
     def items(self, month: dt.date) -> Iterator[dict[str, Any]]:
         period = f"{month:%Y-%m}"
+        self._received[month] = 0
 
         def items_of(body: Any) -> list[Any]:
             if not isinstance(body, dict) or not isinstance(body.get("items"), list):
@@ -87,6 +94,7 @@ class UsageApi:
                     f"answered period {body.get('period')!r} when asked for {period}",
                     path=PATH,
                 )
+            self._received[month] += len(body["items"])
             return list(body["items"])
 
         def token_of(body: Any) -> str | None:
