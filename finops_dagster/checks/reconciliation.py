@@ -4,6 +4,11 @@ Per usage unit where the source carries quantities (the domains priced with rate
 billing currency where it carries cost (bills: relevés count what was billed, before conversion).
 The tolerance is the rounding the relevé contract allows: half a unit of the sixth decimal per
 row summed, plus one for the total. Blocking: a load that lost anything is not published.
+
+Those totals come from the same scan that made the relevés. Where a load carries a file ledger
+(the public_cloud export files: each file counted by an independent pass, see
+domains/public_cloud/ledger.py), every file's equation must hold too, so a reader that drops,
+duplicates or misdates rows fails the check naming the file and the figures (DESIGN §5.8).
 """
 
 import datetime as dt
@@ -23,6 +28,7 @@ from dagster import (
 )
 from psycopg import sql
 
+from finops_dagster.domains.public_cloud.ledger import ledger_breaks
 from finops_dagster.mart.staging import domain_table
 from finops_dagster.releve import QUANTITY_SCALE
 from finops_dagster.resources.postgres import PostgresResource
@@ -124,6 +130,24 @@ def cost_balances(conn: psycopg.Connection, domain_id: str, run_id: str) -> list
 BALANCES = {"quantity": unit_balances, "cost": cost_balances}
 
 
+def file_ledger_breaks(conn: psycopg.Connection, domain_id: str, run_id: str) -> tuple[int, list[str]]:
+    """How many files the run's loads of a domain hold a ledger for, and those that do not add up
+    (each named, with its figures, prefixed by its month)."""
+    rows = conn.execute(
+        "SELECT period_month, details FROM finops.domain_load WHERE domain_id = %s AND run_id = %s "
+        "ORDER BY period_month",
+        (domain_id, run_id),
+    ).fetchall()
+    files = 0
+    breaks = []
+    for period_month, details in rows:
+        for read in (details or {}).values():
+            if isinstance(read, dict):
+                files += len(read.get("ledger", []))
+        breaks += [f"{period_month:%Y-%m} {problem}" for problem in ledger_breaks(details or {})]
+    return files, breaks
+
+
 def build_reconciliation_check(
     asset_key: AssetKey, domain_id: str, measure: Measure = "quantity"
 ) -> AssetChecksDefinition:
@@ -136,6 +160,7 @@ def build_reconciliation_check(
         rejects (DESIGN §5.4)."""
         with postgres.connect() as conn:
             balances = balances_of(conn, domain_id, context.run.run_id)
+            ledger_files, ledger_broken = file_ledger_breaks(conn, domain_id, context.run.run_id)
         broken = [b for b in balances if not b.balanced]
         table = [
             f"| month | {heading} | source | relevés | rejects | difference |",
@@ -151,14 +176,24 @@ def build_reconciliation_check(
             if broken
             else f"{len(balances)} month/{heading} pair(s) balance"
         )
+        metadata = {
+            "balances": MetadataValue.md("\n".join(table)),
+            "unbalanced": MetadataValue.int(len(broken)),
+        }
+        if ledger_files:
+            description += (
+                f"; file ledger: {len(ledger_broken)} of {ledger_files} file(s) do not add up: "
+                + "; ".join(ledger_broken[:5])
+                if ledger_broken
+                else f"; file ledger: {ledger_files} file(s) add up"
+            )
+            metadata["file_ledger_files"] = MetadataValue.int(ledger_files)
+            metadata["file_ledger_unbalanced"] = MetadataValue.int(len(ledger_broken))
         return AssetCheckResult(
-            passed=not broken,
+            passed=not broken and not ledger_broken,
             severity=AssetCheckSeverity.ERROR,
             description=description,
-            metadata={
-                "balances": MetadataValue.md("\n".join(table)),
-                "unbalanced": MetadataValue.int(len(broken)),
-            },
+            metadata=metadata,
         )
 
     return reconciliation
