@@ -107,8 +107,9 @@ class ExportFile:
     """Column name → DuckDB type, as the file declares them (all text for CSV)."""
     count: IndependentCount | None = None
     """What the independent pass found in the file (NUL bytes, a missing last line break)."""
-    truncated_row: int | None = None
-    """The row (as the reader numbers them) the file ends inside, when it ends without a line break."""
+    ends_inside_row: bool = False
+    """The file ends without a line break inside a row that has all its columns: its last row
+    DuckDB reads is cut."""
 
     @property
     def is_parquet(self) -> bool:
@@ -147,7 +148,8 @@ class ExportFile:
     def scan(self, *, numbered: bool = False, rejects: str | None = None) -> str:
         """The DuckDB table function reading this file (with Parquet's row numbers when `numbered`).
 
-        CSV is read as the bills write it (comma, double quote), never a guessed dialect. A row
+        CSV is read as the bills write it (comma, double quote) with the columns of its header as
+        the independent pass read it, never a dialect or header guessed from a sample. A row
         DuckDB cannot split against the header (ragged, cut, not UTF-8, too long) is left out of
         the rows and, with `rejects` (a table name), recorded there with its line, so it becomes a
         reject instead of stopping the whole read."""
@@ -160,9 +162,11 @@ class ExportFile:
             if rejects
             else "ignore_errors = true"
         )
+        columns = ", ".join(f"{col.literal(name)}: 'VARCHAR'" for name in self.columns)
         return (
-            f"read_csv({col.literal(self.path)}, all_varchar = true, header = true, delim = ',', "
-            f"quote = '\"', escape = '\"', nullstr = ['NULL', ''], auto_detect = true, {errors})"
+            f"read_csv({col.literal(self.path)}, header = true, delim = ',', quote = '\"', escape = '\"', "
+            f"nullstr = ['NULL', ''], auto_detect = false, columns = {{{columns}}}, "
+            f"max_line_size = {int(manifest.MAX_LINE_BYTES)}, {errors})"
         )
 
     def row_text(self) -> str:
@@ -266,16 +270,11 @@ class ExportReader:
             files: list[ExportFile] = []
             counts: list[IndependentCount] = []
             for one in found:
-                described = describe(conn, one.real_path, self.layout.description)
-                surveyed = self._survey(conn, one, described)
+                surveyed = self._survey(conn, one)
                 result.manifest.append(surveyed.entry.as_json())
+                described = describe(conn, one.real_path, self.layout.description, surveyed.count)
                 if isinstance(described, SkippedFile):
                     result.skipped_files.append(described)
-                    if surveyed.count.rows:
-                        raise ExportFileError(
-                            f"{one.real_path}: DuckDB reads no column from it, yet it holds "
-                            f"{surveyed.count.rows} rows; check its format"
-                        )
                     continue
                 missing = self.layout.missing_columns(described)
                 if missing:
@@ -283,7 +282,11 @@ class ExportReader:
                         f"{one.real_path} is not a {self.layout.description} this pipeline can read: "
                         f"missing column(s) {', '.join(missing)}"
                     )
-                files.append(self._with_truncation(conn, described, surveyed.count))
+                files.append(
+                    ExportFile(
+                        described.path, described.columns, surveyed.count, surveyed.count.ends_inside_row
+                    )
+                )
                 counts.append(surveyed.count)
             if files:
                 try:
@@ -304,37 +307,16 @@ class ExportReader:
                 raise ExportFileError(str(error)) from None
         return result
 
-    def _survey(
-        self, conn: duckdb.DuckDBPyConnection, found: FoundFile, described: ExportFile | SkippedFile
-    ) -> manifest.Surveyed:
+    def _survey(self, conn: duckdb.DuckDBPyConnection, found: FoundFile) -> manifest.Surveyed:
         def cost_column(columns: Sequence[str]) -> str | None:
-            if isinstance(described, SkippedFile):
-                return None
             return self.layout.ledger_cost_column(
-                ExportFile(described.path, {name: "VARCHAR" for name in columns})
+                ExportFile(found.real_path, {name: "VARCHAR" for name in columns})
             )
 
         try:
             return manifest.survey(found, cost_column, conn)
         except ManifestError as error:
             raise ExportFileError(str(error)) from None
-
-    @staticmethod
-    def _with_truncation(
-        conn: duckdb.DuckDBPyConnection, file: ExportFile, count: IndependentCount
-    ) -> ExportFile:
-        """The file with its count, and the row it ends inside when its last line has no line break
-        and DuckDB did not already refuse that line (a CSV cut mid-row: `123.45` read as `12`)."""
-        if file.is_parquet or count.ends_with_newline or not count.rows:
-            return ExportFile(file.path, file.columns, count)
-        table = "truncation_check"
-        row = conn.execute(f"SELECT count(*) FROM {file.scan(rejects=table)}").fetchone()
-        returned = int(row[0]) if row else 0
-        refused = {line for (line,) in conn.execute(f"SELECT DISTINCT line FROM {table}").fetchall()}
-        conn.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.execute(f"DROP TABLE IF EXISTS {table}_scan")
-        last = returned if count.last_record_line not in refused and returned else None
-        return ExportFile(file.path, file.columns, count, last)
 
     def _connect(self, into: ChargeTable | None) -> duckdb.DuckDBPyConnection:
         """Its own connection, or a cursor on the fold's DuckDB (its temporary tables stay its own)."""
@@ -363,7 +345,7 @@ class ExportReader:
                 self._resolve_tags(conn, " UNION ALL ".join(selects), into.allocation.keys)
         structural: dict[int, list[tuple[int, str, str]]] = {}
         for numbered in _batches(list(enumerate(files))):
-            single = any(file.truncated_row is not None for _, file in numbered)
+            single = any(file.ends_inside_row for _, file in numbered)
             with _one_thread(conn, single):
                 query = self._sum_files(numbered, into)
                 conn.execute(query, _used(query, bounds))
@@ -418,14 +400,7 @@ class ExportReader:
         for index, file in files:
             if file.is_parquet:
                 continue
-            table = _rejects_table(index)
-            rows = conn.execute(
-                f"SELECT line, string_agg(DISTINCT error_type, ', '), any_value(csv_line) "
-                f"FROM {table} GROUP BY line ORDER BY line"
-            ).fetchall()
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
-            conn.execute(f"DROP TABLE IF EXISTS {table}_scan")
-            refused[index] = [(int(line), kinds, text or "") for line, kinds, text in rows]
+            refused[index] = _refused(conn, _rejects_table(index))
         return refused
 
     def _refused_problems(
@@ -526,11 +501,13 @@ class ExportReader:
         inside is a reject without its cut cost. With `numbered`, each row's number and its
         payload as written (`row_number`, `payload`)."""
         layout = self.layout
-        truncated = file.truncated_row is not None
+        truncated = file.ends_inside_row
         number = ""
         if numbered or truncated:
             number = "file_row_number + 1" if file.is_parquet else "row_number() OVER ()"
         extra = f", {number} AS row_number" if number else ""
+        if truncated:
+            extra += ", count(*) OVER () AS row_total"
         if numbered:
             extra += ", CAST(to_json(t) AS VARCHAR) AS payload"
         nul = (
@@ -538,7 +515,7 @@ class ExportReader:
             if file.count is not None and file.count.has_nul
             else "false"
         )
-        cut = f"f.row_number = {int(file.truncated_row)}" if truncated and file.truncated_row else "false"
+        cut = "f.row_number = f.row_total" if truncated else "false"
         plausible = "f.period >= $earliest AND f.period < $latest"
         problem = f"""CASE
                 WHEN {cut} THEN '{TRUNCATED}'
@@ -709,19 +686,23 @@ class ExportReader:
         return problems
 
 
-def describe(conn: duckdb.DuckDBPyConnection, path: str, description: str) -> ExportFile | SkippedFile:
-    """A file's columns, or why it is passed over (empty)."""
+def describe(
+    conn: duckdb.DuckDBPyConnection, path: str, description: str, count: IndependentCount
+) -> ExportFile | SkippedFile:
+    """A file's columns (a CSV's from its header as the independent pass read it), or why it is
+    passed over (empty)."""
     if os.path.getsize(path) == 0:
         return SkippedFile(path, "empty file")
+    if not path.lower().endswith(".parquet"):
+        if not count.columns:
+            return SkippedFile(path, "empty file")
+        return ExportFile(path, {name: "VARCHAR" for name in count.columns})
     file = ExportFile(path, {})
     try:
         described = conn.execute(f"DESCRIBE SELECT * FROM {file.scan()}").fetchall()
     except duckdb.Error as error:
         raise ExportFileError(f"{path} cannot be read as a {description}: {_first_line(error)}") from None
-    columns = {name: kind for name, kind, *_ in described if name != "file_row_number"}
-    if not file.is_parquet and list(columns) == ["column0"]:
-        return SkippedFile(path, "empty file")
-    return ExportFile(path, columns)
+    return ExportFile(path, {name: kind for name, kind, *_ in described if name != "file_row_number"})
 
 
 @dataclass
@@ -746,6 +727,23 @@ def _one_thread(conn: duckdb.DuckDBPyConnection, wanted: bool) -> Iterator[None]
         yield
     finally:
         conn.execute(f"SET threads = {int(threads[0]) if threads else 1}")
+
+
+def _refused(conn: duckdb.DuckDBPyConnection, table: str) -> list[tuple[int, str, str]]:
+    """The lines a CSV scan stored in its rejects table (line, error types, text), the table then
+    dropped; none when DuckDB made no table (nothing refused)."""
+    exists = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = $name", {"name": table}
+    ).fetchone()
+    if not exists or not exists[0]:
+        return []
+    rows = conn.execute(
+        f"SELECT line, string_agg(DISTINCT error_type, ', '), any_value(csv_line) "
+        f"FROM {table} GROUP BY line ORDER BY line"
+    ).fetchall()
+    conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.execute(f"DROP TABLE IF EXISTS {table}_scan")
+    return [(int(line), kinds, text or "") for line, kinds, text in rows]
 
 
 def _rejects_table(index: int) -> str:

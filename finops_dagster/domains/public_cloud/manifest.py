@@ -42,6 +42,9 @@ NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 """A plain decimal number, as a bill writes one: no digit separators (`1_000`, `1,000`), no
 `NaN` or `Infinity`, ASCII digits only."""
 REPLACEMENT = "\ufffd"
+MAX_LINE_BYTES = 64 << 20
+"""The longest CSV record the reader splits (DuckDB's `max_line_size`); a longer one is a reject of
+both sides of the ledger (its row counted, its cost not)."""
 GLOB_SPECIALS = ("*", "?", "[")
 
 csv.field_size_limit(sys.maxsize)  # a long field is the reader's to reject, not this count's to fail on
@@ -77,8 +80,12 @@ class IndependentCount:
     the end of the file: counted as rows, their cost not summed."""
     ends_with_newline: bool = True
     has_nul: bool = False
-    last_record_line: int = 0
-    """The physical line on which the file's last record starts (CSV)."""
+    ends_inside_row: bool = False
+    """The file ends without a line break after a record that has the header's columns (CSV): that
+    record may be cut (`123.45` written as `12`)."""
+    columns: tuple[str, ...] = ()
+    """The CSV header's column names as written (the reader reads the file with these, never a
+    dialect or header guessed from a sample)."""
 
 
 @dataclass(frozen=True)
@@ -319,18 +326,17 @@ def _count_csv(path: str, cost_column: Callable[[Sequence[str]], str | None]) ->
         total = Decimal(0)
         pending: Decimal | None = None
         pending_ok = False
-        last_line = 0
-        line_before = reader.line_num
         for record in reader:
             if not record:
-                line_before = reader.line_num
                 continue
             if pending_ok and pending is not None:
                 total += pending
             rows += 1
-            last_line = line_before + 1
-            line_before = reader.line_num
-            well_formed = len(record) == len(header) and not any(REPLACEMENT in value for value in record)
+            well_formed = (
+                len(record) == len(header)
+                and not any(REPLACEMENT in value for value in record)
+                and not _too_long(record)
+            )
             if not well_formed:
                 malformed += 1
             pending_ok = well_formed
@@ -348,9 +354,19 @@ def _count_csv(path: str, cost_column: Callable[[Sequence[str]], str | None]) ->
             malformed_rows=malformed,
             ends_with_newline=ends_with_newline,
             has_nul=watching.has_nul,
-            last_record_line=last_line,
+            ends_inside_row=pending_ok and not ends_with_newline,
+            columns=tuple(header),
         )
         return hashing.digest, count
+
+
+def _too_long(record: Sequence[str]) -> bool:
+    """Whether a record is longer than the reader splits (measured cheaply first: characters are
+    never more than their UTF-8 bytes, and at most four times fewer)."""
+    characters = sum(map(len, record)) + len(record) - 1
+    if characters * 4 <= MAX_LINE_BYTES:
+        return False
+    return len(",".join(record).encode("utf-8")) > MAX_LINE_BYTES
 
 
 def _refuse_duplicates(path: str, header: Sequence[str]) -> None:
