@@ -317,8 +317,10 @@ def _count_csv(path: str, cost_column: Callable[[Sequence[str]], str | None]) ->
         text = io.TextIOWrapper(
             io.BufferedReader(watching, CHUNK), encoding="utf-8-sig", errors="replace", newline=""
         )
-        reader = csv.reader(text)
+        lines = _Lines(text)
+        reader = csv.reader(lines)
         header = next(reader, None) or []
+        lines.undecodable()
         _refuse_duplicates(path, header)
         column = cost_column(header) if header else None
         index = header.index(column) if column in header else None
@@ -332,11 +334,7 @@ def _count_csv(path: str, cost_column: Callable[[Sequence[str]], str | None]) ->
             if pending_ok and pending is not None:
                 total += pending
             rows += 1
-            well_formed = (
-                len(record) == len(header)
-                and not any(REPLACEMENT in value for value in record)
-                and not _too_long(record)
-            )
+            well_formed = len(record) == len(header) and not lines.undecodable() and not _too_long(record)
             if not well_formed:
                 malformed += 1
             pending_ok = well_formed
@@ -358,6 +356,26 @@ def _count_csv(path: str, cost_column: Callable[[Sequence[str]], str | None]) ->
             columns=tuple(header),
         )
         return hashing.digest, count
+
+
+class _Lines:
+    """A text's lines for `csv.reader`, noting whether the lines of the record just read held a byte
+    that is not UTF-8 (decoded as U+FFFD): one check per line rather than per field."""
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self.text = text
+        self.replaced = False
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self.text:
+            if REPLACEMENT in line:
+                self.replaced = True
+            yield line
+
+    def undecodable(self) -> bool:
+        """Whether the record just read held an undecodable byte (and forget it for the next one)."""
+        replaced, self.replaced = self.replaced, False
+        return replaced
 
 
 def _too_long(record: Sequence[str]) -> bool:
