@@ -382,6 +382,13 @@ def test_a_line_longer_than_the_reader_splits_is_a_reject_and_the_rest_is_read(
     )
 
 
+def test_rows_after_a_refused_line_keep_their_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "bill.csv"
+    path.write_bytes(csv_bytes(Bill(bad="1,1,EUR\n" + focus("2", currency="E1") + "\n")))
+    result = read(path, FocusLayout())
+    assert sorted(problem.ref.rsplit("#", 1)[1] for problem in result.problems) == ["row 4", "row 5"]
+
+
 # --------------------------------------------------------------------------------------------
 # Through a run: what used to fail a whole month now publishes it, with the rejects in the mart
 # --------------------------------------------------------------------------------------------

@@ -350,6 +350,7 @@ class ExportReader:
                 query = self._sum_files(numbered, into)
                 conn.execute(query, _used(query, bounds))
             structural.update(self._refused_lines(conn, numbered))
+        skipped_rows = {index: [line - 1 for line, _, _ in lines] for index, lines in structural.items()}
         conn.execute(q.MOVE_OTHER_MONTHS)
         conn.execute(q.DROP_OTHER_MONTHS)
         unplaced = {index for (index,) in conn.execute(q.FILES_WITH_UNPLACED_ROWS).fetchall()}
@@ -381,7 +382,9 @@ class ExportReader:
         problem_files = {index for (index,) in conn.execute(q.PROBLEM_FILES).fetchall()}
         for index in sorted(problem_files | set(structural)):
             problems = (
-                self._problems(conn, files[index], index, month, bounds) if index in problem_files else []
+                self._problems(conn, files[index], index, bounds, skipped_rows.get(index, []))
+                if index in problem_files
+                else []
             )
             problems += self._refused_problems(files[index], structural.get(index, []))
             result.line_items += sum(1 for _ in structural.get(index, []))
@@ -407,13 +410,14 @@ class ExportReader:
         self, file: ExportFile, lines: Sequence[tuple[int, str, str]]
     ) -> list[ChargeProblem]:
         """Rejects of the lines DuckDB refused: no cost or currency is read from a line that cannot be
-        split into the header's columns."""
+        split into the header's columns. The ref counts data rows like the others' (DuckDB's line
+        less the header's); the payload keeps the line's number and text."""
         return [
             ChargeProblem(
                 source=self.layout.source,
-                ref=f"{file.path}#line {line}",
+                ref=f"{file.path}#row {line - 1}",
                 reason="; ".join(CSV_ERRORS.get(kind, kind.lower()) for kind in kinds.split(", ")),
-                raw={"line": _printable(text)},
+                raw={"line": line, "text": _printable(text)},
             )
             for line, kinds, text in lines
         ]
@@ -634,13 +638,14 @@ class ExportReader:
         conn: duckdb.DuckDBPyConnection,
         file: ExportFile,
         index: int,
-        month: dt.date,
         bounds: dict[str, Any],
+        skipped: Sequence[int],
     ) -> list[ChargeProblem]:
         """The unreadable rows of one file for the month, each with the row as written (up to
         DETAILED_REJECTS_PER_REASON per reason, the rest summed into one reject per reason and
         currency, so a file of bad rows never becomes millions of Python objects). A reject keeps
-        its cost and currency as written wherever the cost is a number."""
+        its cost and currency as written wherever the cost is a number. `skipped`: the data rows
+        DuckDB refused (its rows are numbered without them; the refs count every data row)."""
         placed = conn.execute(q.HOLDS_UNPLACED_ROWS, {"index": index}).fetchone()
         unplaced = "period IS NULL OR " if placed and placed[0] else ""
         query = f"""
@@ -662,7 +667,7 @@ class ExportReader:
             problems.append(
                 ChargeProblem(
                     source=self.layout.source,
-                    ref=f"{file.path}#row {row_number}",
+                    ref=f"{file.path}#row {_data_row(row_number, skipped)}",
                     reason=_printable(reason),
                     raw=_json_object(payload),
                     cost=None if cost is None else Decimal(cost),
@@ -672,6 +677,7 @@ class ExportReader:
         for reason, currency, count, cost, first, last in conn.execute(
             q.SUMMARISED_PROBLEMS, {"limit": DETAILED_REJECTS_PER_REASON}
         ).fetchall():
+            first, last = _data_row(first, skipped), _data_row(last, skipped)
             problems.append(
                 ChargeProblem(
                     source=self.layout.source,
@@ -684,6 +690,17 @@ class ExportReader:
                 )
             )
         return problems
+
+
+def _data_row(returned: int, skipped: Sequence[int]) -> int:
+    """The data row of the file that is the `returned`-th row DuckDB returned, when it left out the
+    data rows `skipped` (one line per row: a value spanning lines shifts the count)."""
+    row = returned
+    for refused in sorted(skipped):
+        if refused > row:
+            break
+        row += 1
+    return row
 
 
 def describe(
