@@ -365,6 +365,31 @@ def test_a_truncated_parquet_fails_naming_the_file_and_the_cause(tmp_path: Path)
         read(path, FocusLayout())
 
 
+def test_a_damaged_parquet_page_fails_naming_that_file_among_others(tmp_path: Path) -> None:
+    parquet(tmp_path / "good.parquet", list(GOOD))
+    damaged = tmp_path / "damaged.parquet"
+    with duckdb.connect() as conn:
+        conn.execute(
+            f"""
+            COPY (SELECT 1.5 AS BilledCost, 1.5 AS EffectiveCost, 'EUR' AS BillingCurrency,
+                         TIMESTAMP '2026-10-01' AS BillingPeriodStart,
+                         TIMESTAMP '2026-10-03' AS ChargePeriodStart,
+                         'Usage' AS ChargeCategory, 'Compute' AS ServiceCategory,
+                         'svc-' || CAST(i AS VARCHAR) || repeat('x', 50) AS ServiceName, 'AWS' AS ProviderName
+                  FROM range(2000) AS t(i))
+            TO '{damaged}' (FORMAT parquet, COMPRESSION uncompressed)
+            """
+        )
+    data = bytearray(damaged.read_bytes())
+    start = data.find(b"svc-", len(data) // 3)
+    data[start : start + 400] = b"\xff" * 400
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(
+        ExportFileError, match=r"damaged\.parquet: a FOCUS export of 2026-10 cannot be read: .*UTF8"
+    ):
+        read(tmp_path, FocusLayout())
+
+
 def test_a_long_line_is_read(tmp_path: Path) -> None:
     path = tmp_path / "bill.csv"
     path.write_bytes(csv_bytes(Bill(bad=focus("5", service="V" * 3_000_000) + "\n" + focus("6") + "\n")))

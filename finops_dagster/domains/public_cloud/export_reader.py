@@ -23,7 +23,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
@@ -248,6 +248,7 @@ class ExportReader:
         self.paths = tuple(paths)
         self.setting = setting
         self.threads = threads
+        self._surveyed: dict[tuple[int, int, int, int], manifest.Surveyed] = {}
 
     def close(self) -> None:
         """Nothing stays open between months: each read opens its own in-memory DuckDB."""
@@ -292,10 +293,7 @@ class ExportReader:
                 try:
                     shares = self._read(conn, files, month, now, into, result)
                 except duckdb.Error as error:
-                    raise ExportFileError(
-                        f"{self.setting}: a {self.layout.description} of {month:%Y-%m} cannot be read "
-                        f"({', '.join(file.path for file in files)}): {_first_line(error)}"
-                    ) from None
+                    raise self._unreadable(conn, files, month, now, error) from None
                 result.ledger = [
                     self._file_ledger(file, count, shares.get(index))
                     for index, (file, count) in enumerate(zip(files, counts, strict=True))
@@ -307,16 +305,54 @@ class ExportReader:
                 raise ExportFileError(str(error)) from None
         return result
 
+    def _unreadable(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        files: Sequence[ExportFile],
+        month: dt.date,
+        now: dt.datetime,
+        error: duckdb.Error,
+    ) -> ExportFileError:
+        """The error of a read that failed, naming the file that fails when read alone, every column
+        it reads touched (the scan reads many files in one query, and DuckDB's message does not
+        always name one)."""
+        bounds = _bounds(month, now)
+        for file in files:
+            query = f"SELECT max(length(CAST(COLUMNS(*) AS VARCHAR))) FROM ({self._checked_rows(file)})"
+            try:
+                conn.execute(query, _used(query, bounds)).fetchone()
+            except duckdb.Error as cause:
+                return ExportFileError(
+                    f"{file.path}: a {self.layout.description} of {month:%Y-%m} cannot be read: "
+                    f"{_first_line(cause)}"
+                )
+        listed = ", ".join(file.path for file in files[:5]) + (
+            f" (+{len(files) - 5} more)" if len(files) > 5 else ""
+        )
+        return ExportFileError(
+            f"{self.setting}: a {self.layout.description} of {month:%Y-%m} cannot be read ({listed}): "
+            f"{_first_line(error)}"
+        )
+
     def _survey(self, conn: duckdb.DuckDBPyConnection, found: FoundFile) -> manifest.Surveyed:
+        """The file's manifest entry and independent count; once per file and version for all the
+        months this reader reads (the nightly run reads two months from the same locations)."""
+        key = (found.device, found.inode, found.size, found.mtime_ns)
+        known = self._surveyed.get(key)
+        if known is not None:
+            return manifest.Surveyed(replace(known.entry, routes=tuple(found.routes)), known.count)
+
         def cost_column(columns: Sequence[str]) -> str | None:
             return self.layout.ledger_cost_column(
                 ExportFile(found.real_path, {name: "VARCHAR" for name in columns})
             )
 
         try:
-            return manifest.survey(found, cost_column, conn)
+            surveyed = manifest.survey(found, cost_column, conn)
         except ManifestError as error:
             raise ExportFileError(str(error)) from None
+        self._surveyed[key] = surveyed
+        return surveyed
 
     def _connect(self, into: ChargeTable | None) -> duckdb.DuckDBPyConnection:
         """Its own connection, or a cursor on the fold's DuckDB (its temporary tables stay its own)."""
