@@ -23,6 +23,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
@@ -265,15 +266,24 @@ class ExportReader:
                 + ", ".join(self.paths)
             )
         result = SourceMonth()
-        with self._connect(into) as conn:
+        with self._connect(into) as conn, ThreadPoolExecutor(max_workers=1) as pool:
             conn.execute("SET enable_progress_bar = false")
             _in_utc(conn)
+            surveys = {
+                one.real_path: pool.submit(self._survey, one)
+                for one in found
+                if one.real_path.lower().endswith(".parquet")
+            }
             files: list[ExportFile] = []
-            counts: list[IndependentCount] = []
             for one in found:
-                surveyed = self._survey(conn, one)
-                result.manifest.append(surveyed.entry.as_json())
-                described = describe(conn, one.real_path, self.layout.description, surveyed.count)
+                if one.real_path not in surveys:
+                    surveys[one.real_path] = _done(self._survey(one))
+                count = (
+                    None
+                    if one.real_path.lower().endswith(".parquet")
+                    else surveys[one.real_path].result().count
+                )
+                described = describe(conn, one.real_path, self.layout.description, count)
                 if isinstance(described, SkippedFile):
                     result.skipped_files.append(described)
                     continue
@@ -285,19 +295,21 @@ class ExportReader:
                     )
                 files.append(
                     ExportFile(
-                        described.path, described.columns, surveyed.count, surveyed.count.ends_inside_row
+                        described.path, described.columns, count, count is not None and count.ends_inside_row
                     )
                 )
-                counts.append(surveyed.count)
+            shares: dict[int, _Shares] = {}
             if files:
                 try:
                     shares = self._read(conn, files, month, now, into, result)
                 except duckdb.Error as error:
                     raise self._unreadable(conn, files, month, now, error) from None
-                result.ledger = [
-                    self._file_ledger(file, count, shares.get(index))
-                    for index, (file, count) in enumerate(zip(files, counts, strict=True))
-                ]
+            surveyed = {path: future.result() for path, future in surveys.items()}
+            result.manifest = [surveyed[one.real_path].entry.as_json() for one in found]
+            result.ledger = [
+                self._file_ledger(file, surveyed[file.path].count, shares.get(index))
+                for index, file in enumerate(files)
+            ]
         for one in found:
             try:
                 manifest.verify_unchanged(one)
@@ -334,9 +346,11 @@ class ExportReader:
             f"{_first_line(error)}"
         )
 
-    def _survey(self, conn: duckdb.DuckDBPyConnection, found: FoundFile) -> manifest.Surveyed:
+    def _survey(self, found: FoundFile) -> manifest.Surveyed:
         """The file's manifest entry and independent count; once per file and version for all the
-        months this reader reads (the nightly run reads two months from the same locations)."""
+        months this reader reads (the nightly run reads two months from the same locations). A
+        Parquet file's runs on a thread of its own while the reader scans (hashing and DuckDB both
+        release the GIL), with its own DuckDB connection."""
         key = (found.device, found.inode, found.size, found.mtime_ns)
         known = self._surveyed.get(key)
         if known is not None:
@@ -348,7 +362,9 @@ class ExportReader:
             )
 
         try:
-            surveyed = manifest.survey(found, cost_column, conn)
+            with duckdb.connect() as own:
+                own.execute("SET threads = 1")
+                surveyed = manifest.survey(found, cost_column, own)
         except ManifestError as error:
             raise ExportFileError(str(error)) from None
         self._surveyed[key] = surveyed
@@ -739,15 +755,21 @@ def _data_row(returned: int, skipped: Sequence[int]) -> int:
     return row
 
 
+def _done(value: manifest.Surveyed) -> Future[manifest.Surveyed]:
+    future: Future[manifest.Surveyed] = Future()
+    future.set_result(value)
+    return future
+
+
 def describe(
-    conn: duckdb.DuckDBPyConnection, path: str, description: str, count: IndependentCount
+    conn: duckdb.DuckDBPyConnection, path: str, description: str, count: IndependentCount | None
 ) -> ExportFile | SkippedFile:
     """A file's columns (a CSV's from its header as the independent pass read it), or why it is
     passed over (empty)."""
     if os.path.getsize(path) == 0:
         return SkippedFile(path, "empty file")
     if not path.lower().endswith(".parquet"):
-        if not count.columns:
+        if count is None or not count.columns:
             return SkippedFile(path, "empty file")
         return ExportFile(path, {name: "VARCHAR" for name in count.columns})
     file = ExportFile(path, {})
