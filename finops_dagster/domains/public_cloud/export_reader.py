@@ -58,7 +58,7 @@ FILES_PER_QUERY = 32
 """Files summed (or their tags resolved) by one query."""
 DETAILED_REJECTS_PER_REASON = 1000
 """Unreadable rows kept one by one per file and reason; the rest of them become one summary reject."""
-LINE_LIMIT = "10^10"
+LINE_LIMIT = 10**10
 """The largest amount one line item may carry: the fold converts sums exactly up to 10^10 in the
 reporting currency, so a line beyond is a reject (its own, with its amount) rather than a month
 that cannot be computed."""
@@ -579,8 +579,8 @@ class ExportReader:
                 WHEN f.problem IS NOT NULL THEN f.problem
                 WHEN NOT ({plausible}) THEN 'date ' || strftime(f.period, '%Y-%m-%d %H:%M:%S')
                     || ' is outside the plausible window (' || $window || ')'
-                WHEN abs(f.cost) >= {LINE_LIMIT} THEN 'cost ' || CAST(f.cost AS VARCHAR)
-                    || ' is beyond what one line item may carry ({LINE_LIMIT})'
+                WHEN f.cost >= {LINE_LIMIT} OR f.cost <= -{LINE_LIMIT} THEN 'cost ' || CAST(f.cost AS VARCHAR)
+                    || ' is beyond what one line item may carry (10^10)'
             END"""
         kept = [name for name in FIELDS if name not in ("cost", "period")]
         carried = ", f.row_number, f.payload" if numbered else ""

@@ -120,6 +120,7 @@ class FocusLayout:
         charge, billing = file.timestamp("ChargePeriodStart"), file.timestamp("BillingPeriodStart")
         return (
             f"CASE WHEN {charge} IS NULL OR {billing} IS NULL "
-            f"OR abs(epoch({charge}) - epoch({billing})) <= epoch({BILLING_PERIOD_DISTANCE}) "
+            f"OR {charge} BETWEEN {billing} - {BILLING_PERIOD_DISTANCE} "
+            f"AND {billing} + {BILLING_PERIOD_DISTANCE} "
             f"THEN {file.timestamp(self.month_column)} END"
         )
