@@ -214,7 +214,7 @@ def test_azure_mca_sample_with_a_placeholder_currency_is_rejected_then_read_with
     assert {problem.reason for problem in rejected.problems} == {
         "BillingCurrencyCode MC is not an ISO 4217 code"
     }
-    assert all(problem.cost is None and problem.currency is None for problem in rejected.problems)
+    assert all(problem.cost is not None and problem.currency is None for problem in rejected.problems)
 
     euro = write_csv(tmp_path / "mca.csv", [{**row, "BillingCurrencyCode": "EUR"} for row in rows])
     expected = expected_by_month(sample, euro)
@@ -428,7 +428,9 @@ def test_aws_non_numeric_cost_empty_currency_and_null_literals(tmp_path: Path) -
         "line_item_currency_code (empty) is not an ISO 4217 code",
         "line_item_unblended_cost n/a is not a number",
     ]
-    assert all(problem.cost is None for problem in result.problems)
+    costs = {problem.reason: problem.cost for problem in result.problems}
+    assert costs["line_item_unblended_cost n/a is not a number"] is None
+    assert costs["line_item_currency_code (empty) is not an ISO 4217 code"] is not None
 
 
 def test_aws_cost_column_and_invoice_month(tmp_path: Path) -> None:
@@ -507,7 +509,7 @@ def test_unreadable_periods_are_rejects_of_their_file_month_only(tmp_path: Path)
     april_total, april = focus_total(path, dt.date(2026, 4, 1))
     assert (march_total, april_total) == (Decimal(7), Decimal(2))
     assert [(p.reason, p.cost) for p in march.problems] == [
-        ("ChargePeriodStart someday is not a date", Decimal(4))
+        ("ChargePeriodStart someday is not an ISO 8601 date", Decimal(4))
     ]
     assert april.problems == []
     assert march.source_costs == {"EUR": Decimal(11)} and april.source_costs == {"EUR": Decimal(2)}

@@ -426,7 +426,7 @@ def test_bad_rows_are_rejects_with_reasons_and_odd_files_are_reported(
         [
             ("EffectiveCost abc is not a number", None, None),
             ("EffectiveCost is empty", None, None),
-            ("billing currency E1 is not an ISO 4217 code", None, None),
+            ("billing currency E1 is not an ISO 4217 code", Decimal("7.000000"), None),
             ("PricingQuantity lots is not a number", Decimal("2.000000"), "EUR"),
         ],
         key=str,

@@ -10,6 +10,11 @@ the source holds for the month, counted where the source answers, by a pass that
 reader's classification), the check also balances records, per source and exactly: ledger =
 relevés' `source_record_count` + rejects' `source_record_count`. So a reader that drops or
 duplicates records fails it even where quantities would hide it.
+
+Those totals come from the same scan that made the relevés. Where a load carries a file ledger
+(the public_cloud export files: each file counted by an independent pass, see
+domains/public_cloud/ledger.py), every file's equation must hold too, so a reader that drops,
+duplicates or misdates rows fails the check naming the file and the figures (docs/design.md §5.8).
 """
 
 import datetime as dt
@@ -29,6 +34,7 @@ from dagster import (
 )
 from psycopg import sql
 
+from finops_dagster.domains.public_cloud.ledger import ledger_breaks
 from finops_dagster.mart.staging import domain_table
 from finops_dagster.releve import QUANTITY_SCALE
 from finops_dagster.resources.postgres import PostgresResource
@@ -210,6 +216,24 @@ def _record_ledger_table(records: list[RecordBalance]) -> str:
     return "\n".join(lines)
 
 
+def file_ledger_breaks(conn: psycopg.Connection, domain_id: str, run_id: str) -> tuple[int, list[str]]:
+    """How many files the run's loads of a domain hold a ledger for, and those that do not add up
+    (each named, with its figures, prefixed by its month)."""
+    rows = conn.execute(
+        "SELECT period_month, details FROM finops.domain_load WHERE domain_id = %s AND run_id = %s "
+        "ORDER BY period_month",
+        (domain_id, run_id),
+    ).fetchall()
+    files = 0
+    breaks = []
+    for period_month, details in rows:
+        for read in (details or {}).values():
+            if isinstance(read, dict):
+                files += len(read.get("ledger", []))
+        breaks += [f"{period_month:%Y-%m} {problem}" for problem in ledger_breaks(details or {})]
+    return files, breaks
+
+
 def build_reconciliation_check(
     asset_key: AssetKey, domain_id: str, measure: Measure = "quantity"
 ) -> AssetChecksDefinition:
@@ -224,6 +248,7 @@ def build_reconciliation_check(
             superseded = superseded_loads(conn, domain_id, context.run.run_id)
             balances = balances_of(conn, domain_id, context.run.run_id)
             records = record_balances(conn, domain_id, context.run.run_id)
+            ledger_files, ledger_broken = file_ledger_breaks(conn, domain_id, context.run.run_id)
         if superseded:
             return superseded_result(superseded)
         broken = [b for b in balances if not b.balanced]
@@ -253,8 +278,17 @@ def build_reconciliation_check(
         if records:
             metadata["record_ledger"] = MetadataValue.md(_record_ledger_table(records))
             metadata["unbalanced_record_months"] = MetadataValue.int(len(broken_records))
+        if ledger_files:
+            description += (
+                f"; file ledger: {len(ledger_broken)} of {ledger_files} file(s) do not add up: "
+                + "; ".join(ledger_broken[:5])
+                if ledger_broken
+                else f"; file ledger: {ledger_files} file(s) add up"
+            )
+            metadata["file_ledger_files"] = MetadataValue.int(ledger_files)
+            metadata["file_ledger_unbalanced"] = MetadataValue.int(len(ledger_broken))
         return AssetCheckResult(
-            passed=not broken and not broken_records,
+            passed=not broken and not broken_records and not ledger_broken,
             severity=AssetCheckSeverity.ERROR,
             description=description,
             metadata=metadata,

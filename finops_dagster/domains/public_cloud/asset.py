@@ -118,6 +118,8 @@ def _read_sources(
             "charge_groups": charge_groups,
             "unreadable_rows": len(read.problems),
             "skipped_files": [{"path": s.path, "reason": s.reason} for s in read.skipped_files],
+            "manifest": read.manifest,
+            "ledger": read.ledger,
         }
         context.log.info(
             f"{name} {month:%Y-%m}: {read.line_items} line items from {read.files_read} file(s) or "
@@ -192,4 +194,43 @@ def _bill_metadata(loads: list[DomainLoad]) -> dict[str, MetadataValue]:
         "billed_by_currency": MetadataValue.json(
             {currency: str(cost) for currency, cost in sorted(billed.items())}
         ),
+        "manifest": MetadataValue.md(_manifest_table(loads)),
     }
+
+
+MANIFEST_ROWS = 200
+"""Files listed in the metadata's table (all of them stay in the load's details)."""
+
+
+def _manifest_table(loads: list[DomainLoad]) -> str:
+    """Every file read, once per month and source: where it is, how it was reached, what it is, and
+    its ledger (rows counted independently = in relevés + rejected + other months)."""
+    rows = [
+        "| month | source | file | routes | size | modified | sha256 | rows | in relevés | rejected "
+        "| other months |",
+        "|---|---|---|---|---:|---|---|---:|---:|---:|---:|",
+    ]
+    listed = 0
+    for load in loads:
+        for name, read in load.details.items():
+            if not isinstance(read, dict) or "manifest" not in read:
+                continue
+            ledgers = {entry["path"]: entry for entry in read.get("ledger", [])}
+            for entry in read["manifest"]:
+                listed += 1
+                if listed > MANIFEST_ROWS:
+                    continue
+                ledger = ledgers.get(entry["path"])
+                figures = "| | | |"
+                if ledger is not None:
+                    others = sum(share["rows"] for share in ledger["other_months"].values())
+                    figures = f"| {ledger['placed']['rows']} | {ledger['rejected']['rows']} | {others} |"
+                counted = ledger["counted"]["rows"] if ledger is not None else ""
+                routes = "<br>".join(entry["routes"])
+                rows.append(
+                    f"| {load.period_month:%Y-%m} | {name} | {entry['path']} | {routes} | {entry['size']} "
+                    f"| {entry['mtime']} | `{entry['sha256'][:16]}…` | {counted} {figures}"
+                )
+    if listed > MANIFEST_ROWS:
+        rows.append(f"| | | (+{listed - MANIFEST_ROWS} more files, in the load's details) | | | | | | | | |")
+    return "\n".join(rows)

@@ -139,6 +139,9 @@ class AwsCurLayout:
 
     tags_are_json = False
 
+    def ledger_cost_column(self, file: ExportFile) -> str | None:
+        return _column(file, self.cost_column)
+
     def parse_tags(self, raw: str | None) -> dict[str, str]:
         """User-defined tags, keyed without their `user_` prefix (CUR 2.0's map keeps it)."""
         tags: dict[str, str] = {}

@@ -48,6 +48,8 @@ REQUIRED = (COST_COLUMNS, CURRENCY_COLUMNS, DATE_COLUMNS, SUBSCRIPTION_ID_COLUMN
 """Each a choice: the file needs one of these names."""
 DATE_FORMATS = ("%m/%d/%Y", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M:%S %p", "%Y%m%d")
 """Dates DuckDB's ISO reading does not take: EA's MM/DD/YYYY, the query API's yyyymmdd."""
+DATE_SHAPES = r"[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}( .*)?|[0-9]{8}"
+"""What DATE_FORMATS may read: a four-digit year only (`4/1/25` is not a date: its year would be 25)."""
 CHARGE_CATEGORIES = {
     "usage": "Usage",
     "unusedreservation": "Usage",
@@ -125,6 +127,10 @@ class AzureCostDetailsLayout:
     def parse_tags(self, raw: str | None) -> dict[str, str]:
         return parse_tags(raw)
 
+    def ledger_cost_column(self, file: ExportFile) -> str | None:
+        present = _present(file, COST_COLUMNS)
+        return present[0] if present else None
+
     def _period_columns(self, file: ExportFile) -> list[str]:
         """The file's month columns, the one that decides first."""
         dates = _present(file, DATE_COLUMNS)[:1]
@@ -159,4 +165,6 @@ def _number(file: ExportFile, names: Sequence[str]) -> str:
 def _date(file: ExportFile, name: str) -> str:
     """A timestamp from an ISO date or time, else from one of DATE_FORMATS."""
     formats = ", ".join(f"'{fmt}'" for fmt in DATE_FORMATS)
-    return f"coalesce({file.timestamp(name)}, try_strptime({file.text(name)}, [{formats}]))"
+    text = file.text(name)
+    shaped = f"CASE WHEN regexp_full_match({text}, '{DATE_SHAPES}') THEN {text} END"
+    return f"coalesce({file.timestamp(name)}, try_strptime({shaped}, [{formats}]))"

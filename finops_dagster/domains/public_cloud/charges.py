@@ -131,3 +131,7 @@ class SourceMonth:
     """Line items per application-tag value that named no known application and that no rule placed."""
     inserted_groups: int = 0
     """Charge groups the source inserted into the fold's `ChargeTable` rather than returned."""
+    manifest: list[dict[str, Any]] = field(default_factory=list)
+    """Each file read: real path, every route that reached it, identity, size, time, SHA-256."""
+    ledger: list[dict[str, Any]] = field(default_factory=list)
+    """Each file's independent count against what the reader made of its rows (ledger.FileLedger)."""

@@ -50,12 +50,14 @@ EXACT_TYPES = frozenset(
 
 
 def number(column: str, duckdb_type: str) -> str:
-    """An exact number. Binary floats go through their shortest text form (0.1 stays 0.1); text is
-    read as a decimal; decimals and integers stay as they are (the sum is converted, not each row)."""
+    """An exact number. Binary floats go through their shortest text form (0.1 stays 0.1; NaN and
+    ±Infinity are not numbers); text is read as a plain decimal (DuckDB would read `1_000` as 1000:
+    a digit separator is not part of a bill's number); decimals and integers stay as they are (the
+    sum is converted, not each row)."""
     ref = identifier(column)
     upper = duckdb_type.upper()
     if is_text(upper):
-        return f"TRY_CAST(NULLIF(trim({ref}), '') AS {DECIMAL})"
+        return f"CASE WHEN NOT contains({ref}, '_') THEN TRY_CAST(NULLIF(trim({ref}), '') AS {DECIMAL}) END"
     if is_exact_number(upper):
         return ref
     if upper in ("DOUBLE", "FLOAT", "REAL"):
@@ -88,13 +90,22 @@ def raw(column: str, duckdb_type: str) -> str:
     return f"CAST({ref} AS VARCHAR)"
 
 
+ISO_DATE = "[0-9]{4}-[0-9]{2}-[0-9]{2}([T ].*)?"
+"""Text read as a date must start as ISO 8601 does: DuckDB would otherwise read `epoch`,
+`infinity` or `4/1/25` (as the year 4)."""
+
+
 def timestamp(column: str, duckdb_type: str) -> str:
-    """A UTC timestamp (without zone); text with or without an offset is read as an instant (the
-    reader's DuckDB session is in UTC, so an offset-less value is UTC too)."""
+    """A UTC timestamp (without zone); ISO 8601 text with or without an offset is read as an instant
+    (the reader's DuckDB session is in UTC, so an offset-less value is UTC too); other text is not
+    a date here (a layout reads its documented formats itself)."""
     ref = identifier(column)
     upper = duckdb_type.upper()
     if is_text(upper):
-        return f"TRY_CAST(TRY_CAST(NULLIF(trim({ref}), '') AS TIMESTAMPTZ) AS TIMESTAMP)"
+        return (
+            f"CASE WHEN regexp_full_match(trim({ref}), '{ISO_DATE}') "
+            f"THEN TRY_CAST(TRY_CAST(trim({ref}) AS TIMESTAMPTZ) AS TIMESTAMP) END"
+        )
     if upper == "TIMESTAMP":
         return ref
     return f"TRY_CAST({ref} AS TIMESTAMP)"

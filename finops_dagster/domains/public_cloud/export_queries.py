@@ -23,7 +23,7 @@ from finops_dagster.releve import UNALLOCATED_APPLICATION
 
 CREATE_CHARGES = f"""
     CREATE OR REPLACE TEMP TABLE charges (
-        file_index INTEGER, problem VARCHAR, in_month BOOLEAN, application VARCHAR,
+        file_index INTEGER, problem VARCHAR, in_month BOOLEAN, other_month DATE, application VARCHAR,
         provider VARCHAR, service_name VARCHAR, service_category VARCHAR, charge_category VARCHAR,
         sku_id VARCHAR, sub_account_id VARCHAR, sub_account_name VARCHAR, resource_group VARCHAR,
         tags VARCHAR, currency VARCHAR, pricing_unit VARCHAR,
@@ -34,6 +34,37 @@ CREATE_CHARGES = f"""
 """`currency_ok`: whether the billing currency is an ISO 4217 code, checked once per group as the
 scan inserts it (a regular expression per charge in every later query would cost more than the
 queries themselves)."""
+
+CREATE_FILE_MONTHS = f"""
+    CREATE OR REPLACE TEMP TABLE file_months (
+        file_index INTEGER, month DATE, line_items BIGINT, cost {DECIMAL}
+    )
+"""
+"""Each file's rows that belong to other months than the one read (by month): the ledger's third term."""
+
+MOVE_OTHER_MONTHS = """
+    INSERT INTO file_months
+    SELECT file_index, other_month, sum(line_items), coalesce(sum(cost), 0) FROM charges
+    WHERE other_month IS NOT NULL GROUP BY 1, 2
+"""
+DROP_OTHER_MONTHS = "DELETE FROM charges WHERE other_month IS NOT NULL"
+"""The scan sums every row of its files, by month: the month read's rows stay in `charges`, the
+others' leave it once counted."""
+
+MOVE_UNPLACED = """
+    INSERT INTO file_months
+    SELECT file_index, $month, sum(line_items), coalesce(sum(cost), 0) FROM charges
+    WHERE file_index = $index AND NOT in_month GROUP BY 1
+"""
+DROP_UNPLACED = "DELETE FROM charges WHERE file_index = $index AND NOT in_month"
+RECORD_REFUSED = "INSERT INTO file_months SELECT $index, $month, $rows, 0 WHERE $rows > 0"
+"""Rows without a plausible period, and lines DuckDB refused, of a file whose first month is
+another: that month's rejects, counted here for the ledger."""
+
+
+OTHER_MONTHS_BY_FILE = """
+    SELECT file_index, month, sum(line_items)::BIGINT, sum(cost) FROM file_months GROUP BY 1, 2 ORDER BY 1, 2
+"""
 
 DROP_FILES_OUTSIDE_MONTH = """
     DELETE FROM charges WHERE file_index NOT IN (SELECT file_index FROM charges WHERE in_month)
@@ -54,14 +85,22 @@ CURRENCY_PROBLEM = (
 """Checked once per group on the first read; per row only when reading a file's unreadable rows."""
 
 READABLE = "problem IS NULL AND currency_ok"
+PLACED_BY_FILE = (
+    f"SELECT file_index, sum(line_items)::BIGINT, sum(cost) FROM charges WHERE {READABLE} GROUP BY 1"
+)
+"""Each file's rows of the month that become relevés: the ledger's first term."""
+REJECT_COST_LIMIT = "10^18"
+"""A reject's cost column (numeric(24, 6)) holds amounts below this; a larger one stays in the
+reject's payload only."""
 
 PROBLEM_FILES = f"SELECT DISTINCT file_index FROM charges WHERE NOT ({READABLE}) ORDER BY 1"
 
 LINE_ITEMS = "SELECT sum(line_items)::BIGINT FROM charges"
 
-SOURCE_COSTS = """
+SOURCE_COSTS = f"""
     SELECT upper(trim(currency)), sum(cost) FROM charges
-    WHERE currency_ok AND cost IS NOT NULL GROUP BY 1 ORDER BY 1
+    WHERE currency_ok AND cost IS NOT NULL AND (problem IS NULL OR abs(cost) < {REJECT_COST_LIMIT})
+    GROUP BY 1 ORDER BY 1
 """
 """What the month's rows cost per billing currency, readable or not, straight from the scan: the
 independent side of the reconciliation (relevés and rejects must add back up to it)."""

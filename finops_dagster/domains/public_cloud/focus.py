@@ -2,12 +2,15 @@
 
 Month: a line item belongs to the month of its `ChargePeriodStart` (when it was consumed, as in
 every other domain), or of its `BillingPeriodStart` (the invoice's month) when
-FINOPS_FOCUS_MONTH_COLUMN says so; a row whose month column is empty falls back to the other one.
+FINOPS_FOCUS_MONTH_COLUMN says so. Dates are ISO 8601, as FOCUS writes them; a month column that
+is empty or not such a date is a reject (never a fallback to the other column), and so is a
+`ChargePeriodStart` more than a year away from its row's `BillingPeriodStart` (a misread year).
 Cost: `EffectiveCost` (amortised, after discounts: what the FinOps practice charges back) or
 `BilledCost` (as invoiced) by FINOPS_FOCUS_COST_COLUMN.
 
 A row is a reject, with its reason, when its cost is empty or not a number, its billing currency
-is not an ISO 4217 code, its period is not a date, or its PricingQuantity is not a number.
+is not an ISO 4217 code, its period is not a date (or far from its billing period), or its
+PricingQuantity is not a number.
 Keys are read as written and trimmed once per group, not per line item: at tens of millions of
 rows, per-row string work is most of a scan's time.
 Columns this pipeline does not read (extension `x_` columns included) are ignored; a file without
@@ -39,6 +42,9 @@ REQUIRED_COLUMNS = (
 )
 PERIOD_COLUMNS = ("ChargePeriodStart", "BillingPeriodStart")
 COST_COLUMNS = ("EffectiveCost", "BilledCost")
+BILLING_PERIOD_DISTANCE = "INTERVAL 366 DAYS"
+"""How far a charge's period may lie from its billing period: corrections of earlier periods come
+late, but not by years."""
 RESOURCE_GROUP_COLUMNS = ("x_ResourceGroupName", "ResourceGroupName")
 
 
@@ -60,7 +66,6 @@ class FocusLayout:
 
     def fields(self, file: ExportFile) -> str:
         """Keys as written (trimmed once per group by the reader), exact amounts, the period."""
-        other_period = next(name for name in PERIOD_COLUMNS if name != self.month_column)
         return ", ".join(
             (
                 f"{file.raw(*PROVIDER_COLUMNS)} AS provider",
@@ -76,20 +81,24 @@ class FocusLayout:
                 f"{file.raw('PricingUnit')} AS pricing_unit",
                 f"{file.number(self.cost_column)} AS cost",
                 f"{file.number('PricingQuantity')} AS pricing_quantity",
-                f"coalesce({file.timestamp(self.month_column)}, {file.timestamp(other_period)}) AS period",
+                f"{self._period(file)} AS period",
             )
         )
 
     def problem(self, file: ExportFile) -> str:
         """Per row, only what a group cannot tell (the billing currency is checked per group)."""
         cost, month = self.cost_column, self.month_column
-        other_period = next(name for name in PERIOD_COLUMNS if name != month)
         checks = [
             (file.is_blank(cost), f"'{cost} is empty'"),
             (file.not_a_number(cost), f"'{cost} ' || {file.text(cost)} || ' is not a number'"),
             (
-                f"coalesce({file.timestamp(month)}, {file.timestamp(other_period)}) IS NULL",
-                f"'{month} ' || coalesce({file.text(month)}, '(empty)') || ' is not a date'",
+                f"{file.timestamp(month)} IS NULL",
+                f"'{month} ' || coalesce({file.text(month)}, '(empty)') || ' is not an ISO 8601 date'",
+            ),
+            (
+                f"{self._period(file)} IS NULL",
+                f"'ChargePeriodStart ' || {file.text('ChargePeriodStart')} || ' is more than a year from "
+                f"BillingPeriodStart ' || {file.text('BillingPeriodStart')}",
             ),
             (
                 file.not_a_number("PricingQuantity"),
@@ -102,3 +111,16 @@ class FocusLayout:
 
     def parse_tags(self, raw: str | None) -> dict[str, str]:
         return parse_tags(raw)
+
+    def ledger_cost_column(self, file: ExportFile) -> str | None:
+        return self.cost_column if file.has(self.cost_column) else None
+
+    def _period(self, file: ExportFile) -> str:
+        """The month column's date, unless the charge's period is implausibly far from its billing period."""
+        charge, billing = file.timestamp("ChargePeriodStart"), file.timestamp("BillingPeriodStart")
+        return (
+            f"CASE WHEN {charge} IS NULL OR {billing} IS NULL "
+            f"OR {charge} BETWEEN {billing} - {BILLING_PERIOD_DISTANCE} "
+            f"AND {billing} + {BILLING_PERIOD_DISTANCE} "
+            f"THEN {file.timestamp(self.month_column)} END"
+        )

@@ -146,8 +146,8 @@ class ChargeFold:
                 source=problem.source,
                 source_ref=problem.ref,
                 reason=problem.reason,
-                cost=None if problem.cost is None else quantize_money(problem.cost),
-                currency=problem.currency if problem.cost is not None else None,
+                cost=_storable(problem.cost),
+                currency=problem.currency if _storable(problem.cost) is not None else None,
                 raw_payload=problem.raw,
             )
         )
@@ -309,6 +309,17 @@ class ChargeFold:
             total_cost=Decimal(total),
             unallocated_cost=Decimal(unallocated),
         )
+
+
+REJECT_COST_LIMIT = Decimal(10) ** 18
+"""The reject's cost column (numeric(24, 6)) holds amounts below this."""
+
+
+def _storable(cost: Decimal | None) -> Decimal | None:
+    """A reject's cost as the mart holds it; one beyond the column stays in the reject's payload."""
+    if cost is None or abs(cost) >= REJECT_COST_LIMIT:
+        return None
+    return quantize_money(cost)
 
 
 def _quantified(group: ChargeGroup) -> bool:

@@ -93,6 +93,10 @@ class GcpBillingExportLayout:
 
     tags_are_json = False
 
+    def ledger_cost_column(self, file: ExportFile) -> str | None:
+        """None: a row's cost is `cost` plus its credits, so the ledger balances its rows only."""
+        return None
+
     def parse_tags(self, raw: str | None) -> dict[str, str]:
         """Project labels, then the resource's labels (which win): `[{'key': …, 'value': …}]` lists."""
         tags: dict[str, str] = {}
