@@ -20,6 +20,7 @@ from finops_dagster_tests.api.conftest import free_port
 
 INSTALL_HINT = "apt-get install -y prometheus prometheus-pushgateway"
 FINOPS_CLI = str(Path(sys.executable).parent / "finops-dagster")
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def binary(name: str) -> str:
@@ -62,10 +63,14 @@ def serving(
 
 @contextmanager
 def pushgateway(tmp: Path) -> Iterator[str]:
-    """A Pushgateway on a free port; yields its base URL."""
+    """A Pushgateway on a free port, persisting to the test's directory (Debian's default file is
+    shared by every instance); yields its base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    args = [binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}"]
+    args = [
+        binary("prometheus-pushgateway"), f"--web.listen-address=127.0.0.1:{port}",
+        f"--persistence.file={tmp / 'pushgateway.data'}",
+    ]
     with serving(args, f"{url}/-/ready", tmp / "pushgateway.log"):
         yield url
 

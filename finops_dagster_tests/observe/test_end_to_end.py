@@ -1,6 +1,7 @@
 """See a night end to end with the real components: `finops-dagster nightly` pushes its metrics to a
 real Pushgateway, `finops-dagster api` serves /metrics, a real Prometheus scrapes both, and PromQL over
-Prometheus' HTTP API gives back the run's relevés and the API's request count. Both commands log JSON:
+Prometheus' HTTP API gives back the run's relevés and the API's request count, and every query of
+the Grafana dashboard is accepted by Prometheus. Both commands log JSON:
 every line they write parses, and no credential is in any of it."""
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import httpx
 import psycopg
 
 from finops_dagster_tests.api.conftest import free_port
+from finops_dagster_tests.observe.dashboard import expressions, with_variables
 from finops_dagster_tests.observe.processes import (
     FINOPS_CLI,
     binary,
     prometheus,
     pushgateway,
+    query,
     serving,
     wait_for_value,
 )
@@ -81,10 +84,15 @@ def test_a_night_and_the_api_read_back_from_prometheus(
                     prom, f'sum(finops_api_requests_total{{route="{DOMAINS_ROUTE}",status="200"}})'
                 )
                 duration = wait_for_value(prom, 'finops_run_duration_seconds{job="finops_nightly"}')
+                wait_for_value(prom, "sum(rate(finops_api_requests_total[5m]))")  # two scrapes: rates exist
+                answered = {title: query(prom, with_variables(promql)) for title, promql in expressions()}
     assert november == releves["2026-11"] > 0
     assert success == 1
     assert requests == 4
     assert 0 < duration < 180
+    for title in ("Cost per domain and month", "Relevés per domain and month", "Unallocated share of cost",
+                  "Step durations (last run)", "Requests per second by route and status", "variable domain"):
+        assert answered[title], f"the dashboard's {title!r} is empty"
     print(f"PromQL: relevés open_legacy 2026-11 = {november:g}, requests {DOMAINS_ROUTE} = {requests:g}")
 
     night_records = json_lines(night.stderr) + json_lines(night.stdout)
