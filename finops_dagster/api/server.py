@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from finops_dagster.api.db import check_access, describe
-from finops_dagster.api.settings import api_settings
+from finops_dagster.api.settings import SettingError, api_settings
 from finops_dagster.observe.logs import configure_logging, json_logs, uvicorn_log_config
 
 
@@ -48,6 +48,11 @@ def serve(host: str, port: int, *, access_log: bool = True, workers: int = 1) ->
 
     configure_logging()
     settings = api_settings()
+    if settings.metrics_port is not None and workers > 1:
+        raise SettingError(
+            "FINOPS_API_METRICS=port:NNNN serves one process's metrics on one port: use it with one worker, "
+            "or FINOPS_API_METRICS=on with --workers"
+        )
     note = check_access(settings)
     if note:
         _say(logging.WARNING, f"WARNING: {note}")

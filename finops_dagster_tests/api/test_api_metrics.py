@@ -3,6 +3,8 @@ refreshes and token refusals by reason, over a live API; and the switch (on, off
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -94,3 +96,19 @@ def test_a_wrong_metrics_switch_is_refused_naming_it(
 ) -> None:
     with pytest.raises(SettingError, match="FINOPS_API_METRICS must be on, off or port:NNNN"):
         settings_for(monkeypatch, published.url, None, FINOPS_API_METRICS=value)
+
+
+def test_a_metrics_port_with_several_workers_is_refused(
+    published: Published, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from finops_dagster.cli import main
+
+    settings_for(monkeypatch, published.url, None, FINOPS_API_METRICS=f"port:{free_port()}")
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        assert main(["api", "--workers", "2", "--port", str(free_port())]) == 2
+    finally:  # the command configures the process's logging; give pytest's back
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert "FINOPS_API_METRICS=port:NNNN serves one process's metrics" in capsys.readouterr().err
