@@ -30,6 +30,7 @@ from finops_dagster.api.models import Problem
 from finops_dagster.api.periods import BadPeriod
 from finops_dagster.api.serving import ApiState, BadInput, PublishCache, VersionCache
 from finops_dagster.api.settings import ApiSettings
+from finops_dagster.observe.run_end import tracing_enabled
 
 log = logging.getLogger("finops_dagster.api")
 
@@ -228,6 +229,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.api = state
     install_error_handlers(app)
     _serve_metrics(app, settings, metrics)
+    if tracing_enabled():
+        from finops_dagster.observe.tracing import TracingMiddleware
+
+        app.add_middleware(TracingMiddleware)
     app.include_router(routes.router)
     app.include_router(backstage.router)
 

@@ -237,13 +237,12 @@ def _domain_figures(conn: Any, domain: str, run_id: str, series: Series) -> None
 STEP_EVENTS = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
 
 
-def step_durations(instance: Any, run_id: str) -> tuple[dict[str, float], int]:
-    """Seconds from each step's start to its success or failure, and how many steps failed."""
+def step_timings(instance: Any, run_id: str) -> list[tuple[str, float, float, bool]]:
+    """(step, start, end, failed) of each step that ended, from the instance's step events."""
     if instance is None:
-        return {}, 0
+        return []
     started: dict[str, float] = {}
-    durations: dict[str, float] = {}
-    failed = 0
+    timings = []
     for record in _records(instance, run_id):
         event = record.dagster_event
         if event is None or record.step_key is None:
@@ -251,9 +250,15 @@ def step_durations(instance: Any, run_id: str) -> tuple[dict[str, float], int]:
         if event.event_type == DagsterEventType.STEP_START:
             started[record.step_key] = record.timestamp
         elif record.step_key in started:
-            durations[record.step_key] = record.timestamp - started[record.step_key]
-            failed += event.event_type == DagsterEventType.STEP_FAILURE
-    return durations, failed
+            failed = event.event_type == DagsterEventType.STEP_FAILURE
+            timings.append((record.step_key, started[record.step_key], record.timestamp, failed))
+    return timings
+
+
+def step_durations(instance: Any, run_id: str) -> tuple[dict[str, float], int]:
+    """Seconds from each step's start to its success or failure, and how many steps failed."""
+    timings = step_timings(instance, run_id)
+    return {step: end - start for step, start, end, _ in timings}, sum(failed for *_, failed in timings)
 
 
 def _records(instance: Any, run_id: str) -> Iterable[Any]:
