@@ -1,1 +1,1 @@
-"""Observability: the run's metrics (pushed to a Pushgateway), the API's metrics, JSON logs."""
+"""Observability: the run's metrics (pushed to a Pushgateway) and optional traces, JSON logs."""
