@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import logging
 import os
 import subprocess
 import sys
@@ -29,8 +28,9 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 def cmd_nightly(args: argparse.Namespace) -> int:
     """The nightly job in this process (the CronJob's command); exit 0 on success, 1 on failure."""
     from finops_dagster.nightly import parse_months, run_nightly, tonight
+    from finops_dagster.observe.logs import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     months = parse_months(args.months) if args.months else tonight(dt.datetime.now(dt.UTC))
     return run_nightly(months, use_dagster_home=args.dagster_home)
 

@@ -5,23 +5,29 @@ schedule, in this process, over the same months (the current one, and the previo
 FINOPS_RECALC_PREVIOUS_MONTH is false) or those of `--months`, and etl_runs records it with the
 trigger CRON. Its Dagster instance is ephemeral unless asked otherwise: the run's record is
 etl_runs. The exit status is what a CronJob needs: 0 when the run succeeded, 1 when it did not,
-with the run's error summary as the last line printed.
+with the run's error summary as the last line printed. With FINOPS_LOG_FORMAT=json what it prints
+becomes log records too (one per domain and month, with their figures), so every line is JSON.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 from dagster import DagsterInstance
 
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG
+from finops_dagster.observe.logs import json_logs
 from finops_dagster.partitions import monthly_partitions
 from finops_dagster.schedules import nightly_months
 from finops_dagster.settings import SettingError, reporting_currency, schedule_settings
+
+log = logging.getLogger(__name__)
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -69,7 +75,7 @@ def run_nightly(months: MonthRange, *, use_dagster_home: bool = False) -> int:
 
     defs = build_definitions()
     job = defs.resolve_job_def("finops_nightly")
-    print(f"finops-dagster nightly: {months.first[:7]} to {months.last[:7]}", flush=True)
+    _say(f"finops-dagster nightly: {months.first[:7]} to {months.last[:7]}")
     instance = DagsterInstance.get() if use_dagster_home else DagsterInstance.ephemeral()
     with instance:
         result = job.execute_in_process(
@@ -83,8 +89,17 @@ def run_nightly(months: MonthRange, *, use_dagster_home: bool = False) -> int:
         status, summary = print_run_summary(conn, result.run_id)
     if result.success and status == "SUCCESS":
         return 0
-    print(f"FAILED: {summary or 'the run failed before recording its outcome (see the log above)'}")
+    _say(f"FAILED: {summary or 'the run failed before recording its outcome (see the log above)'}",
+         level=logging.ERROR, run_id=result.run_id)
     return 1
+
+
+def _say(text: str, *, level: int = logging.INFO, **context: Any) -> None:
+    """A line for the operator: printed in text mode, a log record (with its context) in JSON mode."""
+    if json_logs():
+        log.log(level, text, extra=context)
+    else:
+        print(text, flush=True)
 
 
 SUMMARY_QUERY = """
@@ -105,6 +120,10 @@ def print_run_summary(conn: psycopg.Connection, run_id: str) -> tuple[str | None
     returns (status, error summary) from etl_runs."""
     rows = conn.execute(SUMMARY_QUERY, (run_id,)).fetchall()
     record = conn.execute(RUN_RECORD, (run_id,)).fetchone()
+    status, summary = record if record else (None, None)
+    if json_logs():
+        _log_run_summary(run_id, rows, status, summary)
+        return status, summary
     header = (
         f"{'domain':<13} {'month':<8} {'relevés':>8} {'total cost':>16} {'rejects':>8} {'unallocated':>14}"
         "  published"
@@ -116,9 +135,19 @@ def print_run_summary(conn: psycopg.Connection, run_id: str) -> tuple[str | None
             f"{domain:<13} {month:%Y-%m}  {releves:>8} {_money(total):>16} {rejects:>8} "
             f"{_money(unallocated):>14}  {'yes' if published else 'NO'}"
         )
-    status, summary = record if record else (None, None)
     print(f"\nRun {run_id}: {status or 'not recorded'}" + (f" — {summary}" if summary else ""), flush=True)
     return status, summary
+
+
+def _log_run_summary(run_id: str, rows: list[Any], status: str | None, summary: str | None) -> None:
+    for domain, month, releves, total, rejects, unallocated, published in rows:
+        log.info(
+            f"{domain} {month:%Y-%m}: {releves} relevés, {_money(total)}, {rejects} rejects, "
+            f"{_money(unallocated)} unallocated, {'published' if published else 'NOT published'}",
+            extra={"run_id": run_id, "domain": domain, "month": f"{month:%Y-%m}"},
+        )
+    log.info(f"Run {run_id}: {status or 'not recorded'}" + (f" — {summary}" if summary else ""),
+             extra={"run_id": run_id})
 
 
 def _money(value: Decimal) -> str:

@@ -42,6 +42,7 @@ from finops_dagster.alerts import (
     post_alert,
     summarize_error,
 )
+from finops_dagster.observe.logs import JsonFormatter
 from finops_dagster.sensors import ALERT_SENSORS, check_failure_alert_sensor, run_failure_alert_sensor
 
 SECRET = "T000SECRET"
@@ -132,8 +133,9 @@ def _posted(httpserver: HTTPServer) -> list[dict[str, Any]]:
 
 def _client_side_log(caplog: pytest.LogCaptureFixture) -> str:
     """Captured log text minus the test webhook server's own access log (werkzeug), which is
-    the receiving end and legitimately sees the path."""
-    return "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("werkzeug"))
+    the receiving end and legitimately sees the path; each record as text and as a JSON log line."""
+    records = [r for r in caplog.records if not r.name.startswith("werkzeug")]
+    return "\n".join([r.getMessage() for r in records] + [JsonFormatter().format(r) for r in records])
 
 
 def _assert_no_secret(text: str, url: str) -> None:

@@ -30,6 +30,7 @@ from finops_dagster.checks.reconciliation import unit_balances
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG, RunLedger
 from finops_dagster.mart.staging import stage_domain_load
 from finops_dagster.mart.views import REFRESH_ORDER
+from finops_dagster.observe.logs import JsonFormatter
 from finops_dagster.pipeline import build_definitions
 from finops_dagster.releve import DomainLoad, month_start
 from finops_dagster.resources.mongo import MongoResource
@@ -684,5 +685,6 @@ def test_unreachable_mongodb_with_credentials_is_named_without_them(
     summary = etl_run(mart, result.run_id)["error_summary"]
     assert "MongoDB 127.0.0.1:1 (database cmdb_raw) is unreachable" in summary
     events = "\n".join(str(event) for event in instance.all_logs(result.run_id))
-    for text in (summary, events, caplog.text):
+    json_log = "\n".join(JsonFormatter().format(record) for record in caplog.records)
+    for text in (summary, events, caplog.text, json_log):
         assert secret not in text

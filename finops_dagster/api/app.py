@@ -10,24 +10,27 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 
 from finops_dagster import __version__
 from finops_dagster.api import backstage, routes
 from finops_dagster.api.auth import Forbidden, IssuerUnavailable, TokenVerifier, Unauthorized
 from finops_dagster.api.db import Mart, ViewsNotPopulated
 from finops_dagster.api.dimensions import KnownValues, UnknownValue
+from finops_dagster.api.metrics import ApiMetrics, MetricsMiddleware
 from finops_dagster.api.models import Problem
 from finops_dagster.api.periods import BadPeriod
 from finops_dagster.api.serving import ApiState, BadInput, PublishCache, VersionCache
 from finops_dagster.api.settings import ApiSettings
+from finops_dagster.observe.run_end import tracing_enabled
 
 log = logging.getLogger("finops_dagster.api")
 
@@ -83,13 +86,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return _problem(status, "not_found" if status == 404 else "bad_request", str(error))
 
     @app.exception_handler(Unauthorized)
-    async def unauthorized(_: Request, error: Exception) -> Response:
+    async def unauthorized(request: Request, error: Exception) -> Response:
+        _count_refusal(request, error)
         description = getattr(error, "description", "invalid token").replace('"', "'")
         challenge = f'Bearer error="invalid_token", error_description="{description}"'
         return _problem(401, "unauthorized", description, {"WWW-Authenticate": challenge})
 
     @app.exception_handler(Forbidden)
-    async def forbidden(_: Request, error: Exception) -> Response:
+    async def forbidden(request: Request, error: Exception) -> Response:
+        _count_refusal(request, error)
         return _problem(403, "forbidden", str(error))
 
     @app.exception_handler(IssuerUnavailable)
@@ -117,6 +122,43 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, error: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return _problem(500, "internal_error", "unexpected error; see the API's log")
+
+
+def _count_refusal(request: Request, error: Exception) -> None:
+    metrics: ApiMetrics | None = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.token_refused(getattr(error, "reason", "invalid"))
+
+
+def _serve_metrics(app: FastAPI, settings: ApiSettings, metrics: ApiMetrics | None) -> None:
+    """/metrics on the API's port (`on`), without authentication like /healthz: it says how the API
+    is used, never what it serves. With `port:NNNN` it is served there only (see lifespan)."""
+    app.state.metrics = metrics
+    if metrics is None:
+        return
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.metrics != "on":
+        return
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@contextmanager
+def _metrics_port(settings: ApiSettings, metrics: ApiMetrics | None) -> Iterator[None]:
+    """The metrics on a port of their own, for as long as the app runs."""
+    if metrics is None or settings.metrics_port is None:
+        yield
+        return
+    server, thread = start_http_server(settings.metrics_port, registry=metrics.registry)
+    log.info("metrics on port %s (/metrics)", settings.metrics_port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def _document_400_not_422(app: FastAPI, auth_disabled: bool) -> None:
@@ -148,11 +190,15 @@ def _document_400_not_422(app: FastAPI, auth_disabled: bool) -> None:
 
 def create_app(settings: ApiSettings) -> FastAPI:
     """The app for `settings`; the pool opens when the app starts (uvicorn, or a TestClient)."""
+    mart = Mart(settings)
+    metrics = None if settings.metrics == "off" else ApiMetrics(mart.pool.get_stats)
     state = ApiState(
         settings=settings,
-        mart=Mart(settings),
+        mart=mart,
         known=KnownValues(),
-        verifier=None if settings.oidc is None else TokenVerifier(settings.oidc),
+        verifier=None if settings.oidc is None else TokenVerifier(
+            settings.oidc, metrics.jwks_refreshed if metrics else None
+        ),
         versions=VersionCache(settings.version_ttl_ms / 1000),
         totals=PublishCache(),
     )
@@ -167,7 +213,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         gc.collect()
         gc.freeze()
         try:
-            yield
+            with _metrics_port(settings, metrics):
+                yield
         finally:
             await state.mart.close()
 
@@ -181,6 +228,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.api = state
     install_error_handlers(app)
+    _serve_metrics(app, settings, metrics)
+    if tracing_enabled():
+        from finops_dagster.observe.tracing import TracingMiddleware
+
+        app.add_middleware(TracingMiddleware)
     app.include_router(routes.router)
     app.include_router(backstage.router)
 

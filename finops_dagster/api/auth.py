@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,15 +29,19 @@ log = logging.getLogger(__name__)
 
 
 class Unauthorized(Exception):
-    """No valid token: 401 with a WWW-Authenticate challenge."""
+    """No valid token: 401 with a WWW-Authenticate challenge. `reason` is a fixed word for metrics
+    (what kind of refusal), never anything taken from the token."""
 
-    def __init__(self, description: str) -> None:
+    def __init__(self, description: str, reason: str = "invalid") -> None:
         super().__init__(description)
         self.description = description
+        self.reason = reason
 
 
 class Forbidden(Exception):
     """A valid token without the role that grants read access: 403."""
+
+    reason = "role"
 
 
 class IssuerUnavailable(Exception):
@@ -57,8 +62,9 @@ ANONYMOUS = Principal(subject="anonymous (authentication disabled)", authenticat
 class JwksCache:
     """The issuer's signing keys by `kid`, fetched over HTTP and refreshed on an unknown `kid`."""
 
-    def __init__(self, settings: OidcSettings) -> None:
+    def __init__(self, settings: OidcSettings, on_refresh: Callable[[bool], None] | None = None) -> None:
         self._settings = settings
+        self._on_refresh = on_refresh or (lambda _succeeded: None)
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
@@ -85,6 +91,7 @@ class JwksCache:
                 document = response.json()
         except (httpx.HTTPError, ValueError) as error:
             log.warning("could not fetch the issuer's JWKS: %s", type(error).__name__)
+            self._on_refresh(False)
             raise IssuerUnavailable("the identity provider's signing keys could not be fetched") from None
         keys: dict[str, jwt.PyJWK] = {}
         for entry in document.get("keys", []) if isinstance(document, dict) else []:
@@ -96,6 +103,7 @@ class JwksCache:
                 continue  # a key type or algorithm this process cannot use
         self._keys = keys
         self._fetched_at = time.monotonic()
+        self._on_refresh(True)
 
     async def _discover(self, client: httpx.AsyncClient) -> str:
         """The JWKS URL from the issuer's OpenID configuration (when FINOPS_API_OIDC_JWKS_URL is unset)."""
@@ -115,9 +123,9 @@ class TokenVerifier:
     expires, so a client sending the same access token on every call (Backstage's backend does) does
     not pay a signature check per request; expiry is still checked on every use."""
 
-    def __init__(self, settings: OidcSettings) -> None:
+    def __init__(self, settings: OidcSettings, on_jwks_refresh: Callable[[bool], None] | None = None) -> None:
         self.settings = settings
-        self.jwks = JwksCache(settings)
+        self.jwks = JwksCache(settings, on_jwks_refresh)
         self._verified: dict[str, tuple[float, Principal]] = {}
 
     async def verify(self, authorization: str | None) -> Principal:
@@ -138,15 +146,15 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise Unauthorized("the bearer token is not a well-formed JWT") from None
+            raise Unauthorized("the bearer token is not a well-formed JWT", "malformed") from None
         algorithm, kid = header.get("alg"), header.get("kid")
         if algorithm not in self.settings.algorithms:
-            raise Unauthorized("the token's signing algorithm is not accepted")
+            raise Unauthorized("the token's signing algorithm is not accepted", "algorithm")
         if not isinstance(kid, str) or not kid:
-            raise Unauthorized("the token names no signing key (kid)")
+            raise Unauthorized("the token names no signing key (kid)", "no_kid")
         key = await self.jwks.key(kid)
         if key is None:
-            raise Unauthorized("the token is signed with a key the issuer does not publish")
+            raise Unauthorized("the token is signed with a key the issuer does not publish", "unknown_key")
         try:
             claims = jwt.decode(
                 token,
@@ -158,17 +166,17 @@ class TokenVerifier:
                 options={"require": ["exp", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthorized("the token has expired") from None
+            raise Unauthorized("the token has expired", "expired") from None
         except jwt.InvalidAudienceError:
-            raise Unauthorized("the token is not meant for this API (audience)") from None
+            raise Unauthorized("the token is not meant for this API (audience)", "audience") from None
         except jwt.InvalidIssuerError:
-            raise Unauthorized("the token is not from the configured issuer") from None
+            raise Unauthorized("the token is not from the configured issuer", "issuer") from None
         except jwt.InvalidSignatureError:
-            raise Unauthorized("the token's signature does not verify") from None
+            raise Unauthorized("the token's signature does not verify", "signature") from None
         except jwt.MissingRequiredClaimError as error:
-            raise Unauthorized(f"the token lacks the {error.claim!r} claim") from None
+            raise Unauthorized(f"the token lacks the {error.claim!r} claim", "missing_claim") from None
         except jwt.PyJWTError:
-            raise Unauthorized("the token is invalid") from None
+            raise Unauthorized("the token is invalid", "invalid") from None
         if self.settings.required_role not in _claim_values(claims, self.settings.role_claim):
             raise Forbidden(
                 f"the token does not grant read access: role {self.settings.required_role!r} "
@@ -179,10 +187,10 @@ class TokenVerifier:
 
 def _bearer(authorization: str | None) -> str:
     if not authorization:
-        raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
+        raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)", "missing")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'", "scheme")
     return token.strip()
 
 

@@ -13,7 +13,8 @@ import sys
 from typing import Any
 
 from finops_dagster.api.db import check_access, describe
-from finops_dagster.api.settings import api_settings
+from finops_dagster.api.settings import SettingError, api_settings
+from finops_dagster.observe.logs import configure_logging, json_logs, uvicorn_log_config
 
 
 def prepare_demo() -> None:
@@ -32,23 +33,36 @@ def prepare_demo() -> None:
     os.environ.setdefault("FINOPS_API_AUTH", "none")
 
 
+def _say(level: int, text: str) -> None:
+    """A start-up line on stderr: printed as is in text mode, a log record in JSON mode."""
+    if json_logs():
+        logging.getLogger("finops_dagster.api").log(level, text)
+    else:
+        print(text, file=sys.stderr)
+
+
 def serve(host: str, port: int, *, access_log: bool = True, workers: int = 1) -> int:
     import uvicorn
 
     from finops_dagster.api.app import AUTH_DISABLED_WARNING, create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = api_settings()
+    if settings.metrics_port is not None and workers > 1:
+        raise SettingError(
+            "FINOPS_API_METRICS=port:NNNN serves one process's metrics on one port: use it with one worker, "
+            "or FINOPS_API_METRICS=on with --workers"
+        )
     note = check_access(settings)
     if note:
-        print(f"WARNING: {note}", file=sys.stderr)
+        _say(logging.WARNING, f"WARNING: {note}")
     if settings.auth_disabled:
-        print(f"WARNING: {AUTH_DISABLED_WARNING}", file=sys.stderr)
+        _say(logging.WARNING, f"WARNING: {AUTH_DISABLED_WARNING}")
     role = settings.db_role or "the connecting user (FINOPS_API_DB_ROLE=none)"
-    print(
+    _say(
+        logging.INFO,
         f"FinOps API on http://{host}:{port} — docs /docs, schema /openapi.json — reading "
         f"{describe(settings.postgres_url)} as {role}",
-        file=sys.stderr,
     )
     options: dict[str, Any] = {
         "host": host,
@@ -58,6 +72,9 @@ def serve(host: str, port: int, *, access_log: bool = True, workers: int = 1) ->
         "proxy_headers": True,
         "server_header": False,
     }
+    log_config = uvicorn_log_config()
+    if log_config is not None:
+        options["log_config"] = log_config
     if workers > 1:  # each worker process imports the app and reads the same environment
         uvicorn.run("finops_dagster.api.asgi:create", factory=True, workers=workers, **options)
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -47,6 +48,9 @@ class ApiSettings:
     statement_timeout_ms: int
     backstage_currency: str
     version_ttl_ms: int
+    metrics: str = "on"
+    """`on` (/metrics on the API's port), `off`, or `port` (on `metrics_port` only)."""
+    metrics_port: int | None = None
 
     @property
     def auth_disabled(self) -> bool:
@@ -153,7 +157,20 @@ def api_settings() -> ApiSettings:
         statement_timeout_ms=env_int("FINOPS_API_STATEMENT_TIMEOUT_MS", 5000, minimum=1),
         backstage_currency=currency,
         version_ttl_ms=env_int("FINOPS_API_VERSION_TTL_MS", 1000),
+        **_metrics_settings(),
     )
+
+
+def _metrics_settings() -> dict[str, Any]:
+    """FINOPS_API_METRICS: `on` (default), `off`, or `port:NNNN` to serve them apart from the API
+    (a port the API's ingress does not expose)."""
+    value = env_str("FINOPS_API_METRICS", "on").lower()
+    if value in ("on", "off"):
+        return {"metrics": value, "metrics_port": None}
+    kind, _, port = value.partition(":")
+    if kind == "port" and port.isdigit() and 0 < int(port) < 65536:
+        return {"metrics": "port", "metrics_port": int(port)}
+    raise SettingError(f"FINOPS_API_METRICS must be on, off or port:NNNN, got {value!r}")
 
 
 __all__ = ["ApiSettings", "OidcSettings", "SettingError", "api_settings", "env_bool"]

@@ -42,6 +42,7 @@ from finops_dagster.mart.run_liveness import (
     reap,
     settle_recent_deaths,
 )
+from finops_dagster.observe.run_end import report_run_end
 from finops_dagster.partitions import monthly_partitions
 from finops_dagster.resources.postgres import PostgresResource
 from finops_dagster.settings import pipeline_version, run_wait_seconds
@@ -173,6 +174,7 @@ class RunLedger(ConfigurableResource):
                 self._run_id,
                 outcome[0],
             )
+        report_run_end(self.postgres, self._instance, outcome[3], outcome[0])
 
     def _start_heartbeat(self) -> None:
         self._stop.clear()
