@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,9 +94,27 @@ def nightly(mart_url: str, server_url: str, tmp_path: Path) -> Iterator[Nightly]
     shutil.copy(REPOSITORY / "dagster.yaml", home / "dagster.yaml")
     logs = tmp_path / "logs"
     logs.mkdir()
-    yield Nightly(mart_url, _url(server_url, name), home, logs)
+    nightly = Nightly(mart_url, _url(server_url, name), home, logs)
+    with _instance(nightly):
+        pass  # its schema is created once here, not by two runs starting at the same moment
+    yield nightly
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def _instance(nightly: Nightly) -> Iterator[DagsterInstance]:
+    """The Dagster instance the nightly processes record in, opened by the test."""
+    previous = os.environ.get("DAGSTER_POSTGRES_URL")
+    os.environ["DAGSTER_POSTGRES_URL"] = nightly.dagster_url
+    try:
+        with DagsterInstance.from_config(str(nightly.home)) as instance:
+            yield instance
+    finally:
+        if previous is None:
+            del os.environ["DAGSTER_POSTGRES_URL"]
+        else:
+            os.environ["DAGSTER_POSTGRES_URL"] = previous
 
 
 def _url(server_url: str, database: str) -> str:
@@ -212,14 +231,10 @@ def test_a_run_killed_at_any_step_never_wedges_the_next(
         assert "nothing of it was published" in (summary or "")
     assert elapsed < STALE_AFTER_SECONDS + HEARTBEAT_SECONDS + 60, "released within the documented bound"
 
-    os.environ["DAGSTER_POSTGRES_URL"] = nightly.dagster_url
-    try:
-        with DagsterInstance.from_config(str(nightly.home)) as instance:
-            dead = instance.get_run_by_id(killed_run)
-            assert dead is not None and dead.status == DagsterRunStatus.FAILURE
-            assert not instance.event_log_storage.get_concurrency_run_ids() - {None}
-    finally:
-        del os.environ["DAGSTER_POSTGRES_URL"]
+    with _instance(nightly) as instance:
+        dead = instance.get_run_by_id(killed_run)
+        assert dead is not None and dead.status == DagsterRunStatus.FAILURE
+        assert not instance.event_log_storage.get_concurrency_run_ids() - {None}
 
 
 def test_two_launches_of_one_month_serialize_and_publish_what_one_run_does(
