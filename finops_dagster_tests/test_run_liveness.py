@@ -30,7 +30,6 @@ from psycopg.conninfo import conninfo_to_dict
 from finops_dagster.mart.locks import RUN_NAMESPACE, STAGE_NAMESPACE
 from finops_dagster.mart.run_liveness import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS
 from finops_dagster.reference.assets import reference_data
-from finops_dagster_tests.conftest import database_url
 from finops_dagster_tests.waiting import wait_for
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -238,7 +237,7 @@ def test_a_run_killed_at_any_step_never_wedges_the_next(
 
 
 def test_two_launches_of_one_month_serialize_and_publish_what_one_run_does(
-    nightly: Nightly, mart: psycopg.Connection, server_url: str, tmp_path: Path
+    nightly: Nightly, mart: psycopg.Connection, empty_db_url: str, tmp_path: Path
 ) -> None:
     first = nightly.start("first", NEW_CMDB)
     second = nightly.start("second", NEW_CMDB)
@@ -251,27 +250,10 @@ def test_two_launches_of_one_month_serialize_and_publish_what_one_run_does(
     assert statuses == ["SUCCESS", "SUCCESS"]
     concurrent = _fact(mart)
 
-    alone = Nightly(
-        database_url(server_url, _clone_template(server_url)), nightly.dagster_url, nightly.home, tmp_path
-    )
-    try:
-        alone.run("alone", NEW_CMDB)
-        with psycopg.connect(alone.mart_url) as conn:
-            assert _fact(conn) == concurrent, "two launches published exactly what one run publishes"
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(conninfo_to_dict(alone.mart_url)["dbname"])
-                )
-            )
-
-
-def _clone_template(server_url: str) -> str:
-    name = f"finops_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return name
+    alone = Nightly(empty_db_url, nightly.dagster_url, nightly.home, tmp_path)
+    alone.run("alone", NEW_CMDB)
+    with psycopg.connect(alone.mart_url) as conn:
+        assert _fact(conn) == concurrent, "two launches published exactly what one run publishes"
 
 
 def test_a_live_run_whose_ledger_connection_drops_is_never_aborted(

@@ -38,6 +38,8 @@ from finops_dagster.mart.locks import RUN_NAMESPACE
 from finops_dagster.mart.month_locks import take_months, try_month
 from finops_dagster.mart.run_liveness import (
     HEARTBEAT_SECONDS,
+    TAKE_RUN_LOCK,
+    TRY_RUN_LOCK,
     keep_session_alive,
     reap,
     settle_recent_deaths,
@@ -73,9 +75,6 @@ ON CONFLICT (run_id) DO UPDATE
 SET status = 'RUNNING', ended_at = NULL, error_summary = NULL, heartbeat_at = now()
 """
 """A run id seen again is Dagster re-executing the same run: it starts over."""
-
-TAKE_RUN_LOCK = "SELECT pg_advisory_lock(%s, hashtext(%s))"
-TRY_RUN_LOCK = "SELECT pg_try_advisory_lock(%s, hashtext(%s))"
 
 HEARTBEAT = """
 UPDATE finops.etl_runs SET heartbeat_at = clock_timestamp() WHERE run_id = %s AND status = 'RUNNING'

@@ -44,6 +44,11 @@ SELECT set_config('tcp_keepalives_idle', %s, false), set_config('tcp_keepalives_
 """Per-session server settings of a ledger connection: the server ends the session of a lost host
 (and so frees its locks) within SERVER_KEEPALIVE_SECONDS instead of the system's two hours."""
 
+TAKE_RUN_LOCK = "SELECT pg_advisory_lock(%s, hashtext(%s))"
+TRY_RUN_LOCK = "SELECT pg_try_advisory_lock(%s, hashtext(%s))"
+RELEASE_RUN_LOCK = "SELECT pg_advisory_unlock(%s, hashtext(%s))"
+"""A run's lock, held by its ledger connection while it lives."""
+
 RUNNING = """
 SELECT run_id, heartbeat_at < clock_timestamp() - make_interval(secs => %(stale)s) FROM finops.etl_runs
 WHERE status = 'RUNNING' AND run_id <> %(self)s ORDER BY started_at
@@ -91,10 +96,10 @@ def unowned_runs(
 
 
 def _lock_free(conn: psycopg.Connection, run_id: str) -> bool:
-    row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (RUN_NAMESPACE, run_id)).fetchone()
+    row = conn.execute(TRY_RUN_LOCK, (RUN_NAMESPACE, run_id)).fetchone()
     if not (row and row[0]):
         return False
-    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (RUN_NAMESPACE, run_id))
+    conn.execute(RELEASE_RUN_LOCK, (RUN_NAMESPACE, run_id))
     return True
 
 
