@@ -11,6 +11,8 @@ import pytest
 from finops_dagster_tests.deploy.helm import Rendered, install
 from finops_dagster_tests.deploy.kube_stub import KubeStub, kube_stub
 
+RUNBOOK_BASE_URL = "https://git.example.org/finops/finops-dagster/-/blob/main/README.md"
+
 # The value sets the chart is rendered with; test_chart.py says what each must produce.
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -24,6 +26,24 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "ingress": {"enabled": True, "className": "nginx", "tlsSecretName": "finops-api-tls"},
             "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 5},
         }
+    },
+    "monitoring": {
+        "dagster": {"scheduleEnabled": False},
+        "nightly": {"enabled": True},
+        "networkPolicy": {
+            "egress": {"pushgateway": [{"cidr": "10.0.0.30/32", "ports": [9091]}]},
+            "prometheusFrom": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+            ],
+        },
+        "monitoring": {
+            "prometheusRule": {
+                "enabled": True,
+                "labels": {"release": "kube-prometheus-stack"},
+                "runbookBaseUrl": RUNBOOK_BASE_URL,
+            },
+            "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        },
     },
     "pinned": {"image": {"digest": "sha256:" + "0123456789abcdef" * 4}},
     "demo_secret": {

@@ -37,6 +37,11 @@ RESOURCES: dict[str, tuple[str, list[tuple[str, str, bool]]]] = {
     "policy": ("v1", [("poddisruptionbudgets", "PodDisruptionBudget", True)]),
     "autoscaling": ("v2", [("horizontalpodautoscalers", "HorizontalPodAutoscaler", True)]),
     "networking.k8s.io": ("v1", [("networkpolicies", "NetworkPolicy", True), ("ingresses", "Ingress", True)]),
+    # The Prometheus Operator's CRDs, as a cluster that has them serves them.
+    "monitoring.coreos.com": (
+        "v1",
+        [("prometheusrules", "PrometheusRule", True), ("servicemonitors", "ServiceMonitor", True)],
+    ),
 }
 # plural -> (apiVersion, kind)
 TYPE_OF_PLURAL = {

@@ -56,6 +56,10 @@ app.kubernetes.io/part-of: finops-dagster
 {{- if and .Values.nightly.enabled .Values.dagster.scheduleEnabled }}
 {{- fail "nightly.enabled=true and dagster.scheduleEnabled=true: the nightly run would start twice (the CronJob and Dagster's finops_nightly_schedule); keep one: set dagster.scheduleEnabled=false for the headless CronJob, or nightly.enabled=false under Dagster" }}
 {{- end }}
+{{- $apiMetrics := default "on" (get .Values.api.settings "FINOPS_API_METRICS") }}
+{{- if and .Values.api.enabled .Values.monitoring.serviceMonitor.enabled (ne $apiMetrics "on") }}
+{{- fail (printf "monitoring.serviceMonitor.enabled=true scrapes /metrics on the API's port, but api.settings.FINOPS_API_METRICS is %q: leave it unset (or \"on\"), or disable the ServiceMonitor" $apiMetrics) }}
+{{- end }}
 {{- if and .Values.api.autoscaling.enabled (lt (int .Values.api.autoscaling.maxReplicas) (int .Values.api.autoscaling.minReplicas)) }}
 {{- fail "api.autoscaling.maxReplicas must be >= api.autoscaling.minReplicas" }}
 {{- end }}
