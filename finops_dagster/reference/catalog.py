@@ -102,7 +102,7 @@ def _rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str,
             yield line, {key: (value or "").strip() for key, value in row.items() if key}
 
 
-def _parse(path: Path, columns: tuple[str, ...], build: Callable[[dict[str, str]], T]) -> tuple[T, ...]:
+def parse_csv(path: Path, columns: tuple[str, ...], build: Callable[[dict[str, str]], T]) -> tuple[T, ...]:
     items = []
     for line, row in _rows(path, columns):
         try:
@@ -112,112 +112,119 @@ def _parse(path: Path, columns: tuple[str, ...], build: Callable[[dict[str, str]
     return tuple(items)
 
 
-def _required(row: dict[str, str], column: str) -> str:
+def required_value(row: dict[str, str], column: str) -> str:
     value = row.get(column, "")
     if not value:
         raise ValueError(f"{column} is empty")
     return value
 
 
-def _month(value: str, column: str) -> dt.date:
+def month_value(value: str, column: str) -> dt.date:
     day = dt.date.fromisoformat(value)
     if day.day != 1:
         raise ValueError(f"{column} {value} is not the first day of a month")
     return day
 
 
-def _currency(row: dict[str, str], column: str) -> str:
-    currency = _required(row, column)
+def currency_value(row: dict[str, str], column: str) -> str:
+    currency = required_value(row, column)
     if not re.fullmatch(r"[A-Z]{3}", currency):
         raise ValueError(f"{column} {currency!r} is not an ISO 4217 code")
     return currency
 
 
 def _exchange_rate(row: dict[str, str]) -> ExchangeRate:
-    rate = Decimal(_required(row, "rate"))
+    rate = Decimal(required_value(row, "rate"))
     if not rate.is_finite() or rate <= 0:
         raise ValueError(f"rate {rate} must be a finite number > 0")
     exponent = rate.normalize().as_tuple().exponent
     if isinstance(exponent, int) and exponent < -10:
         raise ValueError(f"rate {rate} has more than 10 decimals: the mart stores rates at 10")
-    from_currency, to_currency = _currency(row, "from_currency"), _currency(row, "to_currency")
+    from_currency, to_currency = currency_value(row, "from_currency"), currency_value(row, "to_currency")
     if from_currency == to_currency:
         raise ValueError(f"a rate from {from_currency} to itself")
     return ExchangeRate(
-        _month(_required(row, "period_month"), "period_month"),
+        month_value(required_value(row, "period_month"), "period_month"),
         from_currency,
         to_currency,
         rate,
-        _required(row, "source"),
+        required_value(row, "source"),
     )
 
 
 def _rate(row: dict[str, str]) -> Rate:
-    unit_cost = Decimal(_required(row, "unit_cost"))
+    unit_cost = Decimal(required_value(row, "unit_cost"))
     if not unit_cost.is_finite() or unit_cost < 0:
         raise ValueError(f"unit_cost {unit_cost} must be a finite number >= 0")
     exponent = unit_cost.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -6:
         raise ValueError(f"unit_cost {unit_cost} has more than 6 decimals: the mart stores prices at 6")
-    currency = _currency(row, "currency")
-    valid_to = _month(row["valid_to"], "valid_to") if row.get("valid_to") else None
-    valid_from = _month(_required(row, "valid_from"), "valid_from")
+    currency = currency_value(row, "currency")
+    valid_to = month_value(row["valid_to"], "valid_to") if row.get("valid_to") else None
+    valid_from = month_value(required_value(row, "valid_from"), "valid_from")
     if valid_to is not None and valid_to <= valid_from:
         raise ValueError(f"valid_to {valid_to} is not after valid_from {valid_from}")
     return Rate(
-        _required(row, "product_id"), valid_from, valid_to, unit_cost, currency, _required(row, "version")
+        required_value(row, "product_id"),
+        valid_from,
+        valid_to,
+        unit_cost,
+        currency,
+        required_value(row, "version"),
     )
 
 
 def _rule(row: dict[str, str]) -> MappingRule:
-    pattern = _required(row, "pattern")
+    pattern = required_value(row, "pattern")
     try:
         re.compile(pattern)
     except re.error as error:
         raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {error}") from None
     return MappingRule(
-        _required(row, "rule_id"),
-        _required(row, "domain_id"),
-        _required(row, "field"),
+        required_value(row, "rule_id"),
+        required_value(row, "domain_id"),
+        required_value(row, "field"),
         pattern,
-        _required(row, "application_id"),
-        int(_required(row, "priority")),
+        required_value(row, "application_id"),
+        int(required_value(row, "priority")),
     )
 
 
 def load_catalog(directory: Path = DATA_DIR) -> Catalog:
     """Read and cross-check every reference file."""
-    domains = _parse(
+    domains = parse_csv(
         directory / "domains.csv",
         ("domain_id", "label"),
-        lambda r: Domain(_required(r, "domain_id"), _required(r, "label")),
+        lambda r: Domain(required_value(r, "domain_id"), required_value(r, "label")),
     )
-    families = _parse(
+    families = parse_csv(
         directory / "families.csv",
         ("family_id", "domain_id", "label"),
-        lambda r: Family(_required(r, "family_id"), _required(r, "domain_id"), _required(r, "label")),
+        lambda r: Family(
+            required_value(r, "family_id"), required_value(r, "domain_id"), required_value(r, "label")
+        ),
     )
-    products = _parse(
+    products = parse_csv(
         directory / "products.csv",
         ("product_id", "family_id", "label", "usage_unit"),
         lambda r: Product(
-            _required(r, "product_id"),
-            _required(r, "family_id"),
-            _required(r, "label"),
-            _required(r, "usage_unit"),
+            required_value(r, "product_id"),
+            required_value(r, "family_id"),
+            required_value(r, "label"),
+            required_value(r, "usage_unit"),
         ),
     )
-    rates = _parse(
+    rates = parse_csv(
         directory / "rate_cards.csv",
         ("product_id", "valid_from", "valid_to", "unit_cost", "currency", "version"),
         _rate,
     )
-    rules = _parse(
+    rules = parse_csv(
         directory / "mapping_rules.csv",
         ("rule_id", "domain_id", "field", "pattern", "application_id", "priority"),
         _rule,
     )
-    exchange_rates = _parse(
+    exchange_rates = parse_csv(
         directory / "exchange_rates.csv",
         ("period_month", "from_currency", "to_currency", "rate", "source"),
         _exchange_rate,
