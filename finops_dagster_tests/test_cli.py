@@ -57,7 +57,10 @@ def test_a_kept_embedded_server_is_stopped_by_demo_stop(
     start_embedded(pgdata, keep=True)
     assert embedded_running(pgdata)
 
-    assert main(["demo", "--stop"]) == 0
+    try:
+        assert main(["demo", "--stop"]) == 0
+    finally:
+        stop_embedded(pgdata)
 
     assert capsys.readouterr().out.strip() == f"stopped the embedded PostgreSQL of {pgdata}"
     assert not embedded_running(pgdata)
