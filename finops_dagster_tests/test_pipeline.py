@@ -202,6 +202,7 @@ def etl_run(mart: psycopg.Connection, run_id: str) -> dict[str, Any]:
 class PublishedMonth:
     mart: psycopg.Connection
     result: ExecuteInProcessResult
+    instance: DagsterInstance
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +223,7 @@ def march(server_url: str, template_db: str) -> Iterator[PublishedMonth]:
             for setting in SETTINGS:
                 patch.delenv(setting, raising=False)
             patch.setenv("FINOPS_DOMAINS_ENABLED", "open_legacy")
-            yield PublishedMonth(mart, run_months(resources, instance, MARCH))
+            yield PublishedMonth(mart, run_months(resources, instance, MARCH), instance)
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -268,7 +269,7 @@ def test_month_materializes_with_expected_releves_views_and_checks(march: Publis
     assert evaluations[("open_legacy_releves", "reconciliation")].passed
     # a first month has no history: the volume check is skipped (no evaluation), not passed
     assert ("open_legacy_releves", "volume_anomaly") not in evaluations
-    assert check_status(instance, "open_legacy_releves", "volume_anomaly") == "SKIPPED"
+    assert check_status(march.instance, "open_legacy_releves", "volume_anomaly") == "SKIPPED"
 
     run = etl_run(mart, result.run_id)
     assert (run["status"], run["trigger_type"], run["periods"]) == ("SUCCESS", "MANUAL", ["2025-03-01"])
