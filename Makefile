@@ -1,11 +1,21 @@
 # Fresh-machine entry points: `make demo` and `make test` create .venv and install what they need.
 VENV ?= .venv
 BIN := $(VENV)/bin
-PYTHON ?= python3
+# The project runs on Python 3.11 (the image's): python3.11, else python3 when it is 3.11; or PYTHON=….
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || \
+	(python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null && command -v python3))
+NEED_PYTHON := finops-dagster needs Python 3.11: no python3.11 was found, nor a python3 (or PYTHON) that is 3.11.\
+ Install it (Debian/Ubuntu: apt-get install python3.11 python3.11-venv; macOS: brew install python@3.11;\
+ or pyenv install 3.11), or name one: make PYTHON=/path/to/python3.11 …
+define check_python
+	@test -n "$(PYTHON)" && "$(PYTHON)" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+		|| { echo "$(NEED_PYTHON)" >&2; exit 1; }
+endef
 
 # helm-sdkpy (Helm's Go library, for the chart tests) declares Python >= 3.12 but works on 3.11, so it
 # cannot be an extra of the project: it is installed on its own, ignoring that declaration.
 $(BIN)/.installed: pyproject.toml
+	$(check_python)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -15,6 +25,7 @@ $(BIN)/.installed: pyproject.toml
 # checkov pins a dependency stack of its own that conflicts with the project's: its own venv.
 TOOLS_VENV ?= .venv-tools
 $(TOOLS_VENV)/.installed:
+	$(check_python)
 	$(PYTHON) -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/pip install --quiet 'checkov==3.3.30'
 	touch $@
@@ -25,8 +36,9 @@ install: $(BIN)/.installed $(TOOLS_VENV)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/finops-dagster demo
 
+PORT ?= 3000
 dev: $(BIN)/.installed
-	$(BIN)/finops-dagster dev
+	$(BIN)/finops-dagster dev --port $(PORT)
 
 test: $(BIN)/.installed $(TOOLS_VENV)/.installed
 	$(BIN)/pytest -q

@@ -36,20 +36,47 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.stop:
+        from finops_dagster.demo.embedded_postgres import stop_embedded
+        from finops_dagster.demo.run import demo_dir
+
+        print(stop_embedded(demo_dir() / "pgdata"))
+        return 0
+    set_demo_first_month(args)
     from finops_dagster.demo.run import run_demo
 
-    return run_demo(cis=args.cis, months=args.months, today=args.today)
+    return run_demo(cis=args.cis, months=args.months, today=args.today, keep_postgres=args.keep_postgres)
+
+
+def set_demo_first_month(args: argparse.Namespace) -> None:
+    """The demo's first month as FINOPS_FIRST_MONTH (unless set), before the partitions are built, so
+    the UI shows the demo's months rather than years of partitions nothing will ever fill."""
+    from finops_dagster.demo.months import demo_months
+
+    os.environ.setdefault("FINOPS_FIRST_MONTH", demo_months(args.today, args.months)[0][:7])
+
+
+DEV_WARNINGS = "ignore:Function `dev_command` is superseded"
+"""`dagster dev` says it is superseded by `dg dev`; the project runs `dagster dev` on purpose (one
+module, no dg workspace), so that one warning is silenced in its processes."""
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
     """`dagster dev` on the demo's data: the embedded server is started again if needed, and the
     simulated private cloud and native services are served from this process while the UI runs."""
+    set_demo_first_month(args)
     from finops_dagster.demo.run import prepare_environment
 
-    env = prepare_environment(cis=args.cis, months=args.months, today=args.today)
+    env = prepare_environment(
+        cis=args.cis, months=args.months, today=args.today, keep_postgres=args.keep_postgres
+    )
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    command = [dagster, "dev", "-m", "finops_dagster.definitions", "-p", str(args.port), *args.dagster_args]
+    warning_filters = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), DEV_WARNINGS)))
+    child_env = {**os.environ, "PYTHONWARNINGS": warning_filters}
+    print(f"Dagster UI on the demo's data: http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
     try:
-        return subprocess.call([dagster, "dev", "-m", "finops_dagster.definitions", *args.dagster_args])
+        return subprocess.call(command, env=child_env)
     except KeyboardInterrupt:
         return 130
     finally:
@@ -69,6 +96,11 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def _demo_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keep-postgres",
+        action="store_true",
+        help="leave the embedded PostgreSQL running on exit (`finops-dagster demo --stop` stops it)",
+    )
     parser.add_argument("--cis", type=int, default=3000, help="infrastructure CIs in the generated CMDB")
     parser.add_argument("--months", type=int, default=3, help="months of nightly dumps, ending this month")
     parser.add_argument(
@@ -105,10 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="run the whole pipeline on generated data, no configuration needed"
     )
     _demo_options(demo)
+    demo.add_argument(
+        "--stop", action="store_true", help="stop the demo's embedded PostgreSQL if it is still running"
+    )
     demo.set_defaults(run=cmd_demo)
-    dev = commands.add_parser("dev", help="open the Dagster UI on the demo's data")
+    dev = commands.add_parser(
+        "dev",
+        help="open the Dagster UI on the demo's data",
+        description="Open the Dagster UI on the demo's data; other options go on to `dagster dev`.",
+    )
     _demo_options(dev)
-    dev.add_argument("dagster_args", nargs=argparse.REMAINDER, help="passed to `dagster dev`")
+    dev.add_argument("-p", "--port", type=int, default=3000, help="the UI's port (default 3000)")
     dev.set_defaults(run=cmd_dev)
     api = commands.add_parser("api", help="serve the read-only cost API over the materialized views")
     api.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
@@ -125,8 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; what `dev` does not know goes on to `dagster dev` (after `--` or not)."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command != "dev":
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return args
+    args.dagster_args = [argument for argument in unknown if argument != "--"]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         return int(args.run(args))
     except SettingError as error:

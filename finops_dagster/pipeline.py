@@ -13,6 +13,7 @@ from typing import Any
 
 from dagster import AssetsDefinition, Definitions, in_process_executor
 
+from finops_dagster.checks.freshness import build_freshness_check, build_freshness_schedule, freshness_job
 from finops_dagster.checks.reconciliation import Measure, build_reconciliation_check
 from finops_dagster.checks.views import views_match_fact_releve
 from finops_dagster.checks.volume import build_volume_check
@@ -23,13 +24,14 @@ from finops_dagster.domains.private_cloud.asset import private_cloud_releves
 from finops_dagster.domains.private_cloud.resource import private_cloud_from_env
 from finops_dagster.domains.public_cloud.asset import public_cloud_releves
 from finops_dagster.domains.public_cloud.resource import public_cloud_from_env
+from finops_dagster.jobs import nightly_job, publish_months_job
 from finops_dagster.mart.assets import build_fact_releve, materialized_views
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.observe.logs import dagster_loggers
 from finops_dagster.reference.assets import applications, reference_data
 from finops_dagster.resources.mongo import mongo_from_env
 from finops_dagster.resources.postgres import postgres_from_env
-from finops_dagster.schedules import build_nightly_schedule, nightly_job
+from finops_dagster.schedules import build_nightly_schedule
 from finops_dagster.sensors import ALERT_SENSORS
 from finops_dagster.settings import enabled_domains
 
@@ -91,6 +93,7 @@ def build_definitions(resources: Mapping[str, Any] | None = None) -> Definitions
             build_volume_check(domain.releves.key, name),
         )
     ]
+    freshness = build_freshness_check(list(enabled))
     return Definitions(
         assets=[
             reference_data,
@@ -100,9 +103,9 @@ def build_definitions(resources: Mapping[str, Any] | None = None) -> Definitions
             build_fact_releve([d.key for d in domains]),
             materialized_views,
         ],
-        asset_checks=[*checks, views_match_fact_releve],
-        jobs=[nightly_job],
-        schedules=[build_nightly_schedule()],
+        asset_checks=[*checks, views_match_fact_releve, freshness],
+        jobs=[nightly_job, publish_months_job, freshness_job],
+        schedules=[build_nightly_schedule(), build_freshness_schedule()],
         sensors=ALERT_SENSORS,
         resources=dict(resources) if resources is not None else resources_from_env(),
         executor=in_process_executor,

@@ -8,26 +8,17 @@ FINOPS_RECALC_PREVIOUS_MONTH (default true).
 import datetime as dt
 
 from dagster import (
-    AssetSelection,
     DefaultScheduleStatus,
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
-    define_asset_job,
     schedule,
 )
 
+from finops_dagster.jobs import nightly_job
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG
-from finops_dagster.partitions import monthly_partitions
 from finops_dagster.releve import month_start
 from finops_dagster.settings import schedule_settings
-
-nightly_job = define_asset_job(
-    "finops_nightly",
-    selection=AssetSelection.all(),
-    partitions_def=monthly_partitions,
-    description="Every domain, the publish, the views and all checks, over the run's months.",
-)
 
 
 def nightly_months(now: dt.datetime, *, recalc_previous_month: bool) -> tuple[str, str]:

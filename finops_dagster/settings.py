@@ -112,6 +112,22 @@ def schedule_settings() -> ScheduleSettings:
     )
 
 
+DEADLINE_PATTERN = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+
+
+def freshness_deadline() -> dt.time:
+    """The time of day (FINOPS_FRESHNESS_DEADLINE, HH:MM in FINOPS_TIMEZONE, default 06:00) by which
+    the night's run must have published the current month: late enough for the nightly to finish,
+    early enough to be told before people read the figures."""
+    raw = env_str("FINOPS_FRESHNESS_DEADLINE", "06:00")
+    match = DEADLINE_PATTERN.fullmatch(raw)
+    if match is None:
+        raise SettingError(
+            f"FINOPS_FRESHNESS_DEADLINE must be a time of day as HH:MM (e.g. 06:00), got {raw!r}"
+        )
+    return dt.time(int(match.group(1)), int(match.group(2)))
+
+
 @dataclass(frozen=True)
 class VolumeThresholds:
     """How far a month may move from its trailing average before the volume check speaks up."""

@@ -18,7 +18,7 @@ class UsageProblem:
 
     Parsers return these next to the good records instead of raising, so one bad entry does not
     hide the rest of the page, and instead of dropping, so the caller can turn it into a `Reject`
-    (invariant 4: nothing lost, invariant 6: a reason for every refusal).
+    (docs/architecture.md, invariants 4, nothing lost, and 6, a reason for every refusal).
     """
 
     ref: str

@@ -8,7 +8,13 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from finops_dagster.checks.reconciliation import superseded_loads, superseded_result
+from finops_dagster.checks.reconciliation import (
+    UnitBalance,
+    balance_table,
+    shown,
+    superseded_loads,
+    superseded_result,
+)
 from finops_dagster.checks.views import MONTHLY_VIEWS, QUARTER_VIEW, view_mismatches
 from finops_dagster.checks.volume import VolumeFinding, volume_findings
 from finops_dagster.mart.publish import ensure_month_partition
@@ -211,3 +217,17 @@ def test_a_superseded_load_is_reported_as_superseded_not_as_a_loss(mart: psycopg
     assert result.description is not None
     assert result.description.startswith("superseded: 2026-10 by run run-b published after this run loaded")
     assert "off by" not in result.description
+
+
+def test_amounts_are_shown_at_the_mart_scale_and_compared_exactly() -> None:
+    assert shown(Decimal("3.71E-8")) == "0.000000"
+    assert shown(Decimal("-4E-9")) == "0.000000"
+    assert shown(Decimal("1234567.123456500000000000")) == "1,234,567.123456"  # half to even
+    tiny = UnitBalance(APRIL, "EUR", Decimal("10.000000037100000000"), Decimal("10"), Decimal("0"), rows=1)
+    assert tiny.difference == Decimal("3.71E-8") and tiny.balanced
+    off = UnitBalance(APRIL, "EUR", Decimal("10.00001"), Decimal("10"), Decimal("0"), rows=1)
+    assert not off.balanced
+    table = balance_table([tiny, off], "billing currency")
+    assert "| 2025-04 | EUR | 10.000000 | 10.000000 | 0.000000 | 0.000000 |" in table
+    assert "| 2025-04 | EUR | 10.000010 | 10.000000 | 0.000000 | 0.000010 |" in table
+    assert "E-" not in table

@@ -22,7 +22,16 @@ from typing import Any, ClassVar
 
 import psycopg
 import pytest
-from dagster import AssetCheckSeverity, DagsterInstance, ExecuteInProcessResult, instance_for_test
+from dagster import (
+    AssetCheckKey,
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterInstance,
+    DagsterRunStatus,
+    ExecuteInProcessResult,
+    instance_for_test,
+)
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from psycopg import sql
 
 import finops_dagster.domains.open_legacy.asset as open_legacy_asset
@@ -157,6 +166,17 @@ def checks(result: ExecuteInProcessResult) -> dict[tuple[str, str], Any]:
     return {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
 
 
+def check_status(instance: DagsterInstance, asset: str, name: str) -> str:
+    """The latest execution's status as the UI resolves it (SUCCEEDED, FAILED, SKIPPED…)."""
+    key = AssetCheckKey(AssetKey(asset), name)
+    record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+    if record.status == AssetCheckExecutionRecordStatus.PLANNED:
+        run = instance.get_run_by_id(record.run_id)
+        assert run is not None and run.is_finished
+        return "EXECUTION_FAILED" if run.status == DagsterRunStatus.FAILURE else "SKIPPED"
+    return record.status.value
+
+
 def fact_rows(mart: psycopg.Connection, month: dt.date) -> list[tuple[Any, ...]]:
     """fact_releve of a month without run_id and computed_at, in key order."""
     return mart.execute(
@@ -182,6 +202,7 @@ def etl_run(mart: psycopg.Connection, run_id: str) -> dict[str, Any]:
 class PublishedMonth:
     mart: psycopg.Connection
     result: ExecuteInProcessResult
+    instance: DagsterInstance
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +223,7 @@ def march(server_url: str, template_db: str) -> Iterator[PublishedMonth]:
             for setting in SETTINGS:
                 patch.delenv(setting, raising=False)
             patch.setenv("FINOPS_DOMAINS_ENABLED", "open_legacy")
-            yield PublishedMonth(mart, run_months(resources, instance, MARCH))
+            yield PublishedMonth(mart, run_months(resources, instance, MARCH), instance)
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -246,7 +267,9 @@ def test_month_materializes_with_expected_releves_views_and_checks(march: Publis
     assert len(view_checks) == len(REFRESH_ORDER) - 1  # mv_anomalies_month lists exceptions, not totals
     assert all(e.passed for e in view_checks.values())
     assert evaluations[("open_legacy_releves", "reconciliation")].passed
-    assert evaluations[("open_legacy_releves", "volume_anomaly")].passed
+    # a first month has no history: the volume check is skipped (no evaluation), not passed
+    assert ("open_legacy_releves", "volume_anomaly") not in evaluations
+    assert check_status(march.instance, "open_legacy_releves", "volume_anomaly") == "SKIPPED"
 
     run = etl_run(mart, result.run_id)
     assert (run["status"], run["trigger_type"], run["periods"]) == ("SUCCESS", "MANUAL", ["2025-03-01"])
@@ -433,6 +456,9 @@ def test_volume_error_blocks_publish_and_warning_publishes(
     assert not volume.passed
     assert volume.severity == AssetCheckSeverity.ERROR
     assert "2025-04 total_cost 55% from trailing average (ERROR)" in volume.description
+    assert volume.metadata["total_cost_deviation_pct"].value == 55.37  # |611.65 − 1370.35| / 1370.35
+    assert volume.metadata["releves_deviation_pct"].value == 43.75  # |9 − 16| / 16
+    assert "error_deviation" not in volume.metadata
     assert not blocked.is_node_success("fact_releve")
     assert blocked.asset_materializations_for_node("fact_releve") == []
     assert full_fact_rows(mart, APRIL) == april_before
@@ -651,8 +677,9 @@ def test_a_past_month_without_dumps_fails_instead_of_publishing_zero(
     assert "holds no CMDB dump ingested in 2025-04: the month cannot be computed" in summary
 
 
-def test_the_current_month_before_its_first_dump_publishes_empty_and_passes_the_volume_check(
-    resources: dict[str, Any], mart: psycopg.Connection, instance: DagsterInstance
+def test_the_current_month_before_its_first_dump_publishes_empty_and_skips_the_volume_check(
+    resources: dict[str, Any], mart: psycopg.Connection, instance: DagsterInstance,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     current = month_start(dt.datetime.now(dt.UTC))
     previous = month_start(current - dt.timedelta(days=1))
@@ -662,10 +689,12 @@ def test_the_current_month_before_its_first_dump_publishes_empty_and_passes_the_
     result = run_months(resources, instance, previous, current)
 
     assert result.success
-    volume = checks(result)[("open_legacy_releves", "volume_anomaly")]
-    assert volume.passed
-    assert f"not compared: {previous:%Y-%m} (no published history), {current:%Y-%m} (month in progress)" \
-        in volume.description
+    assert ("open_legacy_releves", "volume_anomaly") not in checks(result)
+    assert check_status(instance, "open_legacy_releves", "volume_anomaly") == "SKIPPED"
+    said = [e.message for e in instance.all_logs(result.run_id) if "volume_anomaly skipped" in e.message]
+    assert said == [f"volume_anomaly skipped, no month to compare: {previous:%Y-%m} (no published history), "
+                    f"{current:%Y-%m} (month in progress)"]
+    assert not [r for r in caplog.records if "emitted no result" in r.getMessage()]
     loads = dict(mart.execute(
         "SELECT period_month, releve_count FROM finops.domain_load WHERE run_id = %s", (result.run_id,)
     ).fetchall())

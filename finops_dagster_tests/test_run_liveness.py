@@ -90,7 +90,7 @@ def nightly(mart_url: str, server_url: str, tmp_path: Path) -> Iterator[Nightly]
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPOSITORY / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPOSITORY / "deploy" / "dagster.yaml", home / "dagster.yaml")
     logs = tmp_path / "logs"
     logs.mkdir()
     nightly = Nightly(mart_url, _url(server_url, name), home, logs)

@@ -19,7 +19,7 @@ duplicates or misdates rows fails the check naming the file and the figures (doc
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
 import psycopg
@@ -216,6 +216,27 @@ def _record_ledger_table(records: list[RecordBalance]) -> str:
     return "\n".join(lines)
 
 
+def shown(amount: Decimal) -> str:
+    """An amount as people read it, at the mart's scale (six decimals, grouped thousands): sums of
+    numeric columns come back with up to 18 decimals and tiny differences print as `3.71E-8`. Only
+    for display: every comparison uses the exact value."""
+    rounded = amount.quantize(QUANTITY_SCALE, rounding=ROUND_HALF_EVEN)
+    return f"{abs(rounded) if rounded == 0 else rounded:,f}"
+
+
+def balance_table(balances: list[UnitBalance], heading: str) -> str:
+    lines = [
+        f"| month | {heading} | source | relevés | rejects | difference |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {b.period_month:%Y-%m} | {b.unit} | {shown(b.source)} | {shown(b.releves)} | {shown(b.rejects)} "
+        f"| {shown(b.difference)} |"
+        for b in balances
+    ]
+    return "\n".join(lines)
+
+
 def file_ledger_breaks(conn: psycopg.Connection, domain_id: str, run_id: str) -> tuple[int, list[str]]:
     """How many files the run's loads of a domain hold a ledger for, and those that do not add up
     (each named, with its figures, prefixed by its month)."""
@@ -253,17 +274,9 @@ def build_reconciliation_check(
             return superseded_result(superseded)
         broken = [b for b in balances if not b.balanced]
         broken_records = [b for b in records if b.difference != 0]
-        table = [
-            f"| month | {heading} | source | relevés | rejects | difference |",
-            "|---|---|---:|---:|---:|---:|",
-        ]
-        table += [
-            f"| {b.period_month:%Y-%m} | {b.unit} | {b.source} | {b.releves} | {b.rejects} | {b.difference} |"
-            for b in balances
-        ]
         description = (
             f"{len(broken)} month/{heading} pair(s) do not add up: "
-            + "; ".join(f"{b.period_month:%Y-%m} {b.unit} off by {b.difference}" for b in broken[:5])
+            + "; ".join(f"{b.period_month:%Y-%m} {b.unit} off by {shown(b.difference)}" for b in broken[:5])
             if broken
             else f"{len(balances)} month/{heading} pair(s) balance"
         )
@@ -272,7 +285,7 @@ def build_reconciliation_check(
                 [b.describe(domain_id) for b in broken_records[:5]] + ([description] if broken else [])
             )
         metadata = {
-            "balances": MetadataValue.md("\n".join(table)),
+            "balances": MetadataValue.md(balance_table(balances, heading)),
             "unbalanced": MetadataValue.int(len(broken)),
         }
         if records:

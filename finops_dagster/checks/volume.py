@@ -4,10 +4,13 @@ The deviation is |value − trailing average| / trailing average. Above FINOPS_V
 the check warns (alert only); above FINOPS_VOLUME_ERROR_DEVIATION it fails with ERROR, which blocks
 the publish. Not compared, and said so: the month in progress (month-to-date figures of sources
 that accumulate, such as hours of use, would look like a collapse every morning of a new month),
-a month with no source data, and a month with no published history.
+a month with no source data, and a month with no published history. When no month of the run is
+compared, the check is skipped rather than passed (see build_volume_check).
 """
 
 import datetime as dt
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -17,9 +20,10 @@ from dagster import (
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetKey,
     MetadataValue,
-    asset_check,
+    multi_asset_check,
 )
 
 from finops_dagster.releve import month_start
@@ -86,45 +90,110 @@ def volume_findings(
     return findings, not_compared
 
 
+CHECK_NAME = "volume_anomaly"
+
+
+class _QuietIntendedSkip(logging.Filter):
+    """Dagster warns when a blocking check emits no result, and then lets the publish go on: for
+    this check that is the intended skip (nothing to compare), already logged in the run, so the
+    warning about this one check is dropped; every other check's still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (f":{CHECK_NAME}'" in message and "emitted no result" in message)
+
+
+logging.getLogger("dagster._core.execution.plan.active").addFilter(_QuietIntendedSkip())
+
+
+def deviation_metadata(findings: list[VolumeFinding]) -> dict[str, MetadataValue]:
+    """The largest deviation per metric, in percent: what the UI plots from one evaluation to the next."""
+    largest: dict[str, Decimal] = {}
+    for finding in findings:
+        largest[finding.metric] = max(largest.get(finding.metric, Decimal(0)), finding.deviation)
+    return {
+        f"{metric}_deviation_pct": MetadataValue.float(round(float(value * 100), 2))
+        for metric, value in largest.items()
+    }
+
+
+def _findings_table(findings: list[VolumeFinding]) -> str:
+    table = [
+        "| month | metric | value | trailing avg | deviation | level |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    table += [
+        f"| {f.period_month:%Y-%m} | {f.metric} | {f.value:,.2f} | {f.trailing_average:,.2f} | "
+        f"{f.deviation:.1%} | {f.level} |"
+        for f in findings
+    ]
+    return "\n".join(table)
+
+
+def volume_result(
+    findings: list[VolumeFinding], not_compared: list[tuple[dt.date, str]], thresholds: VolumeThresholds
+) -> AssetCheckResult:
+    """The evaluation of months that were compared; the months that were not are named in it."""
+    errors = [f for f in findings if f.level == "ERROR"]
+    flagged = errors or [f for f in findings if f.level == "WARN"]
+    description = (
+        "; ".join(
+            f"{f.period_month:%Y-%m} {f.metric} {f.deviation:.0%} from trailing average ({f.level})"
+            for f in flagged[:5]
+        )
+        if flagged
+        else "volumes within thresholds"
+    )
+    if not_compared:
+        description += "; not compared: " + describe_not_compared(not_compared)
+    return AssetCheckResult(
+        check_name=CHECK_NAME,
+        passed=not flagged,
+        severity=AssetCheckSeverity.ERROR if errors else AssetCheckSeverity.WARN,
+        description=description,
+        metadata={
+            **deviation_metadata(findings),
+            "findings": MetadataValue.md(_findings_table(findings)),
+            "thresholds": MetadataValue.text(
+                f"warn above {thresholds.warn_deviation:.0%}, block above {thresholds.error_deviation:.0%} "
+                f"of the trailing {thresholds.trailing_months} month(s)"
+            ),
+        },
+    )
+
+
+def describe_not_compared(not_compared: list[tuple[dt.date, str]]) -> str:
+    return ", ".join(f"{month:%Y-%m} ({why})" for month, why in not_compared)
+
+
 def build_volume_check(asset_key: AssetKey, domain_id: str) -> AssetChecksDefinition:
-    @asset_check(asset=asset_key, name="volume_anomaly", blocking=True)
-    def volume_anomaly(context: AssetCheckExecutionContext, postgres: PostgresResource) -> AssetCheckResult:
-        """Row count and total cost per month within the configured deviation of the trailing months."""
+    """Blocking, and skipped (Dagster's own *Skipped* status, no evaluation) when no month of the run
+    can be compared: a pass would claim volumes that were never checked, a failure would alert on a
+    new mart. A skipped blocking check does not hold the publish back."""
+
+    @multi_asset_check(
+        specs=[
+            AssetCheckSpec(
+                CHECK_NAME,
+                asset=asset_key,
+                blocking=True,
+                description="Relevés and total cost per month within the configured deviation of the "
+                "trailing published months; skipped when no month of the run has history to compare.",
+            )
+        ],
+        can_subset=True,
+        name=f"{asset_key.path[-1]}_{CHECK_NAME}",
+    )
+    def volume_anomaly(
+        context: AssetCheckExecutionContext, postgres: PostgresResource
+    ) -> Iterator[AssetCheckResult]:
         thresholds = volume_thresholds()
         with postgres.connect() as conn:
             findings, not_compared = volume_findings(conn, domain_id, context.run.run_id, thresholds)
-        errors = [f for f in findings if f.level == "ERROR"]
-        warnings = [f for f in findings if f.level == "WARN"]
-        flagged = errors or warnings
-        table = [
-            "| month | metric | value | trailing avg | deviation | level |",
-            "|---|---|---:|---:|---:|---|",
-        ]
-        table += [
-            f"| {f.period_month:%Y-%m} | {f.metric} | {f.value} | {f.trailing_average:.2f} | "
-            f"{f.deviation:.1%} | {f.level} |"
-            for f in findings
-        ]
-        description = (
-            "; ".join(
-                f"{f.period_month:%Y-%m} {f.metric} {f.deviation:.0%} from trailing average ({f.level})"
-                for f in flagged[:5]
-            )
-            if flagged
-            else "volumes within thresholds"
-        )
-        if not_compared:
-            skipped = ", ".join(f"{month:%Y-%m} ({why})" for month, why in not_compared)
-            description += f"; not compared: {skipped}"
-        return AssetCheckResult(
-            passed=not flagged,
-            severity=AssetCheckSeverity.ERROR if errors else AssetCheckSeverity.WARN,
-            description=description,
-            metadata={
-                "findings": MetadataValue.md("\n".join(table)),
-                "warn_deviation": MetadataValue.float(float(thresholds.warn_deviation)),
-                "error_deviation": MetadataValue.float(float(thresholds.error_deviation)),
-            },
-        )
+        if not findings:
+            skipped = describe_not_compared(not_compared) or "no load"
+            context.log.info(f"{CHECK_NAME} skipped, no month to compare: {skipped}")
+            return
+        yield volume_result(findings, not_compared, thresholds)
 
     return volume_anomaly

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from pathlib import Path
 import psycopg
 
 from finops_dagster.demo.embedded_postgres import ensure_database, start_embedded
+from finops_dagster.demo.months import demo_months
 from finops_dagster.demo.native_services import NativeServicesSimulator
 from finops_dagster.demo.native_services import RunningServer as NativeServer
 from finops_dagster.demo.native_services import serve as serve_native
@@ -35,7 +37,7 @@ from finops_dagster.nightly import print_run_summary
 from finops_dagster.releve import month_start
 from finops_dagster.settings import enabled_domains
 
-REPO_INSTANCE_CONFIG = Path(__file__).resolve().parents[2] / "dagster.yaml"
+REPO_INSTANCE_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
 
 
 PRIVATE_CLOUD_URLS = ("FINOPS_OPENSTACK_URL", "FINOPS_OPENCOST_URL", "FINOPS_USAGE_API_URL")
@@ -79,17 +81,18 @@ def cmdb_standin_url(scale: Scale, months: int, today: dt.date) -> str:
 
 
 def prepare_environment(
-    *, cis: int, months: int, today: dt.date, scale: Scale | None = None
+    *, cis: int, months: int, today: dt.date, scale: Scale | None = None, keep_postgres: bool = False
 ) -> DemoEnvironment:
     """Resolve (and export) POSTGRES_URL, MONGO_URL, DAGSTER_HOME and DAGSTER_POSTGRES_URL.
 
-    Every generated source has the sizes of ``scale`` (default: the demo's, with ``cis`` CIs).
+    Every generated source has the sizes of ``scale`` (default: the demo's, with ``cis`` CIs). An
+    embedded server started here stops when this process exits, unless ``keep_postgres``.
     """
     scale = scale or demo_scale(cis)
     base = demo_dir()
     embedded = not os.environ.get("POSTGRES_URL")
     if embedded:
-        server = start_embedded(base / "pgdata")
+        server = start_embedded(base / "pgdata", keep=keep_postgres)
         os.environ["POSTGRES_URL"] = ensure_database(server, "finops")
     postgres_url = os.environ["POSTGRES_URL"]
     os.environ.setdefault("MONGO_URL", cmdb_standin_url(scale, months, today))
@@ -205,17 +208,9 @@ def start_simulated_private_cloud(today: dt.date, scale: Scale | None = None) ->
     return server
 
 
-def demo_months(today: dt.date, months: int) -> tuple[str, str]:
-    last = month_start(today)
-    first = last
-    for _ in range(months - 1):
-        first = month_start(first - dt.timedelta(days=1))
-    return first.isoformat(), last.isoformat()
-
-
-def run_demo(*, cis: int, months: int, today: dt.date) -> int:
-    warnings.filterwarnings("ignore", message=".*(beta|no-op in mongomock|XDG_RUNTIME_DIR).*")
-    env = prepare_environment(cis=cis, months=months, today=today)
+def run_demo(*, cis: int, months: int, today: dt.date, keep_postgres: bool = False) -> int:
+    warnings.filterwarnings("ignore", message=".*no-op in mongomock.*")
+    env = prepare_environment(cis=cis, months=months, today=today, keep_postgres=keep_postgres)
     from dagster import DagsterInstance
 
     from finops_dagster.pipeline import build_definitions
@@ -255,13 +250,24 @@ def run_demo(*, cis: int, months: int, today: dt.date) -> int:
     print(f"Done in {time.perf_counter() - started:.0f} s.\n")
     with psycopg.connect(env.postgres_url) as conn:
         print_run_summary(conn, result.run_id)
-    print_next_steps(env)
+    print_next_steps(env, keep_postgres=keep_postgres)
     return 0 if result.success else 1
 
 
-def print_next_steps(env: DemoEnvironment) -> None:
+def command(name: str) -> str:
+    """How to run one of the project's commands from here: the path of this environment's script,
+    relative to the current folder when it is below it (`.venv/bin/finops-dagster`)."""
+    script = Path(sys.executable).parent / name
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def print_next_steps(env: DemoEnvironment, *, keep_postgres: bool) -> None:
+    cli = command("finops-dagster")
     print("\nOpen the same data in the Dagster UI:")
-    print("  finops-dagster dev        # then http://127.0.0.1:3000")
+    print(f"  {cli} dev --port 3000   # then http://127.0.0.1:3000")
     print("or by hand (the simulated services live only as long as the demo or `finops-dagster dev`,")
     print("so by hand the CMDB and the public cloud's generated exports alone are enabled):")
     print("  export FINOPS_DOMAINS_ENABLED=open_legacy" + (",public_cloud" if env.focus_exports else ""))
@@ -273,7 +279,15 @@ def print_next_steps(env: DemoEnvironment) -> None:
         f"  export DAGSTER_HOME='{env.dagster_home}'"
         f" DAGSTER_POSTGRES_URL='{os.environ['DAGSTER_POSTGRES_URL']}'"
     )
-    print("  dagster dev -m finops_dagster.definitions")
-    print(f"Read the mart:  psql '{env.postgres_url}' -c 'SELECT * FROM finops.mv_cost_domain_month'")
+    print(f"  export FINOPS_FIRST_MONTH={os.environ.get('FINOPS_FIRST_MONTH', '2020-01')}")
+    print(f"  {command('dagster')} dev -m finops_dagster.definitions")
     print("Serve the read API on the same data (authentication off, demo only):")
-    print("  finops-dagster api --demo   # then http://127.0.0.1:8000/docs and /openapi.json")
+    print(f"  {cli} api --demo   # then http://127.0.0.1:8000/docs and /openapi.json")
+    if not env.embedded:
+        print("Read the mart:  psql \"$POSTGRES_URL\" -c 'SELECT * FROM finops.mv_cost_domain_month'")
+    elif keep_postgres:
+        print(f"Read the mart:  psql '{env.postgres_url}' -c 'SELECT * FROM finops.mv_cost_domain_month'")
+        print(f"The embedded PostgreSQL keeps running; stop it with:  {cli} demo --stop")
+    else:
+        print("The embedded PostgreSQL stops now; the commands above start it again on the same data")
+        print(f"({cli} demo --keep-postgres leaves it running, for psql).")

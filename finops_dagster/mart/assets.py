@@ -19,6 +19,7 @@ from psycopg import sql
 
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.mart.publish import publish_run
+from finops_dagster.mart.run_selection import refuse_without_domains
 from finops_dagster.mart.views import REFRESH_ORDER, refresh_views
 from finops_dagster.partitions import RUNS_WITH_MONTHS, monthly_partitions
 from finops_dagster.resources.postgres import PostgresResource
@@ -45,7 +46,11 @@ def build_fact_releve(domain_assets: Sequence[AssetKey]) -> AssetsDefinition:
         context: AssetExecutionContext, postgres: PostgresResource, run_ledger: RunLedger
     ) -> MaterializeResult:
         """The published relevés: for each month of the run, the rows of the domains this run
-        loaded replace the previous ones in one transaction under the mart's advisory lock."""
+        loaded replace the previous ones in one transaction under the mart's advisory lock.
+
+        Publish months with the job publish_months (or select '*fact_releve'): selected alone,
+        fact_releve has nothing of this run to publish and refuses at once, changing nothing."""
+        refuse_without_domains(context.run.asset_selection, domain_assets)
         months = [dt.date.fromisoformat(key) for key in context.partition_keys]
         with postgres.connect() as conn:
             published = publish_run(conn, context.run_id, months)

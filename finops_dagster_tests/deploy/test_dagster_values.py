@@ -166,7 +166,7 @@ def test_the_instance_bounds_dead_and_endless_runs_and_retries_once(values: dict
 
 
 def test_the_mart_pool_has_the_same_limits_as_the_repository_instance(values: dict[str, Any]) -> None:
-    repository = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    repository = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
     assert chart_instance(values)["concurrency"] == repository["concurrency"]
     assert repository["concurrency"]["pools"] == {"granularity": "op", "default_limit": 1}
 

@@ -105,7 +105,7 @@ def test_the_dockerfile_installs_the_lock_with_hashes_and_the_wheel_without_an_e
     assert 'org.opencontainers.image.revision="${GIT_SHA}"' in text
     assert "FINOPS_GIT_SHA=${GIT_SHA}" in text
     assert "DAGSTER_HOME=/opt/dagster/dagster_home" in text
-    assert "COPY dagster.yaml /opt/dagster/dagster_home/dagster.yaml" in text
+    assert "COPY deploy/dagster.yaml /opt/dagster/dagster_home/dagster.yaml" in text
 
 
 def test_the_build_context_is_only_what_the_dockerfile_copies() -> None:

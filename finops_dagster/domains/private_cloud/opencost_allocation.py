@@ -80,7 +80,7 @@ def parse_allocation_sets(body: Any) -> tuple[list[Allocation], list[UsageProble
 
     `__idle__` and `__unallocated__` are returned as ordinary allocations with those keys: whether
     idle cost is spread, charged to the platform or set aside is a policy applied by the mapping,
-    not a parsing decision, and dropping them here would lose cost (invariant 4).
+    not a parsing decision, and dropping them here would lose cost (docs/architecture.md, invariant 4).
     Allocations are returned set by set, in each set's key order. A null set (a step with no
     data) contributes nothing. A problem's `ref` is `data[<set index>]/<key>`.
     """
