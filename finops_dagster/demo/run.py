@@ -276,4 +276,4 @@ def print_next_steps(env: DemoEnvironment) -> None:
     print("  dagster dev -m finops_dagster.definitions")
     print(f"Read the mart:  psql '{env.postgres_url}' -c 'SELECT * FROM finops.mv_cost_domain_month'")
     print("Serve the read API on the same data (authentication off, demo only):")
-    print("  finops-dagster api --demo   # then http://127.0.0.1:8000/docs and /openapi.json")
+    print("  finops-dagster api --demo   # then http://127.0.0.1:8000/openapi.json")
