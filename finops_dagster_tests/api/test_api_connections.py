@@ -1,9 +1,14 @@
 """The HTTP edge over real sockets: a bounded request head, a deadline for it, an idle timeout, and a
-connection cap that sheds slow clients (slowloris) rather than refusing `/healthz`."""
+connection cap that sheds slow clients (slowloris) rather than refusing `/healthz`, also in a process
+whose file limit is lower than the number of slow clients."""
 
 from __future__ import annotations
 
+import os
+import resource
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -11,7 +16,7 @@ import httpx
 import pytest
 
 from finops_dagster.api.settings import ConnectionLimits
-from finops_dagster_tests.api.conftest import LiveApi, Published, live_api, settings_for
+from finops_dagster_tests.api.conftest import LiveApi, Published, free_port, live_api, settings_for
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +132,65 @@ def test_slowloris_connections_do_not_starve_healthz(guarded: LiveApi) -> None:
                 assert response.status_code == 200
                 assert time.monotonic() - started < 1
         assert sum(_still_open(sock) for sock in slow) <= 20  # the cap held
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+@pytest.fixture
+def api_under_a_low_file_limit(published: Published) -> Iterator[str]:
+    """`finops-dagster api` as deployed, in a process limited to 256 file descriptors and left to
+    derive its connection cap from that limit (256 - 128)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "FINOPS_API_POSTGRES_URL": published.url,
+        "FINOPS_API_AUTH": "none",
+        "FINOPS_API_ALLOW_PRIVILEGED_LOGIN": "true",
+        "FINOPS_API_HEADER_TIMEOUT_MS": "60000",  # the cap, not the deadline, must hold them off here
+    }
+    env.pop("FINOPS_API_MAX_CONNECTIONS", None)
+
+    def limit_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "finops_dagster.cli", "api", "--host", "127.0.0.1", "--port", str(port),
+         "--no-access-log"],
+        env=env, preexec_fn=limit_files, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the API did not start"
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_slowloris_beyond_the_file_limit_does_not_starve_healthz(api_under_a_low_file_limit: str) -> None:
+    host, port = api_under_a_low_file_limit.removeprefix("http://").split(":")
+    slow: list[socket.socket] = []
+    try:
+        for index in range(400):  # more connections than the process has file descriptors
+            sock = socket.create_connection((host, int(port)), timeout=5)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            slow.append(sock)
+            if index % 50 == 49:
+                started = time.monotonic()
+                assert httpx.get(api_under_a_low_file_limit + "/healthz", timeout=5).status_code == 200
+                assert time.monotonic() - started < 1
+        time.sleep(0.5)
+        assert sum(_still_open(sock) for sock in slow) <= 256 - 128
+        assert httpx.get(api_under_a_low_file_limit + "/api/v1/costs/domains", timeout=5).status_code == 200
     finally:
         for sock in slow:
             sock.close()
