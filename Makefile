@@ -30,8 +30,20 @@ $(TOOLS_VENV)/.installed:
 	$(TOOLS_VENV)/bin/pip install --quiet 'checkov==3.3.30'
 	touch $@
 
+# The Backstage Cost Insights plugin and the README's client (clients/backstage): the API's tests
+# compile the client against the plugin's types and validate the routes against schemas of them.
+BACKSTAGE_CLIENT := clients/backstage
+$(BACKSTAGE_CLIENT)/node_modules/.installed: $(BACKSTAGE_CLIENT)/package-lock.json
+	@if command -v npm >/dev/null; then cd $(BACKSTAGE_CLIENT) && npm ci --no-audit --no-fund --loglevel=error \
+		&& touch node_modules/.installed; else echo "npm not found: the Backstage client tests will be skipped"; fi
+
+# The client compiled strictly against the plugin's types (the tests do it too, with the schemas).
+.PHONY: check-backstage-client
+check-backstage-client: $(BACKSTAGE_CLIENT)/node_modules/.installed
+	cd $(BACKSTAGE_CLIENT) && npm run --silent typecheck
+
 .PHONY: install demo dev test lint lock check-lock-install benchmark benchmark-public-cloud benchmark-api
-install: $(BIN)/.installed $(TOOLS_VENV)/.installed
+install: $(BIN)/.installed $(TOOLS_VENV)/.installed $(BACKSTAGE_CLIENT)/node_modules/.installed
 
 demo: $(BIN)/.installed
 	$(BIN)/finops-dagster demo
@@ -40,7 +52,7 @@ PORT ?= 3000
 dev: $(BIN)/.installed
 	$(BIN)/finops-dagster dev --port $(PORT)
 
-test: $(BIN)/.installed $(TOOLS_VENV)/.installed
+test: $(BIN)/.installed $(TOOLS_VENV)/.installed $(BACKSTAGE_CLIENT)/node_modules/.installed
 	$(BIN)/pytest -q
 
 lint: $(BIN)/.installed

@@ -21,13 +21,16 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 
 from finops_dagster import __version__
-from finops_dagster.api import backstage, routes
+from finops_dagster.api import access_log, backstage, routes
 from finops_dagster.api.auth import Forbidden, IssuerUnavailable, TokenVerifier, Unauthorized
 from finops_dagster.api.db import Mart, ViewsNotPopulated
 from finops_dagster.api.dimensions import KnownValues, UnknownValue
+from finops_dagster.api.head import HeadAsGetMiddleware
 from finops_dagster.api.metrics import ApiMetrics, MetricsMiddleware
 from finops_dagster.api.models import Problem
 from finops_dagster.api.periods import BadPeriod
+from finops_dagster.api.response_cache import ResponseCache, ResponseCacheMiddleware
+from finops_dagster.api.security_headers import SECURITY_HEADERS, SecurityHeadersMiddleware
 from finops_dagster.api.serving import ApiState, BadInput, PublishCache, VersionCache
 from finops_dagster.api.settings import ApiSettings
 from finops_dagster.observe.run_end import tracing_enabled
@@ -121,7 +124,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _problem(500, "internal_error", "unexpected error; see the API's log")
+        # answered by Starlette's outermost layer, outside SecurityHeadersMiddleware: its headers here
+        headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
+        return _problem(500, "internal_error", "unexpected error; see the API's log", headers)
 
 
 def _count_refusal(request: Request, error: Exception) -> None:
@@ -163,7 +168,7 @@ def _metrics_port(settings: ApiSettings, metrics: ApiMetrics | None) -> Iterator
 
 def _document_400_not_422(app: FastAPI, auth_disabled: bool) -> None:
     """Invalid parameters answer 400 with a Problem (install_error_handlers), not FastAPI's 422: the
-    schema says so, and it names the bearer authentication (so /docs can send a token)."""
+    schema says so, and it names the bearer authentication (so an OpenAPI viewer can send one)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -201,12 +206,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
         ),
         versions=VersionCache(settings.version_ttl_ms / 1000),
         totals=PublishCache(),
+        responses=ResponseCache(settings.response_cache_mb * 1024 * 1024),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.auth_disabled:
             log.warning(AUTH_DISABLED_WARNING)
+        access_log.install()
         await state.mart.open()
         # everything built so far (routes, models, the schema) lives as long as the process: keep it
         # out of the garbage collector's full passes, which would otherwise show up as latency spikes
@@ -225,14 +232,22 @@ def create_app(settings: ApiSettings) -> FastAPI:
         + ("\n\n**Authentication is disabled on this instance (demo).**" if settings.auth_disabled else ""),
         lifespan=lifespan,
         responses={status: {"model": Problem} for status in (400, 401, 403, 404, 503)},
+        # the schema is /openapi.json; no HTML page (Swagger UI and ReDoc would load scripts from a CDN)
+        docs_url=None,
+        redoc_url=None,
+        # a redirect to the path with(out) its trailing slash would be built from the request's Host
+        redirect_slashes=False,
     )
     app.state.api = state
     install_error_handlers(app)
+    app.add_middleware(ResponseCacheMiddleware, state=state)
+    app.add_middleware(HeadAsGetMiddleware)
     _serve_metrics(app, settings, metrics)
     if tracing_enabled():
         from finops_dagster.observe.tracing import TracingMiddleware
 
         app.add_middleware(TracingMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)  # the outermost: every answer, errors included
     app.include_router(routes.router)
     app.include_router(backstage.router)
 

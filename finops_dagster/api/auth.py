@@ -6,9 +6,10 @@ access then needs the configured role in the configured claim (a dotted path suc
 `realm_access.roles`, holding a list or a space-separated string such as `scope`).
 
 The JWKS is fetched once and cached; a token signed with an unknown `kid` triggers one refetch (the
-issuer rotated its keys), at most every `jwks_min_refresh_s`, so a flood of forged `kid`s cannot turn
-the API into a load generator against the issuer. Errors say what is wrong with the token, never
-what it contains.
+issuer rotated its keys), attempted at most every `jwks_min_refresh_s` whatever the outcome, so a
+flood of forged `kid`s cannot turn the API into a load generator against the issuer, nor make
+requests queue behind an issuer that hangs. Errors say what is wrong with the token, never what it
+contains.
 """
 
 from __future__ import annotations
@@ -60,39 +61,59 @@ ANONYMOUS = Principal(subject="anonymous (authentication disabled)", authenticat
 
 
 class JwksCache:
-    """The issuer's signing keys by `kid`, fetched over HTTP and refreshed on an unknown `kid`."""
+    """The issuer's signing keys by `kid`, fetched over HTTP and refreshed on an unknown `kid`.
+
+    A fetch is *attempted* at most every `jwks_min_refresh_s`, whether the last attempt succeeded,
+    failed or timed out: while the issuer errs or hangs, a flood of unknown `kid`s costs it one
+    request per interval, not one per token. One fetch runs at a time, bounded as a whole (discovery
+    included) by `jwks_timeout_s`; requests that need it share it and wait no longer than that, and
+    requests whose `kid` is known never wait at all."""
 
     def __init__(self, settings: OidcSettings, on_refresh: Callable[[bool], None] | None = None) -> None:
         self._settings = settings
         self._on_refresh = on_refresh or (lambda _succeeded: None)
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at = float("-inf")
-        self._lock = asyncio.Lock()
+        self._attempted_at = float("-inf")
+        self._last_failed = False
+        self._fetching: asyncio.Task[None] | None = None
         self._jwks_url = settings.jwks_url
 
     async def key(self, kid: str) -> jwt.PyJWK | None:
+        """The key named `kid`; None when the issuer does not publish it (as of the last fetch).
+        IssuerUnavailable when the keys cannot be known: the last fetch failed and none came before."""
         if kid in self._keys:
             return self._keys[kid]
-        async with self._lock:
-            if (
-                kid not in self._keys
-                and time.monotonic() - self._fetched_at >= self._settings.jwks_min_refresh_s
-            ):
-                await self._refresh()
-        return self._keys.get(kid)
+        fetch = self._fetching
+        if fetch is None and time.monotonic() - self._attempted_at >= self._settings.jwks_min_refresh_s:
+            fetch = self._start_fetch()
+        if fetch is not None:
+            # shielded: a caller that gives up (client gone) does not cancel the fetch others share
+            await asyncio.wait([asyncio.shield(fetch)], timeout=self._settings.jwks_timeout_s)
+        if kid in self._keys:
+            return self._keys[kid]
+        if (fetch is not None and not fetch.done()) or (self._last_failed and not self._keys):
+            raise IssuerUnavailable("the identity provider's signing keys could not be fetched")
+        return None
+
+    def _start_fetch(self) -> asyncio.Task[None]:
+        self._attempted_at = time.monotonic()
+        task = asyncio.get_running_loop().create_task(self._refresh())
+        self._fetching = task
+        task.add_done_callback(self._fetch_done)
+        return task
+
+    def _fetch_done(self, _: asyncio.Task[None]) -> None:
+        self._fetching = None
 
     async def _refresh(self) -> None:
         try:
-            async with httpx.AsyncClient(timeout=self._settings.jwks_timeout_s) as client:
-                if self._jwks_url is None:
-                    self._jwks_url = await self._discover(client)
-                response = await client.get(self._jwks_url)
-                response.raise_for_status()
-                document = response.json()
-        except (httpx.HTTPError, ValueError) as error:
+            async with asyncio.timeout(self._settings.jwks_timeout_s):
+                document = await self._download()
+        except (httpx.HTTPError, ValueError, TimeoutError) as error:
             log.warning("could not fetch the issuer's JWKS: %s", type(error).__name__)
+            self._last_failed = True
             self._on_refresh(False)
-            raise IssuerUnavailable("the identity provider's signing keys could not be fetched") from None
+            return
         keys: dict[str, jwt.PyJWK] = {}
         for entry in document.get("keys", []) if isinstance(document, dict) else []:
             if not isinstance(entry, dict) or entry.get("use", "sig") != "sig" or "kid" not in entry:
@@ -102,8 +123,16 @@ class JwksCache:
             except jwt.PyJWTError:
                 continue  # a key type or algorithm this process cannot use
         self._keys = keys
-        self._fetched_at = time.monotonic()
+        self._last_failed = False
         self._on_refresh(True)
+
+    async def _download(self) -> Any:
+        async with httpx.AsyncClient(timeout=self._settings.jwks_timeout_s) as client:
+            if self._jwks_url is None:
+                self._jwks_url = await self._discover(client)
+            response = await client.get(self._jwks_url)
+            response.raise_for_status()
+            return response.json()
 
     async def _discover(self, client: httpx.AsyncClient) -> str:
         """The JWKS URL from the issuer's OpenID configuration (when FINOPS_API_OIDC_JWKS_URL is unset)."""

@@ -27,13 +27,15 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
+from functools import cache
 from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from finops_dagster.api.db import Version, fetch
+from finops_dagster.api.db import Version, ViewsNotPopulated, fetch
+from finops_dagster.api.dimensions import UnknownValue
 from finops_dagster.api.listings import exact
 from finops_dagster.api.models import (
     BackstageAlert,
@@ -43,8 +45,16 @@ from finops_dagster.api.models import (
     BackstageProject,
     BillingDate,
 )
-from finops_dagster.api.periods import Intervals, add_months, month_label, parse_intervals, parse_month
+from finops_dagster.api.periods import (
+    Intervals,
+    add_months,
+    month_label,
+    parse_intervals,
+    parse_month,
+    quarter_label,
+)
 from finops_dagster.api.serving import authenticate, reject_unknown_parameters, respond, state_of
+from finops_dagster.reference.catalog import load_catalog
 from finops_dagster.releve import month_start, utc_now
 
 router = APIRouter(prefix="/api/v1/backstage", tags=["backstage"], dependencies=[Depends(authenticate)])
@@ -91,8 +101,11 @@ GROUP BY p.period_month, p.product_id
 """
 # The applications of a group are those mv_cost_application_month places in it (in any month), so an
 # application whose cost fell to nothing this month (a DROP) is still found.
+# `compared_months` (how many previous months the average is over) is read through to_jsonb, so the
+# route works on views with or without that column; without it, the trailing window is 3 months.
 GROUP_ANOMALIES = """
-SELECT a.application_id, a.domain_id, a.total_cost, a.trailing_avg_cost, a.deviation_ratio, a.anomaly_kind
+SELECT a.application_id, a.domain_id, a.total_cost, a.trailing_avg_cost, a.deviation_ratio, a.anomaly_kind,
+       (to_jsonb(a) ->> 'compared_months')::integer AS compared_months
 FROM finops.mv_anomalies_month AS a
 WHERE a.period_month = %s AND a.currency = %s
   AND a.application_id IN (SELECT application_id FROM finops.mv_cost_application_month WHERE group_id = %s)
@@ -100,20 +113,31 @@ ORDER BY a.application_id, a.domain_id
 """
 
 
+class NoCompleteMonth(ViewsNotPopulated):
+    """No complete, published month: the plugin needs a billing date, so a 503 until a publish."""
+
+
+@cache
+def catalog_families() -> frozenset[str]:
+    """The product families of the reference catalog shipped with the package: Cost Insights is
+    configured with them as `products`, and asks for each even when it has no cost (yet)."""
+    return frozenset(family.family_id for family in load_catalog().families)
+
+
 def _float(value: Decimal) -> float:
     return float(value)
 
 
 def change(previous: Decimal, current: Decimal) -> dict[str, Any]:
-    """Cost Insights' ChangeStatistic: the amount and the ratio of the change from previous to current."""
+    """Cost Insights' ChangeStatistic: the amount and the ratio of the change from previous to current.
+    Without a previous cost there is no ratio: the field is left out (the plugin then shows ∞), since
+    its type allows a number or nothing, not null."""
     amount = current - previous
-    ratio = amount / previous if previous != 0 else None
-    return {
-        "ratio": None if ratio is None else _float(ratio),
-        "amount": _float(amount),
-        "amountExact": exact(amount),
-        "ratioExact": exact(ratio),
-    }
+    statistic: dict[str, Any] = {"amount": _float(amount), "amountExact": exact(amount)}
+    if previous != 0:
+        ratio = amount / previous
+        statistic.update(ratio=_float(ratio), ratioExact=exact(ratio))
+    return statistic
 
 
 def trendline(points: list[tuple[dt.date, Decimal]]) -> dict[str, float] | None:
@@ -145,10 +169,12 @@ def cost_body(
             for month, amount in series
         ],
         "change": change(previous, current),
-        "trendline": trendline(series),
         "currency": currency,
         "grain": "month",
     }
+    line = trendline(series)
+    if line is not None:
+        body["trendline"] = line
     if grouped is not None:
         body["groupedCosts"] = grouped
     return body
@@ -182,8 +208,12 @@ async def last_complete_billing_date(request: Request) -> Response:
     async def read(conn: psycopg.AsyncConnection[Any], version: Version) -> dict[str, Any]:
         rows = await fetch(conn, LAST_COMPLETE_MONTH, (month_start(utc_now()),))
         month = rows[0]["period_month"] if rows else None
-        last_day = add_months(month, 1) - dt.timedelta(days=1) if month else None
-        return {"date": last_day.isoformat() if last_day else None, "grain": "month"}
+        if month is None:
+            raise NoCompleteMonth(
+                "no month is both over and published yet: Cost Insights has no billing date to show"
+            )
+        last_day = add_months(month, 1) - dt.timedelta(days=1)
+        return {"date": last_day.isoformat(), "grain": "month"}
 
     return await respond(request, read)
 
@@ -314,7 +344,7 @@ async def product_insights(
     state = state_of(request)
 
     async def read(conn: psycopg.AsyncConnection[Any], version: Version) -> dict[str, Any]:
-        await state.known.check(conn, version, "family", family, status=404)
+        await _known_family(conn, version, request, family)
         if group is not None:
             await state.known.check(conn, version, "group", group)
         if project is not None:
@@ -344,6 +374,20 @@ async def product_insights(
         return entity(family, parsed, dict(totals), code, children)
 
     return await respond(request, read)
+
+
+async def _known_family(
+    conn: psycopg.AsyncConnection[Any], version: Version, request: Request, family: str
+) -> None:
+    """A family of the catalog, or one the views hold cost for; otherwise 404."""
+    if family in catalog_families():
+        return
+    try:
+        await state_of(request).known.check(conn, version, "family", family, status=404)
+    except UnknownValue:
+        raise UnknownValue(
+            f"unknown family {family!r}: neither the reference catalog nor the views know it", 404
+        ) from None
 
 
 KIND_TITLES = {
@@ -387,22 +431,39 @@ async def group_alerts(
     return await respond(request, read)
 
 
+TRAILING_MONTHS = 3
+"""The comparison window of views whose rows do not say how many months they compared with."""
+
+
 def alert(row: dict[str, Any], month: dt.date, currency: str) -> dict[str, Any]:
+    """One anomaly as ProjectGrowthData. The plugin's growth chart labels its two bars with
+    `periodStart` and `periodEnd` read as quarters (`2026-Q3`), so they are the quarters of the first
+    month compared with and of the alert's month; the exact months are in the subtitle and `month`."""
     total, average = row["total_cost"], row["trailing_avg_cost"]
+    compared = row.get("compared_months") or TRAILING_MONTHS
     kind = row["anomaly_kind"]
     ratio_text = (
-        f" ({format(row['deviation_ratio'], '.2f')} × its 3-month average)" if row["deviation_ratio"] else ""
+        f" ({format(row['deviation_ratio'], '.2f')} × that average)" if row["deviation_ratio"] else ""
     )
+    first_compared = add_months(month, -compared)
     return {
         "kind": kind,
         "title": KIND_TITLES[kind].format(app=row["application_id"], domain=row["domain_id"]),
         "subtitle": f"{month_label(month)}: {exact(total)} {currency} against an average of "
-        f"{format(average, '.2f')} {currency} over the 3 previous months{ratio_text}",
+        f"{format(average, '.2f')} {currency} over {_months_text(first_compared, compared)}{ratio_text}",
         "project": row["application_id"],
-        "periodStart": month_label(add_months(month, -3)),
-        "periodEnd": month_label(month),
+        "periodStart": quarter_label(first_compared),
+        "periodEnd": quarter_label(month),
+        "month": month_label(month),
+        "comparedMonths": compared,
         "aggregation": [_float(average), _float(total)],
         "change": change(average, total),
         "products": [{"id": row["domain_id"], "aggregation": [_float(average), _float(total)]}],
         "currency": currency,
     }
+
+
+def _months_text(first: dt.date, count: int) -> str:
+    if count == 1:
+        return month_label(first)
+    return f"the {count} months from {month_label(first)}"

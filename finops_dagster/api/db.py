@@ -25,6 +25,22 @@ from finops_dagster.api.settings import ApiSettings
 from finops_dagster.settings import SettingError
 
 VERSION_QUERY = "SELECT last_run_id, last_published_at FROM finops.api_publish_version"
+# What the login itself may become, beside the reader role: `RESET ROLE` (or `SET ROLE other`) in a
+# session goes back to the login's own rights, so they must be no more than the reader's. PostgreSQL's
+# predefined roles (pg_*) are left out only when the reader has them too.
+LOGIN_PRIVILEGES = """
+SELECT r.rolsuper AS superuser,
+       coalesce(array_agg(o.rolname ORDER BY o.rolname) FILTER (WHERE o.rolname IS NOT NULL), '{}') AS roles
+FROM pg_roles AS r
+LEFT JOIN pg_roles AS o
+  ON o.rolname NOT IN (r.rolname, %(reader)s)
+ AND pg_has_role(r.rolname, o.oid, 'MEMBER')
+ AND NOT pg_has_role(%(reader)s, o.oid, 'MEMBER')
+WHERE r.rolname = current_user
+GROUP BY r.rolsuper
+"""
+READER_ROLE = "finops_reader"
+"""The role of sql/008_api_roles.sql that a login of its own (FINOPS_API_DB_ROLE=none) is a member of."""
 ACCESS_PROBE = "SELECT 1 FROM finops.mv_cost_domain_month LIMIT 0"
 
 
@@ -73,12 +89,28 @@ def _session_statements(settings: ApiSettings) -> list[sql.Composed | sql.SQL]:
     return statements
 
 
+def login_escape(conn: psycopg.Connection[Any], reader: str | None) -> str | None:
+    """What the API's login could do beyond `reader` once a session leaves that role (RESET ROLE):
+    None when nothing (a login that is the reader, or only a member of it)."""
+    row = conn.execute(LOGIN_PRIVILEGES, {"reader": reader or READER_ROLE}).fetchone()
+    if row is None:
+        return None
+    superuser, roles = row
+    if superuser:
+        return "is a superuser"
+    if roles:
+        return f"is also a member of {', '.join(roles)}"
+    return None
+
+
 def check_access(settings: ApiSettings) -> str | None:
     """Fail at start, with a message naming the setting, when the API could not serve; return a
-    warning when it can serve but has nothing to say yet (views never populated)."""
+    warning when it can serve but has nothing to say yet (views never populated), or when its login
+    has more rights than the reader and FINOPS_API_ALLOW_PRIVILEGED_LOGIN lets it start anyway."""
     where = describe(settings.postgres_url)
     try:
         with psycopg.connect(settings.postgres_url, autocommit=True, connect_timeout=10) as conn:
+            privileged = _privileged_login(conn, settings, where)
             for statement in _session_statements(settings):
                 try:
                     conn.execute(statement)
@@ -96,7 +128,10 @@ def check_access(settings: ApiSettings) -> str | None:
                 conn.execute(VERSION_QUERY)
                 conn.execute(ACCESS_PROBE)
             except psycopg.errors.ObjectNotInPrerequisiteState:
-                return f"the views of {where} have not been populated yet: requests get 503 until a publish"
+                unpopulated = (
+                    f"the views of {where} have not been populated yet: requests get 503 until a publish"
+                )
+                return "\n".join(filter(None, (privileged, unpopulated)))
             except psycopg.errors.UndefinedTable:
                 raise SettingError(f"{where} has no FinOps views yet: run `finops-dagster migrate`") from None
             except psycopg.errors.InsufficientPrivilege:
@@ -104,6 +139,7 @@ def check_access(settings: ApiSettings) -> str | None:
                     f"FINOPS_API_DB_ROLE: {settings.db_role or 'the API user'} may not read the views on "
                     f"{where}"
                 ) from None
+            return privileged
     except psycopg.OperationalError as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "password" in reason.lower():
@@ -111,7 +147,24 @@ def check_access(settings: ApiSettings) -> str | None:
         raise SettingError(
             f"FINOPS_API_POSTGRES_URL / POSTGRES_URL: {where} is unreachable: {reason}"
         ) from None
-    return None
+
+
+def _privileged_login(conn: psycopg.Connection[Any], settings: ApiSettings, where: str) -> str | None:
+    """SettingError when the login can do more than the reader; the loud warning instead when
+    FINOPS_API_ALLOW_PRIVILEGED_LOGIN allows it (the demo's superuser)."""
+    escape = login_escape(conn, settings.db_role)
+    if escape is None:
+        return None
+    message = (
+        f"the API's database login on {where} {escape}: a session that leaves "
+        f"{settings.db_role or 'its role'} (RESET ROLE) has those rights. Give the API a login that is "
+        "only a member of finops_reader (README, The read API)"
+    )
+    if not settings.allow_privileged_login:
+        raise SettingError(
+            f"FINOPS_API_POSTGRES_URL: {message}; or set FINOPS_API_ALLOW_PRIVILEGED_LOGIN=true (a demo only)"
+        )
+    return f"PRIVILEGED DATABASE LOGIN: {message}"
 
 
 class Mart:

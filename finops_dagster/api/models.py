@@ -73,48 +73,65 @@ class Freshness(BaseModel):
 
 
 # --- Backstage Cost Insights (see backstage.py) ---------------------------------------------
+# The plugin's types (@backstage/plugin-cost-insights-common) make some fields optional but never
+# nullable: such a field is left out of the body when there is nothing to say, and declared here as
+# optional without `null` (`omitted`). Fields the plugin does not know (amountExact, currency, grain…)
+# are the API's own additions, which the plugin ignores.
 
 
-class BackstageGroup(BaseModel):
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def omitted(description: str = "") -> Any:
+    """A field that is either present with a value or absent from the body, never null."""
+    return Field(default=None, description=description or None, json_schema_extra=_no_default)
+
+
+class BackstageModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BackstageGroup(BackstageModel):
     id: str
-    name: str | None = None
+    name: str
 
 
-class BackstageProject(BaseModel):
+class BackstageProject(BackstageModel):
     id: str
-    name: str | None = None
+    name: str
 
 
-class DateAggregation(BaseModel):
+class DateAggregation(BackstageModel):
     date: str = Field(description="first day of the month (the grain is the month)")
     amount: float = Field(description="for the chart; the exact amount is amountExact")
     amountExact: ExactDecimal
 
 
-class ChangeStatistic(BaseModel):
-    ratio: float | None = Field(description="(current - previous) / previous; absent when previous is 0")
+class ChangeStatistic(BackstageModel):
+    ratio: float = omitted("(current - previous) / previous; absent when previous is 0")
     amount: float
     amountExact: ExactDecimal
-    ratioExact: ExactDecimal | None
+    ratioExact: ExactDecimal = omitted("the exact ratio; absent with ratio")
 
 
-class Trendline(BaseModel):
+class Trendline(BackstageModel):
     slope: float = Field(description="per second: x is the month's first day as a Unix timestamp")
     intercept: float
 
 
-class BackstageCost(BaseModel):
+class BackstageCost(BackstageModel):
     id: str
     aggregation: list[DateAggregation]
     change: ChangeStatistic
-    trendline: Trendline | None
-    groupedCosts: dict[str, list[BackstageCost]] | None = None
+    trendline: Trendline = omitted("least-squares line over the points; absent with fewer than two")
+    groupedCosts: dict[str, list[BackstageCost]] = omitted("a project's cost per domain")
     currency: str
     grain: Literal["month"]
 
 
-class BackstageEntity(BaseModel):
-    id: str | None
+class BackstageEntity(BackstageModel):
+    id: str | None = Field(description="null for cost without a label, as the plugin's Entity allows")
     aggregation: tuple[float, float] = Field(description="[previous period, current period]")
     aggregationExact: tuple[ExactDecimal, ExactDecimal]
     change: ChangeStatistic
@@ -123,26 +140,28 @@ class BackstageEntity(BaseModel):
     grain: Literal["month"]
 
 
-class AlertProduct(BaseModel):
+class AlertProduct(BackstageModel):
     id: str
     aggregation: tuple[float, float]
 
 
-class BackstageAlert(BaseModel):
+class BackstageAlert(BackstageModel):
     """Shaped as Cost Insights' ProjectGrowthData, with a title and subtitle ready to show."""
 
     kind: Literal["SPIKE", "DROP", "NEW"]
     title: str
     subtitle: str
     project: str
-    periodStart: str
-    periodEnd: str
-    aggregation: tuple[float, float] = Field(description="[trailing 3-month average, the month's cost]")
+    periodStart: str = Field(description="YYYY-Qn: the quarter of the first month compared with")
+    periodEnd: str = Field(description="YYYY-Qn: the quarter of the alert's month")
+    month: str = Field(description="YYYY-MM: the alert's month")
+    comparedMonths: int = Field(description="how many previous months the average is over")
+    aggregation: tuple[float, float] = Field(description="[average of the previous months, the month's cost]")
     change: ChangeStatistic
     products: list[AlertProduct]
     currency: str
 
 
-class BillingDate(BaseModel):
-    date: str | None = Field(description="YYYY-MM-DD: last day of the latest complete, published month")
+class BillingDate(BackstageModel):
+    date: str = Field(description="YYYY-MM-DD: last day of the latest complete, published month")
     grain: Literal["month"]

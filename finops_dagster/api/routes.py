@@ -81,14 +81,24 @@ def _sort(listing: L.Listing, raw: str | None) -> L.Sort | None:
     return L.Sort(column, raw.startswith("-"))
 
 
+MAX_OFFSET = 2**63 - 1
+"""PostgreSQL's OFFSET is a bigint: a page past it is a 400, not a database error."""
+
+
 def _page(request: Request, page: int, page_size: int | None) -> tuple[int, int]:
     settings = state_of(request).settings
     size = settings.default_page_size if page_size is None else page_size
-    if page < 1:
-        raise BadInput(f"page: expected 1 or more, got {page}")
     if not 1 <= size <= settings.max_page_size:
         raise BadInput(f"page_size: expected 1 to {settings.max_page_size}, got {size}")
+    last_page = MAX_OFFSET // size + 1
+    if not 1 <= page <= last_page:
+        raise BadInput(f"page: expected 1 to {last_page} with page_size {size}, got {_shown_int(page)}")
     return page, size
+
+
+def _shown_int(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else text[:24] + "…"
 
 
 async def _listing(

@@ -10,10 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import suppress
 from typing import Any
 
+import uvicorn
+from uvicorn.main import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
+
+from finops_dagster.api.connections import GuardedHttpToolsProtocol
 from finops_dagster.api.db import check_access, describe
-from finops_dagster.api.settings import SettingError, api_settings
+from finops_dagster.api.settings import ApiSettings, SettingError, api_settings
 from finops_dagster.observe.logs import configure_logging, json_logs, uvicorn_log_config
 
 
@@ -31,6 +37,8 @@ def prepare_demo() -> None:
             )
         os.environ["POSTGRES_URL"] = ensure_database(start_embedded(pgdata), "finops")
     os.environ.setdefault("FINOPS_API_AUTH", "none")
+    # the demo's embedded server has one login, its superuser: allowed there, and said at start
+    os.environ.setdefault("FINOPS_API_ALLOW_PRIVILEGED_LOGIN", "true")
 
 
 def _say(level: int, text: str) -> None:
@@ -42,8 +50,6 @@ def _say(level: int, text: str) -> None:
 
 
 def serve(host: str, port: int, *, access_log: bool = True, workers: int = 1) -> int:
-    import uvicorn
-
     from finops_dagster.api.app import AUTH_DISABLED_WARNING, create_app
 
     configure_logging()
@@ -61,22 +67,50 @@ def serve(host: str, port: int, *, access_log: bool = True, workers: int = 1) ->
     role = settings.db_role or "the connecting user (FINOPS_API_DB_ROLE=none)"
     _say(
         logging.INFO,
-        f"FinOps API on http://{host}:{port} — docs /docs, schema /openapi.json — reading "
+        f"FinOps API on http://{host}:{port} — schema /openapi.json — reading "
         f"{describe(settings.postgres_url)} as {role}",
     )
-    options: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "access_log": access_log,
-        "log_level": "info",
-        "proxy_headers": True,
-        "server_header": False,
-    }
+    config = uvicorn_config(
+        "finops_dagster.api.asgi:create" if workers > 1 else create_app(settings),
+        settings,
+        host=host,
+        port=port,
+        access_log=access_log,
+        workers=workers,
+    )
+    run(config)
+    return 0
+
+
+def uvicorn_config(app: Any, settings: ApiSettings, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration for the API: its guarded connections (connections.py), no Server
+    header, and the project's log format. `app` is the app, or its import string with workers (each
+    worker process imports it and reads the same environment)."""
     log_config = uvicorn_log_config()
     if log_config is not None:
         options["log_config"] = log_config
-    if workers > 1:  # each worker process imports the app and reads the same environment
-        uvicorn.run("finops_dagster.api.asgi:create", factory=True, workers=workers, **options)
-    else:
-        uvicorn.run(create_app(settings), **options)
-    return 0
+    if isinstance(app, str):
+        options["factory"] = True
+    defaults = {"log_level": "info", "proxy_headers": True, "server_header": False}
+    config = uvicorn.Config(
+        app,
+        http=GuardedHttpToolsProtocol,
+        timeout_keep_alive=settings.connections.idle_timeout_s,
+        **{**defaults, **options},
+    )
+    # read by GuardedHttpToolsProtocol; an attribute of the config so that it reaches worker processes
+    config.connection_limits = settings.connections  # type: ignore[attr-defined]
+    return config
+
+
+def run(config: uvicorn.Config) -> None:
+    """uvicorn.run's own steps for a prepared config: one process, or a supervisor and its workers."""
+    if config.workers > 1:
+        socket = config.bind_socket()
+        Multiprocess(config, sockets=[socket]).run()
+        return
+    server = uvicorn.Server(config)
+    with suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)

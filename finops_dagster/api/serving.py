@@ -3,7 +3,8 @@
 `respond` reads the version of the views (the last successful publish, cached for
 FINOPS_API_VERSION_TTL_MS) first; a request whose
 `If-None-Match` (or, without it, `If-Modified-Since`) matches gets a 304 without touching the views.
-Otherwise the route's reader runs and the body goes out with `ETag`, `Last-Modified` and
+Otherwise the body kept for this URL and publish (response_cache.py) goes out, or the route's reader
+runs and its body is kept; either way with `ETag`, `Last-Modified` and
 `Cache-Control: private, no-cache` (a client may keep it, and revalidates each time).
 """
 
@@ -16,7 +17,6 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 import psycopg
@@ -24,8 +24,10 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from finops_dagster.api.auth import ANONYMOUS, Principal, TokenVerifier
+from finops_dagster.api.conditional import http_date, not_modified
 from finops_dagster.api.db import Mart, Version, read_version
 from finops_dagster.api.dimensions import KnownValues
+from finops_dagster.api.response_cache import CachedResponse, ResponseCache, cache_token
 from finops_dagster.api.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class ApiState:
     verifier: TokenVerifier | None
     versions: VersionCache
     totals: PublishCache
+    responses: ResponseCache
 
 
 class PublishCache:
@@ -96,30 +99,6 @@ async def authenticate(request: Request) -> Principal:
     return await state.verifier.verify(request.headers.get("authorization"))
 
 
-def _http_date(moment: dt.datetime) -> str:
-    return format_datetime(moment.astimezone(dt.UTC).replace(microsecond=0), usegmt=True)
-
-
-def not_modified(request: Request, etag: str, last_modified: dt.datetime | None) -> bool:
-    """RFC 9110 §13.2.2: If-None-Match (weak comparison) wins; If-Modified-Since only without it."""
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match is not None:
-        if if_none_match.strip() == "*":
-            return True
-        wanted = etag.removeprefix("W/")
-        return any(tag.strip().removeprefix("W/") == wanted for tag in if_none_match.split(","))
-    if_modified_since = request.headers.get("if-modified-since")
-    if if_modified_since and last_modified is not None:
-        try:
-            since = parsedate_to_datetime(if_modified_since)
-        except (TypeError, ValueError):
-            return False
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=dt.UTC)
-        return last_modified.replace(microsecond=0) <= since
-    return False
-
-
 def _default(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
@@ -152,20 +131,31 @@ class VersionCache:
 
 async def respond(request: Request, read: Reader) -> Response:
     state = state_of(request)
+    path, query = request.scope["path"], request.scope["query_string"]
     async with AsyncExitStack() as stack:
         conn: psycopg.AsyncConnection[Any] | None = None
         version = state.versions.fresh()
         if version is None:
             conn = await stack.enter_async_context(state.mart.connection())
             version = await state.versions.read(conn)
-        etag = version.etag(request.url.path, request.url.query)
+        etag = version.etag(path, request.url.query)
         headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Authorization"}
         if version.published_at is not None:
-            headers["Last-Modified"] = _http_date(version.published_at)
-        if not_modified(request, etag, version.published_at):
+            headers["Last-Modified"] = http_date(version.published_at)
+        if not_modified(request.headers, etag, version.published_at):
             return Response(status_code=304, headers=headers)
+        token = cache_token(version.token)
+        cached = state.responses.get(path, query, token)
+        if cached is not None:
+            return Response(content=cached.body, media_type="application/json", headers=headers)
         if conn is None:
             conn = await stack.enter_async_context(state.mart.connection())
         body = await read(conn, version)
-    content = json.dumps(body, default=_default, ensure_ascii=False, separators=(",", ":"))
+    content = json.dumps(body, default=_default, ensure_ascii=False, separators=(",", ":")).encode()
+    state.responses.put(
+        path,
+        query,
+        CachedResponse(token, content, tuple(headers.items()), etag, version.published_at,
+                       request.scope.get("route")),
+    )
     return Response(content=content, media_type="application/json", headers=headers)

@@ -37,6 +37,16 @@ class OidcSettings:
 
 
 @dataclass(frozen=True)
+class ConnectionLimits:
+    """What one HTTP connection may take (finops_dagster/api/connections.py enforces it)."""
+
+    max_header_bytes: int = 16_384
+    header_timeout_s: float = 10.0
+    idle_timeout_s: int = 5
+    max_connections: int = 1000
+
+
+@dataclass(frozen=True)
 class ApiSettings:
     postgres_url: str = field(repr=False)
     db_role: str | None
@@ -51,6 +61,11 @@ class ApiSettings:
     metrics: str = "on"
     """`on` (/metrics on the API's port), `off`, or `port` (on `metrics_port` only)."""
     metrics_port: int | None = None
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    allow_privileged_login: bool = False
+    response_cache_mb: int = 64
+    """Memory for rendered responses, per process (0: no response cache)."""
+    """Start even when the database login can do more than the reader role (said loudly)."""
 
     @property
     def auth_disabled(self) -> bool:
@@ -157,7 +172,21 @@ def api_settings() -> ApiSettings:
         statement_timeout_ms=env_int("FINOPS_API_STATEMENT_TIMEOUT_MS", 5000, minimum=1),
         backstage_currency=currency,
         version_ttl_ms=env_int("FINOPS_API_VERSION_TTL_MS", 1000),
+        connections=_connection_limits(),
+        allow_privileged_login=env_bool("FINOPS_API_ALLOW_PRIVILEGED_LOGIN", False),
+        response_cache_mb=env_int("FINOPS_API_RESPONSE_CACHE_MB", 64),
         **_metrics_settings(),
+    )
+
+
+def _connection_limits() -> ConnectionLimits:
+    from finops_dagster.api.connections import default_max_connections
+
+    return ConnectionLimits(
+        max_header_bytes=env_int("FINOPS_API_MAX_HEADER_BYTES", 16_384, minimum=1024),
+        header_timeout_s=env_int("FINOPS_API_HEADER_TIMEOUT_MS", 10_000, minimum=100) / 1000,
+        idle_timeout_s=env_int("FINOPS_API_IDLE_TIMEOUT_S", 5, minimum=1),
+        max_connections=env_int("FINOPS_API_MAX_CONNECTIONS", default_max_connections(), minimum=4),
     )
 
 

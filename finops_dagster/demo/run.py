@@ -282,7 +282,7 @@ def print_next_steps(env: DemoEnvironment, *, keep_postgres: bool) -> None:
     print(f"  export FINOPS_FIRST_MONTH={os.environ.get('FINOPS_FIRST_MONTH', '2020-01')}")
     print(f"  {command('dagster')} dev -m finops_dagster.definitions")
     print("Serve the read API on the same data (authentication off, demo only):")
-    print(f"  {cli} api --demo   # then http://127.0.0.1:8000/docs and /openapi.json")
+    print(f"  {cli} api --demo   # then http://127.0.0.1:8000/openapi.json")
     if not env.embedded:
         print("Read the mart:  psql \"$POSTGRES_URL\" -c 'SELECT * FROM finops.mv_cost_domain_month'")
     elif keep_postgres:

@@ -6,7 +6,7 @@
   so rankings and anomalies have something to say.
 - `issuer`: an RSA key pair, its JWKS served over a real socket (pytest-httpserver), and a token
   factory signing with PyJWT.
-- `serve_api`: the API under uvicorn on a free local port, in a thread, called over HTTP with httpx.
+- `live_api`: the API under uvicorn on a free local port, in a thread, called over HTTP with httpx.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from psycopg import sql
 from pytest_httpserver import HTTPServer
 
 from finops_dagster.api.app import create_app
+from finops_dagster.api.server import uvicorn_config
 from finops_dagster.api.settings import ApiSettings, api_settings
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG, RunLedger
 from finops_dagster.pipeline import build_definitions
@@ -242,20 +243,16 @@ class LiveApi:
 
 
 @contextmanager
-def live_api(settings: ApiSettings, headers: dict[str, str] | None = None) -> Iterator[LiveApi]:
+def live_api(
+    settings: ApiSettings, headers: dict[str, str] | None = None, *, access_log: bool = False
+) -> Iterator[LiveApi]:
+    """The API served as `finops-dagster api` serves it (same uvicorn configuration), in a thread."""
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-        )
-    )
+    options = {"host": "127.0.0.1", "port": port, "log_level": "warning", "access_log": access_log}
+    config = uvicorn_config(create_app(settings), settings, **options)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -4,15 +4,20 @@ issuer, wrong signature, unknown key, missing role; the demo switch; nothing of 
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
+import httpx
 import jwt
 import pytest
 from pytest_httpserver import HTTPServer
 
 from finops_dagster.api.app import create_app
-from finops_dagster.api.settings import SettingError, api_settings
+from finops_dagster.api.settings import ApiSettings, SettingError, api_settings
 from finops_dagster_tests.api.conftest import Issuer, LiveApi, Published, live_api, new_key, settings_for
 
 DATA = "/api/v1/costs/domains"
@@ -205,3 +210,103 @@ def test_disabling_authentication_is_explicit_and_announced(
         assert api.get(DATA).status_code == 200
         assert api.get("/healthz").json()["authentication"] == "disabled"
     assert any("AUTHENTICATION IS DISABLED" in record.getMessage() for record in caplog.records)
+
+
+# --------------------------------------------------------------------------------------------
+# The issuer's keys: refetches rate-limited whatever the issuer does, never a queue behind it
+# --------------------------------------------------------------------------------------------
+
+
+def _concurrently(api: LiveApi, tokens: list[str], path: str = DATA) -> list[int]:
+    def call(token: str) -> int:
+        return httpx.get(api.base_url + path, headers=_bearer(token), timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(call, tokens))
+
+
+def _jwks_settings(
+    monkeypatch: pytest.MonkeyPatch, published: Published, issuer: Issuer, url: str
+) -> ApiSettings:
+    timeout = {"FINOPS_API_OIDC_JWKS_TIMEOUT_MS": "500"}
+    return settings_for(monkeypatch, published.url, issuer, FINOPS_API_OIDC_JWKS_URL=url, **timeout)
+
+
+def test_unknown_kids_cost_the_answering_issuer_one_fetch_per_interval(
+    published: Published, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = HTTPServer(host="127.0.0.1", port=0)
+    server.start()
+    try:
+        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(issuer.key.public_key(), as_dict=True)
+        server.expect_request("/jwks").respond_with_json({"keys": [{**jwk, "kid": issuer.kid, "use": "sig"}]})
+        with live_api(_jwks_settings(monkeypatch, published, issuer, server.url_for("/jwks"))) as api:
+            assert api.get(DATA, headers=issuer.headers()).status_code == 200
+            forged = [issuer.token(key=new_key(), kid=f"forged-{n}") for n in range(100)]
+            assert set(_concurrently(api, forged)) == {401}
+            assert len(server.log) == 1  # the first fetch; the forged kids fall within its interval
+    finally:
+        server.stop()
+
+
+def test_a_failing_issuer_is_asked_once_per_interval(
+    published: Published, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = HTTPServer(host="127.0.0.1", port=0)
+    server.start()
+    try:
+        server.expect_request("/jwks").respond_with_data("down", status=500)
+        with live_api(_jwks_settings(monkeypatch, published, issuer, server.url_for("/jwks"))) as api:
+            statuses = _concurrently(api, [issuer.token(kid=f"k-{n}") for n in range(100)])
+            assert set(statuses) == {503}
+            assert len(server.log) == 1
+    finally:
+        server.stop()
+
+
+@contextmanager
+def _hanging_issuer() -> Iterator[tuple[str, list[socket.socket]]]:
+    """Accepts connections and never answers them."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/jwks", accepted
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for connection in accepted:
+            connection.close()
+        listener.close()
+
+
+def test_requests_do_not_queue_behind_a_hanging_issuer(
+    published: Published, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _hanging_issuer() as (url, accepted), live_api(
+        _jwks_settings(monkeypatch, published, issuer, url)
+    ) as api:
+        started = time.monotonic()
+        statuses = _concurrently(api, [issuer.token(kid=f"k-{n}") for n in range(40)])
+        elapsed = time.monotonic() - started
+        assert set(statuses) == {503}
+        assert elapsed < 3  # one shared fetch, cut at the 0.5 s timeout: not 40 fetches in a row
+        assert len(accepted) == 1
+        healthz_started = time.monotonic()
+        assert api.get("/healthz").status_code == 200
+        assert time.monotonic() - healthz_started < 0.5
+        # within the interval, nothing more is asked of the issuer, and the answer is immediate
+        again = time.monotonic()
+        assert api.get(DATA, headers=issuer.headers()).status_code == 503
+        assert time.monotonic() - again < 0.4 and len(accepted) == 1

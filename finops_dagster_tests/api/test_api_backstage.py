@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+import finops_dagster.api.backstage as backstage
+import finops_dagster.api.response_cache as response_cache
 from finops_dagster.api.models import BackstageAlert, BackstageCost, BackstageEntity, BackstageGroup
 from finops_dagster_tests.api.conftest import LiveApi, Published
 
@@ -18,6 +20,17 @@ def _series(published: Published, query: str, *params: Any) -> dict[dt.date, Dec
     return dict(published.rows(query, params))  # type: ignore[arg-type]
 
 
+def _no_null(body: Any, allowed: frozenset[str] = frozenset()) -> None:
+    """The plugin's types make fields optional, never nullable (but an Entity's id): no null anywhere."""
+    if isinstance(body, dict):
+        for name, value in body.items():
+            assert value is not None or name in allowed, f"{name} is null"
+            _no_null(value, allowed)
+    elif isinstance(body, list):
+        for item in body:
+            _no_null(item, allowed)
+
+
 def _check_cost(
     body: dict[str, Any],
     identifier: str,
@@ -25,6 +38,7 @@ def _check_cost(
     amounts: dict[dt.date, Decimal],
     period_months: int,
 ) -> None:
+    _no_null(body)
     BackstageCost.model_validate(body)
     assert body["id"] == identifier and body["grain"] == "month" and body["currency"] == "EUR"
     assert [point["date"] for point in body["aggregation"]] == [month.isoformat() for month in months]
@@ -39,7 +53,7 @@ def _check_cost(
     if previous:
         assert Decimal(body["change"]["ratioExact"]) == (current - previous) / previous
     else:
-        assert body["change"]["ratio"] is None
+        assert "ratio" not in body["change"] and "ratioExact" not in body["change"]
 
 
 def test_groups_and_their_projects(api: LiveApi, published: Published) -> None:
@@ -85,7 +99,7 @@ def test_group_cost_series_and_change(
         "WHERE group_id = 'GRP-A' AND currency = 'EUR'",
     )
     _check_cost(body, "GRP-A", months, amounts, period_months)
-    assert body["trendline"] is not None
+    assert set(body["trendline"]) == {"slope", "intercept"}
 
 
 def test_project_cost_is_grouped_by_domain(api: LiveApi, published: Published) -> None:
@@ -96,7 +110,7 @@ def test_project_cost_is_grouped_by_domain(api: LiveApi, published: Published) -
         "WHERE application_id = 'SEARCH'",
     )
     _check_cost(body, "SEARCH", MONTHS, amounts, 2)
-    assert body["change"]["ratio"] is None  # nothing in January and February: no ratio, not infinity
+    assert "ratio" not in body["change"]  # nothing in January and February: no ratio, not infinity
     [by_domain] = body["groupedCosts"]["domain"]
     domain_amounts = _series(
         published,
@@ -112,6 +126,7 @@ def test_product_insights_per_family(api: LiveApi, published: Published, scope: 
         "/api/v1/backstage/products/OL_COMPUTE/insights", params={"intervals": "R2/P1M/2025-04-01", **scope}
     ).json()
     BackstageEntity.model_validate(body)
+    _no_null(body, frozenset({"id"}))
     condition = {
         "group": "AND application_id IN (SELECT application_id FROM finops.mv_cost_application_month "
         "WHERE group_id = %(v)s)",
@@ -146,7 +161,11 @@ def test_alerts_are_the_group_anomalies_of_the_month(api: LiveApi, published: Pu
     assert ("BACKUP", "DROP") in [(a["project"], a["kind"]) for a in alerts]  # gone after February
     for alert, row in zip(alerts, rows, strict=True):
         assert Decimal(alert["change"]["amountExact"]) == row[2] - row[3]
-        assert alert["periodEnd"] == "2025-04" and alert["title"].startswith(row[0])
+        assert alert["title"].startswith(row[0]) and alert["month"] == "2025-04"
+        # the plugin's growth chart reads both ends as quarters: April against January to March
+        assert (alert["periodStart"], alert["periodEnd"]) == ("2025-Q1", "2025-Q2")
+        assert alert["comparedMonths"] == 3 and "the 3 months from 2025-01" in alert["subtitle"]
+    _no_null(alerts)
     # without a period: the latest complete month that was published (April, the clock is past it)
     assert api.get("/api/v1/backstage/groups/GRP-A/alerts").json() == alerts
 
@@ -156,3 +175,68 @@ def test_last_complete_billing_date(api: LiveApi) -> None:
         "date": "2025-04-30",
         "grain": "month",
     }
+
+
+def _plugin_split(body: dict[str, Any], intervals: str) -> tuple[float, float]:
+    """What Cost Insights itself computes from a Cost's points for a duration in days
+    (getPreviousPeriodTotalCost): before `end - 1 day - D` is the previous period, the rest current."""
+    _, duration, end = intervals.split("/")
+    boundary = dt.date.fromisoformat(end) - dt.timedelta(days=1 + int(duration[1:-1]))
+    previous = sum(p["amount"] for p in body["aggregation"] if dt.date.fromisoformat(p["date"]) < boundary)
+    return previous, sum(p["amount"] for p in body["aggregation"]) - previous
+
+
+@pytest.mark.parametrize("intervals", ["R2/P90D/2025-05-01", "R2/P90D/2025-06-01", "R2/P30D/2025-04-01"])
+def test_periods_in_days_are_split_as_the_plugin_splits_them(api: LiveApi, intervals: str) -> None:
+    body = api.get("/api/v1/backstage/groups/GRP-A/cost", params={"intervals": intervals}).json()
+    previous, current = _plugin_split(body, intervals)
+    assert body["change"]["amount"] == pytest.approx(current - previous)
+    if previous:
+        assert body["change"]["ratio"] == pytest.approx((current - previous) / previous)
+
+
+def test_every_family_of_the_catalog_answers(api: LiveApi) -> None:
+    """The README configures every family as a Cost Insights product: one without cost is an empty
+    entity, not an error card; a family nobody knows is a 404."""
+    body = api.get("/api/v1/backstage/products/NT_SCM/insights", params={"intervals": "R2/P1M/2025-04-01"})
+    assert body.status_code == 200
+    assert body.json() == {
+        "id": "NT_SCM",
+        "aggregation": [0.0, 0.0],
+        "aggregationExact": ["0", "0"],
+        "change": {"amount": 0.0, "amountExact": "0"},
+        "entities": {"product": []},
+        "currency": "EUR",
+        "grain": "month",
+    }
+    unknown = api.get("/api/v1/backstage/products/NOPE/insights", params={"intervals": "R2/P1M/2025-04-01"})
+    assert unknown.status_code == 404
+    assert "neither the reference catalog nor the views" in unknown.json()["detail"]
+
+
+def test_no_billing_date_before_a_complete_month_is_503(
+    api: LiveApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    january = dt.datetime(2025, 1, 20, tzinfo=dt.UTC)
+    for module in (backstage, response_cache):
+        monkeypatch.setattr(module, "utc_now", lambda: january)
+    response = api.get("/api/v1/backstage/last-complete-billing-date")
+    assert response.status_code == 503 and "no month is both over and published" in response.json()["detail"]
+
+
+def test_the_schema_declares_no_null_the_plugin_forbids(api: LiveApi) -> None:
+    schemas = api.get("/openapi.json").json()["components"]["schemas"]
+
+    def nullable(schema: dict[str, Any]) -> bool:
+        return any(option.get("type") == "null" for option in schema.get("anyOf", []))
+
+    for name in ("BackstageGroup", "BackstageProject", "BackstageCost", "ChangeStatistic", "BillingDate",
+                 "BackstageAlert", "DateAggregation", "Trendline"):
+        for field, schema in schemas[name]["properties"].items():
+            assert not nullable(schema) and "default" not in schema, f"{name}.{field}"
+        assert schemas[name]["additionalProperties"] is False
+    assert set(schemas["BackstageGroup"]["required"]) == {"id", "name"}
+    assert "ratio" not in schemas["ChangeStatistic"]["required"]
+    assert {"trendline", "groupedCosts"}.isdisjoint(schemas["BackstageCost"]["required"])
+    assert schemas["BillingDate"]["properties"]["date"]["type"] == "string"
+    assert nullable(schemas["BackstageEntity"]["properties"]["id"])  # Maybe<string> in the plugin

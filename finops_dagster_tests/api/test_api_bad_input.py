@@ -148,7 +148,7 @@ def test_paging_and_sorting_are_checked(api: LiveApi) -> None:
         api.get("/api/v1/costs/domains", params={"page_size": 100000}), 400, "page_size: expected 1 to 1000"
     )
     _problem(api.get("/api/v1/costs/domains", params={"page_size": 0}), 400, "page_size")
-    _problem(api.get("/api/v1/costs/domains", params={"page": 0}), 400, "page: expected 1 or more")
+    _problem(api.get("/api/v1/costs/domains", params={"page": 0}), 400, "page: expected 1 to")
     _problem(api.get("/api/v1/costs/domains", params={"page": "two"}), 400, "page:")
     _problem(api.get("/api/v1/costs/domains", params={"sort": "cost"}), 400, "sort: expected one of period")
     _problem(api.get("/api/v1/costs/domains", params={"grain": "week"}), 400, "grain:")
@@ -220,8 +220,9 @@ def test_values_travel_as_parameters_even_past_validation(published: Published) 
 
 
 def test_a_mart_never_published_answers_503(mart_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = settings_for(monkeypatch, mart_url, None)
-    assert "have not been populated yet" in (check_access(settings) or "")
+    settings = settings_for(monkeypatch, mart_url, None, FINOPS_API_ALLOW_PRIVILEGED_LOGIN="true")
+    note = check_access(settings) or ""
+    assert "have not been populated yet" in note and "PRIVILEGED DATABASE LOGIN" in note
     with live_api(settings) as api:
         _problem(api.get("/api/v1/costs/domains"), 503, "the views have not been populated yet")
         freshness = api.get("/api/v1/freshness")
@@ -238,3 +239,42 @@ def test_the_database_unreachable_fails_at_start_without_the_password(
         check_access(settings)
     assert "127.0.0.1:9/finops is unreachable" in str(raised.value)
     assert "s3cr3t-pw" not in str(raised.value) and "s3cr3t-pw" not in repr(settings)
+
+
+def test_what_used_to_be_a_500_is_a_400(api: LiveApi) -> None:
+    _problem(
+        api.get("/api/v1/costs/domains", params={"page": str(2**63)}), 400, "page: expected 1 to"
+    )  # an OFFSET beyond PostgreSQL's bigint
+    _problem(
+        api.get("/api/v1/costs/domains", params={"page": str(10**30), "page_size": "1"}), 400, "page:"
+    )
+    for intervals in ("R1/P1M/0001-01-01", "R2/P3M/0001-02-01", "R12/P12M/1905-01-01", "R1/P1M/9999-12-31"):
+        _problem(
+            api.get("/api/v1/backstage/groups/GRP-A/cost", params={"intervals": intervals}), 400, "intervals:"
+        )
+    for absurd in ("Mon, 01 Jan 99999 00:00:00 GMT", "Fri, 31 Dec 9999 23:59:59 -2359", "Mon, 1 Jan 0 0:0:0"):
+        response = api.get("/api/v1/costs/domains", headers={"If-Modified-Since": absurd})
+        assert response.status_code == 200, absurd  # an invalid date is ignored (RFC 9110 §13.1.3)
+
+
+@pytest.mark.parametrize("raw", ["٢٠٢٥-٠١", "２０２５-０１", "2025-٠١", "𝟐𝟎𝟐𝟓-𝟎𝟏"])
+def test_months_are_ascii_digits_only(api: LiveApi, raw: str) -> None:
+    _problem(api.get("/api/v1/costs/domains", params={"from": raw}), 400, "from: expected a month as YYYY-MM")
+    intervals = {"intervals": f"R2/P1M/{raw}-01"}
+    _problem(api.get("/api/v1/backstage/groups/GRP-A/cost", params=intervals), 400, "intervals:")
+
+
+def test_an_open_range_covers_at_most_240_months_from_its_given_end(
+    api: LiveApi, published: Published
+) -> None:
+    def count(first: str, last: str) -> int:
+        query = "SELECT count(*) FROM finops.mv_cost_domain_month WHERE period_month BETWEEN %s AND %s"
+        return int(published.rows(query, (first, last))[0][0])
+
+    def total(**bound: str) -> int:
+        return int(api.get("/api/v1/costs/domains", params=bound).json()["total"])
+
+    assert total(to="2025-04") == count("2005-05-01", "2025-04-01") > 0
+    assert total(**{"from": "2005-04"}) == count("2005-04-01", "2025-03-01")  # April is past the cap
+    assert total(to="2045-01") == count("2025-02-01", "2045-01-01")  # January is before it
+    assert total(**{"from": "9999-01"}) == 0  # the far end held to 9999-12, not an overflow

@@ -10,6 +10,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 import pytest
 
 import finops_dagster.api.backstage as backstage
+import finops_dagster.api.response_cache as response_cache
 import finops_dagster.api.routes as routes
 from finops_dagster.api.models import Freshness
 from finops_dagster_tests.api.conftest import APRIL, LiveApi, Published
@@ -47,6 +48,7 @@ def test_the_current_month_is_flagged_incomplete(api: LiveApi, monkeypatch: pyte
     today = dt.datetime(2025, 4, 17, 9, 0, tzinfo=dt.UTC)
     monkeypatch.setattr(routes, "utc_now", lambda: today)
     monkeypatch.setattr(backstage, "utc_now", lambda: today)
+    monkeypatch.setattr(response_cache, "utc_now", lambda: today)  # answers kept per running month
     body = api.get("/api/v1/freshness").json()
     assert body["current_month"] == "2025-04"
     assert body["last_complete_month"] == "2025-03"

@@ -61,7 +61,8 @@ def test_requests_refusals_pool_and_jwks_are_counted(
     assert value("finops_api_token_refusals_total", reason="role") == 1
     assert value("finops_api_jwks_refreshes_total", outcome="success") == 1
     assert value("finops_api_db_pool_connections_max") == settings.pool_max
-    assert value("finops_api_db_pool_requests_total") >= 5
+    # three distinct URLs read the views; the repeated one is answered from the response cache
+    assert value("finops_api_db_pool_requests_total") >= 3
     assert "/api/v1/applications/PAYMENTS" not in exposition.text
     assert wrong_audience not in exposition.text and good["Authorization"][7:] not in exposition.text
     assert not any(name == "finops_api_requests_total" and ("route", "/metrics") in labels

@@ -167,3 +167,35 @@ def test_roles_of_another_database_are_reused_and_grants_are_per_database(server
         with psycopg.connect(server_url, autocommit=True) as admin:
             for name in names:
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_a_login_that_can_leave_the_reader_is_refused_at_start(
+    published: Published, server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session can RESET ROLE back to its login: a superuser login, or one that is also a member of
+    another role, would then have more than the reader's rights. The API refuses to start with it,
+    unless told to (the demo), and then says so."""
+    superuser = settings_for(monkeypatch, published.url, None)
+    assert published.rows("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") == [(True,)]
+    with pytest.raises(SettingError, match="is a superuser: a session that leaves finops_reader"):
+        check_access(superuser)
+    allowed = settings_for(monkeypatch, published.url, None, FINOPS_API_ALLOW_PRIVILEGED_LOGIN="true")
+    assert "PRIVILEGED DATABASE LOGIN" in (check_access(allowed) or "")
+    monkeypatch.delenv("FINOPS_API_ALLOW_PRIVILEGED_LOGIN")
+
+    login = f"finops_api_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE finops_reader, finops_writer").format(
+            sql.Identifier(login)
+        ))
+    try:
+        url = psycopg.conninfo.make_conninfo(published.url, user=login)
+        member = settings_for(monkeypatch, url, None)
+        with pytest.raises(SettingError, match="is also a member of finops_writer"):
+            check_access(member)
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("REVOKE finops_writer FROM {}").format(sql.Identifier(login)))
+        assert check_access(member) is None  # only the reader: nothing to say
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from finops_dagster.api.periods import BadPeriod, parse_intervals
+from finops_dagster.api.periods import BadPeriod, month_label, parse_intervals
 from finops_dagster.api.settings import SettingError, api_settings
 from finops_dagster.cli import build_parser
 
@@ -92,23 +94,43 @@ def test_the_api_command() -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "months", "period"),
+    ("raw", "months", "previous", "current"),
     [
-        ("R2/P1M/2026-07-01", ["2026-05-01", "2026-06-01"], 1),
+        ("R2/P1M/2026-07-01", ["2026-05", "2026-06"], ["2026-05"], ["2026-06"]),
         (
             "R2/P3M/2026-07-01",
-            ["2026-01-01", "2026-02-01", "2026-03-01", "2026-04-01", "2026-05-01", "2026-06-01"],
-            3,
+            ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06"],
+            ["2026-01", "2026-02", "2026-03"],
+            ["2026-04", "2026-05", "2026-06"],
         ),
-        ("R2/P30D/2026-07-15", ["2026-06-01", "2026-07-01"], 1),  # a mid-month end includes its month
-        ("R3/P90D/2026-01-01", [f"{y}-{m:02d}-01" for y, m in [(2025, i) for i in range(4, 13)]], 3),
+        ("R2/P30D/2026-03-01", ["2026-01", "2026-02"], ["2026-01"], ["2026-02"]),
+        # days: the months whose 15th is in the 180 days before the end, split where the plugin splits
+        # (end - 1 day - 90 days: 2026-09-01 here; 2026-05-02 below, so February to May are previous)
+        (
+            "R2/P90D/2026-12-01",
+            ["2026-06", "2026-07", "2026-08", "2026-09", "2026-10", "2026-11"],
+            ["2026-06", "2026-07", "2026-08"],
+            ["2026-09", "2026-10", "2026-11"],
+        ),
+        (
+            "R2/P90D/2026-08-01",
+            ["2026-02", "2026-03", "2026-04", "2026-05", "2026-06", "2026-07"],
+            ["2026-02", "2026-03", "2026-04", "2026-05"],
+            ["2026-06", "2026-07"],
+        ),
     ],
 )
-def test_backstage_intervals_on_the_monthly_grain(raw: str, months: list[str], period: int) -> None:
+def test_backstage_intervals_on_the_monthly_grain(
+    raw: str, months: list[str], previous: list[str], current: list[str]
+) -> None:
     parsed = parse_intervals(raw)
-    assert [m.isoformat() for m in parsed.months] == months
-    assert parsed.period_months == period
-    assert len(parsed.current_period) == period and parsed.current_period[-1].isoformat() == months[-1]
+
+    def labels(values: list[dt.date]) -> list[str]:
+        return [month_label(m) for m in values]
+
+    assert labels(parsed.months) == months
+    assert labels(parsed.previous_period) == previous
+    assert labels(parsed.current_period) == current
 
 
 def test_bad_intervals_say_what_is_expected() -> None:

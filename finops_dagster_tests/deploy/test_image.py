@@ -250,6 +250,7 @@ def test_the_api_pod_command_answers_its_health_probe(
     env = installed_env(
         wheel_install,
         FINOPS_API_POSTGRES_URL=migrated,
+        FINOPS_API_ALLOW_PRIVILEGED_LOGIN="true",  # the test server's superuser
         FINOPS_API_OIDC_ISSUER="https://sso.example.org/realms/corp",
         FINOPS_API_OIDC_AUDIENCE="finops-api",
         HOME=str(tmp_path),

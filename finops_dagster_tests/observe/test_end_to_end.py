@@ -69,7 +69,7 @@ def test_a_night_and_the_api_read_back_from_prometheus(
         api_port = free_port()
         api_log = tmp_path / "api.log"
         api_args = [FINOPS_CLI, "api", "--port", str(api_port)]
-        api_env = environment(mart_url, FINOPS_API_AUTH="none")
+        api_env = environment(mart_url, FINOPS_API_AUTH="none", FINOPS_API_ALLOW_PRIVILEGED_LOGIN="true")
         base = f"http://127.0.0.1:{api_port}"
         with serving(api_args, f"{base}/healthz", api_log, api_env):
             for _ in range(4):

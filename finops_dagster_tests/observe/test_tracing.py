@@ -81,6 +81,7 @@ def test_api_requests_are_spans_named_by_route(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = environment(mart_url, FINOPS_API_AUTH="none", FINOPS_LOG_FORMAT="text",
+                      FINOPS_API_ALLOW_PRIVILEGED_LOGIN="true",
                       OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint, OTEL_BSP_SCHEDULE_DELAY="200")
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     with serving([FINOPS_CLI, "api", "--port", str(port)], f"{base}/healthz", tmp_path / "api.log", env):
