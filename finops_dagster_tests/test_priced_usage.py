@@ -22,6 +22,7 @@ SETTINGS = HttpSettings("demo", "http://127.0.0.1:1", 1, 0, 1, None, 5, 60)
 
 def fold(mart: psycopg.Connection, domain: str) -> PricedUsageFold:
     return PricedUsageFold(
+        mart,
         domain_id=domain,
         month=MONTH,
         run_id="run",

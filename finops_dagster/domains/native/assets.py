@@ -7,7 +7,7 @@ from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, Me
 
 from finops_dagster.domains.native.resource import NativeServicesResource
 from finops_dagster.domains.native.snapshots import (
-    month_figures,
+    MONTH_MEASURES,
     month_nights,
     month_problems,
     month_records_received,
@@ -17,7 +17,7 @@ from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.mart.metadata import load_metadata
 from finops_dagster.mart.staging import stage_domain_load
 from finops_dagster.partitions import RUNS_WITH_MONTHS, monthly_partitions
-from finops_dagster.priced_usage import MeteredUsage, PricedUsageFold
+from finops_dagster.priced_usage import PricedUsageFold
 from finops_dagster.reference.snapshot import ReferenceSnapshot, read_snapshot
 from finops_dagster.releve import DomainLoad, month_start, utc_now
 from finops_dagster.resources.postgres import PostgresResource
@@ -59,20 +59,9 @@ def read_month(
 ) -> DomainLoad:
     """Price one month from its persisted nights only (never the APIs)."""
     fold = PricedUsageFold(
-        domain_id=DOMAIN_ID, month=month, run_id=run_id, snapshot=snapshot, computed_at=now
+        conn, domain_id=DOMAIN_ID, month=month, run_id=run_id, snapshot=snapshot, computed_at=now
     )
-    for figure in month_figures(conn, month):
-        fold.add(
-            MeteredUsage(
-                figure.source,
-                figure.consumer,
-                figure.product_id,
-                figure.quantity,
-                application=figure.application,
-                fields=figure.attributes,
-                records=figure.readings,
-            )
-        )
+    fold.add_rows(MONTH_MEASURES, {"month": month})
     for problem in month_problems(conn, month):
         reason = f"{problem.reason} ({problem.nights} night(s))"
         fold.reject(problem.source, problem.ref, reason, problem.raw, records=problem.records)

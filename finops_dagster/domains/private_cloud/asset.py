@@ -35,6 +35,7 @@ def read_month(
     the usage API) count what their pages held before any parsing: the record ledger the
     reconciliation balances against the relevés' and rejects' records."""
     fold = PricedUsageFold(
+        conn,
         domain_id=DOMAIN_ID, month=month, run_id=run_id, snapshot=snapshot, computed_at=now
     )
     details: dict[str, object] = {}
