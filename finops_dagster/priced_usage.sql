@@ -26,6 +26,8 @@ SELECT %(after)s + row_number() OVER (), source, consumer, product_id, coalesce(
 FROM ({measures}) AS measures (source, consumer, product_id, quantity, application, fields, records)
 
 -- name: create_reference
+-- statistics of the staged measures, so the joins below are planned for their real size
+ANALYZE metered_usage;
 -- the snapshot's products, with the unit cost valid for the month (NULL: no rate card)
 CREATE TEMP TABLE usage_product (
     product_id text PRIMARY KEY,
