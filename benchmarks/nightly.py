@@ -78,6 +78,9 @@ from finops_dagster.releve import RELEVE_COLUMNS, month_start, next_month
 TARGET_RUN_S = 300.0
 TARGET_PEAK_MIB = 2048.0
 TARGET_READ_S = 1.0
+TARGET_PRICING_PEAK_MIB = 1536.0
+TARGET_NATIVE_S = 10.0
+TARGET_CMDB_MAPPING_S = 15.0
 CMDB_DUMPS = 30
 READ_INTERVAL_S = 0.05
 RSS_INTERVAL_S = 0.1
@@ -925,7 +928,28 @@ def report(
         f"  no read blocked over {TARGET_READ_S:.0f} s: max {reads['max_s'] * 1000:.0f} ms, "
         f"{reads['over_1s']} over — {'met' if met_reads else 'NOT met'}"
     )
+    print_pricing_targets(steps, peak, fold)
     print(f"load average now: {load_average()}")
+
+
+def print_pricing_targets(steps: dict[str, float], peak: float, fold: dict[str, Any] | None) -> None:
+    """The metered domains' pricing: native_releves at the reference scale (scaled down with
+    --scale), the CMDB mapping of the scale's CIs, and the run's peak memory."""
+    native = steps.get("native_releves", 0.0)
+    print(
+        f"  native_releves <= {TARGET_NATIVE_S:.0f} s: {s(native)} s — "
+        f"{'met' if native <= TARGET_NATIVE_S else 'NOT met'}"
+    )
+    if fold is not None:
+        mapping = fold["mapping_s"] + fold["pricing_s"]
+        print(
+            f"  CMDB mapping of {n(fold['cis'])} CIs <= {TARGET_CMDB_MAPPING_S:.0f} s: {s(mapping)} s — "
+            f"{'met' if mapping <= TARGET_CMDB_MAPPING_S else 'NOT met'}"
+        )
+    print(
+        f"  peak memory <= {TARGET_PRICING_PEAK_MIB:.0f} MiB: {mib(peak)} MiB — "
+        f"{'met' if peak <= TARGET_PRICING_PEAK_MIB else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from dagster import (
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from psycopg import sql
 
-import finops_dagster.domains.open_legacy.asset as open_legacy_asset
+import finops_dagster.month_loader as month_loader
 from finops_dagster.checks.reconciliation import unit_balances
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG, RunLedger
 from finops_dagster.mart.staging import stage_domain_load
@@ -528,7 +528,7 @@ def test_reconciliation_check_fails_and_blocks_publish_when_a_load_loses_quantit
         conn.commit()
         return staged
 
-    monkeypatch.setattr(open_legacy_asset, "stage_domain_load", lossy_stage)
+    monkeypatch.setattr(month_loader, "stage_domain_load", lossy_stage)
     result = run_months(resources, instance, MARCH)
 
     reconciliation = checks(result)[("open_legacy_releves", "reconciliation")]

@@ -7,18 +7,17 @@ from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, Me
 
 from finops_dagster.domains.native.resource import NativeServicesResource
 from finops_dagster.domains.native.snapshots import (
-    month_figures,
+    MONTH_MEASURES,
     month_nights,
     month_problems,
     month_records_received,
     save_snapshot,
 )
 from finops_dagster.mart.etl_runs import RunLedger
-from finops_dagster.mart.metadata import load_metadata
-from finops_dagster.mart.staging import stage_domain_load
+from finops_dagster.month_loader import MonthToLoad, load_months
 from finops_dagster.partitions import RUNS_WITH_MONTHS, monthly_partitions
-from finops_dagster.priced_usage import MeteredUsage, PricedUsageFold
-from finops_dagster.reference.snapshot import ReferenceSnapshot, read_snapshot
+from finops_dagster.priced_usage import PricedUsageFold
+from finops_dagster.reference.snapshot import ReferenceSnapshot
 from finops_dagster.releve import DomainLoad, month_start, utc_now
 from finops_dagster.resources.postgres import PostgresResource
 
@@ -59,20 +58,9 @@ def read_month(
 ) -> DomainLoad:
     """Price one month from its persisted nights only (never the APIs)."""
     fold = PricedUsageFold(
-        domain_id=DOMAIN_ID, month=month, run_id=run_id, snapshot=snapshot, computed_at=now
+        conn, domain_id=DOMAIN_ID, month=month, run_id=run_id, snapshot=snapshot, computed_at=now
     )
-    for figure in month_figures(conn, month):
-        fold.add(
-            MeteredUsage(
-                figure.source,
-                figure.consumer,
-                figure.product_id,
-                figure.quantity,
-                application=figure.application,
-                fields=figure.attributes,
-                records=figure.readings,
-            )
-        )
+    fold.add_rows(MONTH_MEASURES, {"month": month})
     for problem in month_problems(conn, month):
         reason = f"{problem.reason} ({problem.nights} night(s))"
         fold.reject(problem.source, problem.ref, reason, problem.raw, records=problem.records)
@@ -96,23 +84,25 @@ def native_releves(
     """Native-service consumption as monthly relevés from the month's persisted snapshots: storage
     averaged over the month's nights (GB-month), month-to-date counters at the month's last night,
     priced with the rate card valid for the month (see domains/native/snapshots.py)."""
-    months = [dt.date.fromisoformat(key) for key in context.partition_keys]
-    now = utc_now()
-    staged = []
     with postgres.connect() as conn:
-        reference = read_snapshot(conn, DOMAIN_ID)
-        for month in months:
-            if not month_nights(conn, month) and month < month_start(now):
-                raise MissingSnapshots(
-                    f"no native-service snapshot was persisted for {month:%Y-%m}: GitLab, Artifactory and "
-                    "the usage-report services only show their current state, so that month cannot be "
-                    "computed. "
-                    "Leave it out of the run."
-                )
-            load = read_month(conn, reference, month, context.run_id, now)
-            staged.append(stage_domain_load(conn, load, context.run_id))
-            context.log.info(
-                f"{DOMAIN_ID} {month:%Y-%m}: {len(load.releves)} relevés, total {load.total_cost}, "
-                f"{len(load.rejects)} rejects, nights {load.details}"
-            )
-    return MaterializeResult(metadata=load_metadata(staged))
+        metadata = load_months(
+            context,
+            conn,
+            DOMAIN_ID,
+            read_persisted_month,
+            lambda load: f", nights {load.details}",
+        )
+    return MaterializeResult(metadata=metadata)
+
+
+def read_persisted_month(target: MonthToLoad) -> DomainLoad:
+    """A month from its persisted nights; a past month without any cannot be computed any more."""
+    conn, month = target.conn, target.month
+    if not month_nights(conn, month) and month < month_start(target.now):
+        raise MissingSnapshots(
+            f"no native-service snapshot was persisted for {month:%Y-%m}: GitLab, Artifactory and "
+            "the usage-report services only show their current state, so that month cannot be "
+            "computed. "
+            "Leave it out of the run."
+        )
+    return read_month(conn, target.snapshot, month, target.run_id, target.now)

@@ -33,6 +33,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,15 @@ WHERE s.period_month = %(month)s
 GROUP BY s.source, s.consumer, s.product_id, s.kind, n.nights
 ORDER BY 1, 2, 3
 """
+
+
+MONTH_MEASURES = sql.SQL(
+    "SELECT source, consumer, product_id, quantity, application, attributes, readings FROM ("
+    + MONTH_QUERY
+    + ") AS figures"
+)
+"""The month's figures as the metered measures the pricing stages (priced_usage.py), in the same
+order, without leaving the server."""
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,9 @@ from finops_dagster.domains.open_legacy.mapping import (
     measured_fields,
 )
 from finops_dagster.mart.etl_runs import RunLedger
-from finops_dagster.mart.metadata import load_metadata
-from finops_dagster.mart.staging import stage_domain_load
+from finops_dagster.month_loader import MonthToLoad, load_months
 from finops_dagster.partitions import monthly_partitions
-from finops_dagster.reference.snapshot import ReferenceSnapshot, read_snapshot
+from finops_dagster.reference.snapshot import ReferenceSnapshot
 from finops_dagster.releve import DomainLoad, month_start, utc_now
 from finops_dagster.resources.mongo import MongoResource
 from finops_dagster.resources.postgres import PostgresResource
@@ -78,18 +77,21 @@ def open_legacy_releves(
     average of the month's nightly dumps, priced with the rate card valid for the month.
     See domains/open_legacy/mapping.py for the averaging, resolution and reject rules."""
     client = CmdbClient(cmdb.db(), layout_from_env())
-    months = [dt.date.fromisoformat(key) for key in context.partition_keys]
-    staged = []
+
+    def read_dumps(target: MonthToLoad) -> DomainLoad:
+        load = read_month(client, target.snapshot, target.month, target.run_id)
+        if not load.details.get("dumps"):
+            _no_dumps(context, cmdb, target.month)
+        return load
+
     with postgres.connect() as conn:
-        snapshot = read_snapshot(conn, DOMAIN_ID)
-        for month in months:
-            load = read_month(client, snapshot, month, context.run_id)
-            if not load.details.get("dumps"):
-                _no_dumps(context, cmdb, month)
-            staged.append(stage_domain_load(conn, load, context.run_id))
-            context.log.info(
-                f"{DOMAIN_ID} {month:%Y-%m}: {len(load.releves)} relevés, total {load.total_cost}, "
-                f"{len(load.rejects)} rejects from {load.details.get('documents', 0)} documents "
-                f"in {load.details.get('dumps', 0)} dumps"
-            )
-    return MaterializeResult(metadata=load_metadata(staged))
+        metadata = load_months(
+            context,
+            conn,
+            DOMAIN_ID,
+            read_dumps,
+            lambda load: (
+                f" from {load.details.get('documents', 0)} documents in {load.details.get('dumps', 0)} dumps"
+            ),
+        )
+    return MaterializeResult(metadata=metadata)

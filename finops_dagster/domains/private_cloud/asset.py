@@ -11,11 +11,10 @@ from finops_dagster.domains.private_cloud.problems import UsageProblem
 from finops_dagster.domains.private_cloud.resource import PrivateCloudResource, PrivateCloudSources
 from finops_dagster.domains.private_cloud.usage_api import UnmappedQuantity
 from finops_dagster.mart.etl_runs import RunLedger
-from finops_dagster.mart.metadata import load_metadata
-from finops_dagster.mart.staging import stage_domain_load
+from finops_dagster.month_loader import load_months
 from finops_dagster.partitions import monthly_partitions
 from finops_dagster.priced_usage import MeteredUsage, PricedUsageFold
-from finops_dagster.reference.snapshot import ReferenceSnapshot, read_snapshot
+from finops_dagster.reference.snapshot import ReferenceSnapshot
 from finops_dagster.releve import DomainLoad, utc_now
 from finops_dagster.resources.postgres import PostgresResource
 
@@ -35,6 +34,7 @@ def read_month(
     the usage API) count what their pages held before any parsing: the record ledger the
     reconciliation balances against the relevés' and rejects' records."""
     fold = PricedUsageFold(
+        conn,
         domain_id=DOMAIN_ID, month=month, run_id=run_id, snapshot=snapshot, computed_at=now
     )
     details: dict[str, object] = {}
@@ -82,25 +82,23 @@ def private_cloud_releves(
     """Private-cloud usage (OpenStack Nova, OpenCost, in-house usage APIs) as monthly relevés,
     priced with the rate card valid for the month. OpenCost days are persisted on every run, and a
     month is computed from the days persisted for it (see domains/private_cloud/opencost.py)."""
-    months = [dt.date.fromisoformat(key) for key in context.partition_keys]
-    now = utc_now()
-    staged = []
     extra: dict[str, MetadataValue] = {}
     with postgres.connect() as conn, private_cloud.connected() as sources:
-        snapshot = read_snapshot(conn, DOMAIN_ID)
         if sources.opencost is not None:
-            days, refused = sources.opencost.persist_recent_days(conn, context.run_id, now.date())
+            days, refused = sources.opencost.persist_recent_days(conn, context.run_id, utc_now().date())
             extra["opencost_days_persisted"] = MetadataValue.int(days)
             extra["opencost_entries_refused"] = MetadataValue.int(len(refused))
             for day, problem in refused:
                 context.log.warning(
                     f"OpenCost entry refused, a reject of {day:%Y-%m}: {problem.ref}: {problem.reason}"
                 )
-        for month in months:
-            load = read_month(sources, conn, snapshot, month, context.run_id, now)
-            staged.append(stage_domain_load(conn, load, context.run_id))
-            context.log.info(
-                f"{DOMAIN_ID} {month:%Y-%m}: {len(load.releves)} relevés, total {load.total_cost}, "
-                f"{len(load.rejects)} rejects from {load.source_record_count} source records"
-            )
-    return MaterializeResult(metadata={**load_metadata(staged), **extra})
+        metadata = load_months(
+            context,
+            conn,
+            DOMAIN_ID,
+            lambda target: read_month(
+                sources, target.conn, target.snapshot, target.month, target.run_id, target.now
+            ),
+            lambda load: f" from {load.source_record_count} source records",
+        )
+    return MaterializeResult(metadata={**metadata, **extra})

@@ -12,12 +12,11 @@ from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, Me
 from finops_dagster.domains.public_cloud.fold import DOMAIN_ID, ChargeFold, FoldSettings
 from finops_dagster.domains.public_cloud.resource import PublicCloudResource, PublicCloudSources
 from finops_dagster.mart.etl_runs import RunLedger
-from finops_dagster.mart.metadata import load_metadata
-from finops_dagster.mart.staging import StagedLoad, stage_domain_load
+from finops_dagster.month_loader import MonthToLoad, load_months
 from finops_dagster.partitions import monthly_partitions
 from finops_dagster.reference.loader import upsert_products
-from finops_dagster.reference.snapshot import ReferenceSnapshot, read_snapshot
-from finops_dagster.releve import DomainLoad, utc_now
+from finops_dagster.reference.snapshot import ReferenceSnapshot
+from finops_dagster.releve import DomainLoad
 from finops_dagster.resources.postgres import PostgresResource
 
 SERVICE_CATEGORIES = Path(__file__).resolve().parent / "service_categories.csv"
@@ -147,22 +146,23 @@ def public_cloud_releves(
     APIs) as monthly relevés: each charge allocated by its application tag, then the mapping rules,
     else to the unallocated application, and converted to the reporting currency with the month's
     exchange rate, the billed amount kept (see domains/public_cloud/fold.py)."""
-    months = [dt.date.fromisoformat(key) for key in context.partition_keys]
-    now = utc_now()
-    staged: list[StagedLoad] = []
     loads: list[DomainLoad] = []
     with postgres.connect() as conn, public_cloud.connected() as sources:
-        snapshot = read_snapshot(conn, DOMAIN_ID)
-        for month in months:
-            load, fold = read_month(context, sources, conn, snapshot, month, now)
-            upsert_products(conn, fold.products.values())
-            staged.append(stage_domain_load(conn, load, context.run_id))
+
+        def read_bills(target: MonthToLoad) -> DomainLoad:
+            load, fold = read_month(context, sources, target.conn, target.snapshot, target.month, target.now)
+            upsert_products(target.conn, fold.products.values())
             loads.append(load)
-            context.log.info(
-                f"{DOMAIN_ID} {month:%Y-%m}: {len(load.releves)} relevés, total {load.total_cost}, "
-                f"{len(load.rejects)} rejects from {load.source_record_count} line items"
-            )
-    return MaterializeResult(metadata={**load_metadata(staged), **_bill_metadata(loads)})
+            return load
+
+        metadata = load_months(
+            context,
+            conn,
+            DOMAIN_ID,
+            read_bills,
+            lambda load: f" from {load.source_record_count} line items",
+        )
+    return MaterializeResult(metadata={**metadata, **_bill_metadata(loads)})
 
 
 def _bill_metadata(loads: list[DomainLoad]) -> dict[str, MetadataValue]:

@@ -1,0 +1,114 @@
+-- The set-based pricing of metered usage (priced_usage.py runs these by name). Every table is a
+-- temporary table of the run's session: one month of one domain at a time.
+
+-- name: create_usage
+DROP TABLE IF EXISTS pg_temp.metered_usage, pg_temp.usage_product, pg_temp.source_application,
+    pg_temp.rule_answer, pg_temp.resolved_usage;
+-- seq: the order the measures and the rejects were met in, which the rejects keep
+CREATE TEMP TABLE metered_usage (
+    seq         bigint  NOT NULL,
+    source      text    NOT NULL,
+    consumer    text    NOT NULL,
+    product_id  text    NOT NULL,
+    quantity    numeric NOT NULL,
+    application text,
+    fields      jsonb   NOT NULL,
+    records     integer NOT NULL
+);
+
+-- name: copy_usage
+COPY metered_usage (seq, source, consumer, product_id, quantity, application, fields, records) FROM STDIN
+
+-- name: insert_usage
+INSERT INTO metered_usage (seq, source, consumer, product_id, quantity, application, fields, records)
+SELECT %(after)s + row_number() OVER (), source, consumer, product_id, coalesce(quantity, 0), application,
+       coalesce(fields, '{{}}'::jsonb), records
+FROM ({measures}) AS measures (source, consumer, product_id, quantity, application, fields, records)
+
+-- name: create_reference
+-- statistics of the staged measures, so the joins below are planned for their real size
+ANALYZE metered_usage;
+-- the snapshot's products, with the unit cost valid for the month (NULL: no rate card)
+CREATE TEMP TABLE usage_product (
+    product_id text PRIMARY KEY,
+    usage_unit text NOT NULL,
+    unit_cost  numeric
+);
+-- the source's application codes that name a known application, normalised
+CREATE TEMP TABLE source_application (
+    raw            text PRIMARY KEY,
+    application_id text NOT NULL
+);
+-- the rules' answer for each combination of the fields they read that names a known application
+CREATE TEMP TABLE rule_answer (
+    key            jsonb PRIMARY KEY,
+    application_id text NOT NULL
+);
+
+-- name: copy_product
+COPY usage_product (product_id, usage_unit, unit_cost) FROM STDIN
+
+-- name: copy_source_application
+COPY source_application (raw, application_id) FROM STDIN
+
+-- name: copy_rule_answer
+COPY rule_answer (key, application_id) FROM STDIN
+
+-- name: source_applications
+-- each application code the source gave (a product of the catalog): how many measures, first seen
+SELECT m.application, count(*), min(m.seq)
+FROM metered_usage m JOIN usage_product USING (product_id)
+WHERE m.application <> ''
+GROUP BY m.application
+
+-- name: rule_keys
+-- the distinct field combinations of the measures the source's code did not resolve
+SELECT DISTINCT {key}
+FROM metered_usage m JOIN usage_product USING (product_id)
+WHERE NOT EXISTS (SELECT 1 FROM source_application a WHERE a.raw = m.application)
+
+-- name: resolve_usage
+CREATE TEMP TABLE resolved_usage AS
+SELECT m.seq, m.source, m.product_id, p.usage_unit, m.quantity, m.records,
+       coalesce(a.application_id, r.application_id, %(unallocated)s) AS application_id,
+       CASE
+           WHEN a.application_id IS NOT NULL THEN 'source'
+           WHEN r.application_id IS NOT NULL THEN 'rule'
+           ELSE 'unallocated'
+       END AS method
+FROM metered_usage m
+JOIN usage_product p USING (product_id)
+LEFT JOIN source_application a ON a.raw = m.application
+LEFT JOIN rule_answer r ON a.raw IS NULL AND r.key = {key}
+
+-- name: unknown_products
+SELECT seq, source, consumer, product_id, quantity, fields, records
+FROM metered_usage m
+WHERE NOT EXISTS (SELECT 1 FROM usage_product p WHERE p.product_id = m.product_id)
+ORDER BY seq
+
+-- name: resolution_counts
+SELECT method, count(*) FROM resolved_usage GROUP BY method
+
+-- name: priced_groups
+-- one row per application × product × source, in Python's string order; the quantity rounded
+-- half-even to the mart's scale, then priced and rounded half-even (NULL: no rate for the month)
+SELECT g.application_id, g.product_id, g.source, g.quantity,
+       finops.round_half_even(g.quantity * p.unit_cost, 6) AS total_cost,
+       g.records
+FROM (
+    SELECT application_id, product_id, source,
+           finops.round_half_even(sum(quantity), 6) AS quantity,
+           sum(records) AS records
+    FROM resolved_usage
+    GROUP BY application_id, product_id, source
+) g
+JOIN usage_product p USING (product_id)
+ORDER BY g.application_id COLLATE "C", g.product_id COLLATE "C", g.source COLLATE "C"
+
+-- name: source_totals
+SELECT usage_unit, sum(quantity) FROM resolved_usage GROUP BY usage_unit
+
+-- name: drop_tables
+DROP TABLE IF EXISTS pg_temp.metered_usage, pg_temp.usage_product, pg_temp.source_application,
+    pg_temp.rule_answer, pg_temp.resolved_usage
