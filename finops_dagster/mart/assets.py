@@ -1,4 +1,4 @@
-"""The mart's assets: fact_releve (the publish) and the materialized views (one refresh per run)."""
+"""The mart's assets: fact_releve (the publish, with the aggregates of its months) and the aggregates."""
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
@@ -17,9 +17,9 @@ from dagster import (
 )
 from psycopg import sql
 
+from finops_dagster.mart.aggregates import AGGREGATES
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.mart.publish import publish_run
-from finops_dagster.mart.views import REFRESH_ORDER, refresh_views
 from finops_dagster.partitions import RUNS_WITH_MONTHS, monthly_partitions
 from finops_dagster.resources.postgres import PostgresResource
 
@@ -45,7 +45,8 @@ def build_fact_releve(domain_assets: Sequence[AssetKey]) -> AssetsDefinition:
         context: AssetExecutionContext, postgres: PostgresResource, run_ledger: RunLedger
     ) -> MaterializeResult:
         """The published relevés: for each month of the run, the rows of the domains this run
-        loaded replace the previous ones in one transaction under the mart's advisory lock."""
+        loaded replace the previous ones in one transaction under the mart's advisory lock, with
+        every aggregate row that depends on those months."""
         months = [dt.date.fromisoformat(key) for key in context.partition_keys]
         with postgres.connect() as conn:
             published = publish_run(conn, context.run_id, months)
@@ -70,7 +71,7 @@ def build_fact_releve(domain_assets: Sequence[AssetKey]) -> AssetsDefinition:
 @multi_asset(
     specs=[
         AssetSpec(name, deps=[FACT_RELEVE], group_name=VIEWS_GROUP, kinds={"postgres"}, skippable=True)
-        for name in REFRESH_ORDER
+        for name in AGGREGATES
     ],
     can_subset=True,
     pool=MART_POOL,
@@ -79,19 +80,16 @@ def build_fact_releve(domain_assets: Sequence[AssetKey]) -> AssetsDefinition:
 def materialized_views(
     context: AssetExecutionContext, postgres: PostgresResource, run_ledger: RunLedger
 ) -> Iterator[MaterializeResult]:
-    """The views the read API serves, refreshed once per run whatever the number of months, in
-    the fixed order of mart/views.py, in one transaction (readers switch at once)."""
-    selected = {key.path[-1] for key in context.selected_asset_keys}
+    """The aggregates the read API serves. fact_releve's publish already replaced their rows for
+    the run's months in its own transaction (mart/aggregates.py), so this step only records what
+    they hold: a cheap count per aggregate, whatever the history's length. A full recomputation is
+    the rebuild_aggregates job."""
+    selected = [name for name in AGGREGATES if name in {key.path[-1] for key in context.selected_asset_keys}]
     with postgres.connect() as conn:
-        timings = refresh_views(conn, selected)
-        for name, seconds in timings.items():
+        for name in selected:
             count = conn.execute(
                 sql.SQL("SELECT count(*) FROM finops.{}").format(sql.Identifier(name))
             ).fetchone()
             yield MaterializeResult(
-                asset_key=name,
-                metadata={
-                    "rows": MetadataValue.int(count[0] if count else 0),
-                    "refresh_seconds": MetadataValue.float(seconds),
-                },
+                asset_key=name, metadata={"rows": MetadataValue.int(count[0] if count else 0)}
             )
