@@ -11,8 +11,8 @@ import pytest
 from finops_dagster.checks.reconciliation import superseded_loads, superseded_result
 from finops_dagster.checks.views import MONTHLY_VIEWS, QUARTER_VIEW, view_mismatches
 from finops_dagster.checks.volume import VolumeFinding, volume_findings
-from finops_dagster.mart.publish import ensure_month_partition
 from finops_dagster.mart.aggregates import rebuild_aggregates
+from finops_dagster.mart.publish import ensure_month_partition
 from finops_dagster.settings import VolumeThresholds
 
 DOMAIN = "open_legacy"

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from finops_dagster.cli import main as cli_main
+from finops_dagster.mart.aggregates import AGGREGATES
 from finops_dagster.mart.locks import MART_NAMESPACE, MIGRATIONS_KEY
 from finops_dagster.mart.migrations import (
     MIGRATIONS_DIR,
@@ -18,7 +19,6 @@ from finops_dagster.mart.migrations import (
     apply_migrations,
     discover_migrations,
 )
-from finops_dagster.mart.aggregates import AGGREGATES
 from finops_dagster.resources.postgres import PostgresResource
 
 # advisory locks of this test's database only: other databases on the server may be busy too

@@ -27,9 +27,9 @@ from psycopg import sql
 
 import finops_dagster.domains.open_legacy.asset as open_legacy_asset
 from finops_dagster.checks.reconciliation import unit_balances
+from finops_dagster.mart.aggregates import AGGREGATES
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG, RunLedger
 from finops_dagster.mart.staging import stage_domain_load
-from finops_dagster.mart.aggregates import AGGREGATES
 from finops_dagster.observe.logs import JsonFormatter
 from finops_dagster.pipeline import build_definitions
 from finops_dagster.releve import DomainLoad, month_start
