@@ -48,6 +48,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,9 @@ from finops_dagster.api import backstage
 from finops_dagster.api import listings as L
 from finops_dagster.api.db import VERSION_QUERY
 from finops_dagster.api.periods import PeriodRange, add_months, month_label, parse_intervals
+from finops_dagster.mart.aggregates import rebuild_aggregates
 from finops_dagster.mart.migrations import apply_migrations
 from finops_dagster.mart.publish import ensure_month_partition
-from finops_dagster.mart.views import REFRESH_ORDER, refresh_views
 from finops_dagster.reference.catalog import load_catalog
 from finops_dagster.reference.loader import load_catalog_into_mart
 
@@ -329,7 +330,7 @@ def fill(url: str, months: list[dt.date], applications: int, products: int, grou
             conn.execute(FILL_RUN, params)
             conn.execute(FILL_LOADS, params)
         filled = time.perf_counter()
-        refresh_views(conn, REFRESH_ORDER)
+        rebuild_aggregates(conn, today=dt.date.today(), min_cost=Decimal(0))
         conn.execute("ANALYZE")
         sizes: dict[str, int] = dict(
             conn.execute(

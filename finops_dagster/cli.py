@@ -25,6 +25,19 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebuild_aggregates(_: argparse.Namespace) -> int:
+    """Recompute every aggregate from fact_releve (a new mart, or history rewritten)."""
+    from finops_dagster.mart.aggregates import rebuild_aggregates
+    from finops_dagster.resources.postgres import postgres_from_env
+    from finops_dagster.settings import anomaly_min_cost
+
+    postgres = postgres_from_env().process_config_and_initialize()
+    with postgres._open(autocommit=True) as conn:
+        timings = rebuild_aggregates(conn, today=dt.datetime.now(dt.UTC).date(), min_cost=anomaly_min_cost())
+    print(f"{postgres.describe()}: {len(timings)} aggregates rebuilt in {sum(timings.values()):.1f} s")
+    return 0
+
+
 def cmd_nightly(args: argparse.Namespace) -> int:
     """The nightly job in this process (the CronJob's command); exit 0 on success, 1 on failure."""
     from finops_dagster.nightly import parse_months, run_nightly, tonight
@@ -117,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply pending SQL migrations to POSTGRES_URL").set_defaults(
         run=cmd_migrate
     )
+    commands.add_parser(
+        "rebuild-aggregates",
+        help="recompute every aggregate (finops.mv_*) from fact_releve: a new mart, or after a rate-card "
+        "or mapping change across history",
+    ).set_defaults(run=cmd_rebuild_aggregates)
     nightly = commands.add_parser(
         "nightly",
         help="run the nightly job here and now (the headless CronJob's command); exit 1 if it fails",

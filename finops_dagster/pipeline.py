@@ -27,6 +27,7 @@ from finops_dagster.domains.public_cloud.resource import public_cloud_from_env
 from finops_dagster.jobs import nightly_job, publish_months_job
 from finops_dagster.mart.assets import build_fact_releve, materialized_views
 from finops_dagster.mart.etl_runs import RunLedger
+from finops_dagster.mart.rebuild import rebuild_aggregates_job
 from finops_dagster.observe.logs import dagster_loggers
 from finops_dagster.reference.assets import applications, reference_data
 from finops_dagster.resources.mongo import mongo_from_env
@@ -104,7 +105,7 @@ def build_definitions(resources: Mapping[str, Any] | None = None) -> Definitions
             materialized_views,
         ],
         asset_checks=[*checks, views_match_fact_releve, freshness],
-        jobs=[nightly_job, publish_months_job, freshness_job],
+        jobs=[nightly_job, publish_months_job, freshness_job, rebuild_aggregates_job],
         schedules=[build_nightly_schedule(), build_freshness_schedule()],
         sensors=ALERT_SENSORS,
         resources=dict(resources) if resources is not None else resources_from_env(),

@@ -164,3 +164,9 @@ def run_wait_seconds() -> int:
     (FINOPS_RUN_WAIT_SECONDS, default two hours: far longer than a night's run, and well within the
     four hours after which Dagster's run monitoring fails a run)."""
     return env_int("FINOPS_RUN_WAIT_SECONDS", 2 * 3600, minimum=0)
+
+
+def anomaly_min_cost() -> Decimal:
+    """The smallest change (in the row's currency, against the trailing average) that is an anomaly:
+    below it a spike or a drop is noise, not something to look at."""
+    return env_decimal("FINOPS_ANOMALY_MIN_COST", "100")

@@ -17,8 +17,8 @@ from finops_dagster.checks.reconciliation import (
 )
 from finops_dagster.checks.views import MONTHLY_VIEWS, QUARTER_VIEW, view_mismatches
 from finops_dagster.checks.volume import VolumeFinding, volume_findings
+from finops_dagster.mart.aggregates import rebuild_aggregates
 from finops_dagster.mart.publish import ensure_month_partition
-from finops_dagster.mart.views import REFRESH_ORDER, refresh_views
 from finops_dagster.settings import VolumeThresholds
 
 DOMAIN = "open_legacy"
@@ -164,7 +164,7 @@ def published(mart: psycopg.Connection) -> psycopg.Connection:
     insert_fact(mart, dt.date(2025, 2, 1), 2, "80", application="UNALLOCATED")
     insert_fact(mart, dt.date(2025, 2, 1), 1, "42", application="APP-A", currency="USD")
     insert_fact(mart, dt.date(2025, 4, 1), 4, "400")
-    refresh_views(mart, REFRESH_ORDER)
+    rebuild_aggregates(mart, today=dt.date(2026, 1, 1), min_cost=Decimal(0))
     return mart
 
 
@@ -189,7 +189,7 @@ def test_tampered_fact_shows_in_every_view(published: psycopg.Connection) -> Non
         (dt.date(2025, 1, 1), "EUR", Decimal("630.500000"), Decimal("635.500000"))
     ]
 
-    refresh_views(published, REFRESH_ORDER)
+    rebuild_aggregates(published, today=dt.date(2026, 1, 1), min_cost=Decimal(0))
     assert all(view_mismatches(published, view) == [] for view in CHECKED_VIEWS)
 
 

@@ -22,7 +22,6 @@ import pytest
 from finops_dagster.mart.locks import MART_NAMESPACE, PUBLISH_KEY
 from finops_dagster.mart.publish import PublishError, publish_run
 from finops_dagster.mart.staging import stage_domain_load
-from finops_dagster.mart.views import REFRESH_ORDER, refresh_views
 from finops_dagster.releve import DomainLoad, Releve
 from finops_dagster_tests.waiting import wait_for
 
@@ -308,81 +307,6 @@ def test_concurrent_publishes_serialize_and_never_mix(mart: psycopg.Connection, 
     # exactly one run's complete rows: the last successful publisher's, never a mix
     assert final == expected(winner, runs[winner])
     assert {row[2] for row in final} == {winner}
-
-
-# --------------------------------------------------------------------------------------------
-# views
-# --------------------------------------------------------------------------------------------
-
-
-def _populated(conn: psycopg.Connection) -> dict[str, bool]:
-    return dict(
-        conn.execute(
-            "SELECT matviewname, ispopulated FROM pg_matviews WHERE schemaname = 'finops'"
-        ).fetchall()
-    )
-
-
-def _view_locks(conn: psycopg.Connection, pid: int) -> set[str]:
-    return {
-        row[0]
-        for row in conn.execute(
-            "SELECT l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-            "WHERE l.pid = %s AND c.relname = 'mv_cost_domain_month'",
-            (pid,),
-        )
-    }
-
-
-def test_refresh_populates_then_refreshes_concurrently(mart: psycopg.Connection, mart_url: str) -> None:
-    stage(mart, MARCH, "run-1", RUN1)
-    publish_run(mart, "run-1", [MARCH])
-    assert set(_populated(mart).values()) == {False}
-
-    # first population: a plain refresh, which locks readers out until it commits
-    with psycopg.connect(mart_url) as refresher, psycopg.connect(mart_url, autocommit=True) as reader:
-        pid = refresher.info.backend_pid
-        refresher.execute("SELECT 1")  # open the outer transaction: refresh_views' becomes a savepoint
-        timings = refresh_views(refresher, REFRESH_ORDER)
-        assert list(timings) == list(REFRESH_ORDER)
-        assert "AccessExclusiveLock" in _view_locks(reader, pid)
-        reader.execute("SET lock_timeout = '1s'")
-        with pytest.raises(psycopg.errors.LockNotAvailable):
-            reader.execute("SELECT count(*) FROM finops.mv_cost_domain_month")
-        refresher.commit()
-    assert set(_populated(mart).values()) == {True}
-    assert mart.execute("SELECT domain_id, total_cost FROM finops.mv_cost_domain_month").fetchall() == [
-        (DOMAIN, Decimal("362.500001"))
-    ]
-
-    # new data published; the next refresh is CONCURRENTLY: readers keep reading the old set
-    stage(mart, MARCH, "run-2", RUN2)
-    publish_run(mart, "run-2", [MARCH])
-    with psycopg.connect(mart_url) as refresher, psycopg.connect(mart_url, autocommit=True) as reader:
-        pid = refresher.info.backend_pid
-        refresher.execute("SELECT 1")
-        refresh_views(refresher, REFRESH_ORDER)
-        locks = _view_locks(reader, pid)
-        assert "ExclusiveLock" in locks and "AccessExclusiveLock" not in locks
-        reader.execute("SET lock_timeout = '1s'")
-        assert reader.execute("SELECT domain_id, total_cost FROM finops.mv_cost_domain_month").fetchall() == [
-            (DOMAIN, Decimal("362.500001"))
-        ]
-        refresher.commit()
-        assert reader.execute("SELECT domain_id, total_cost FROM finops.mv_cost_domain_month").fetchall() == [
-            (DOMAIN, Decimal("150.250000"))
-        ]
-
-
-def test_refresh_only_the_selected_views_and_refuses_unknown(mart: psycopg.Connection) -> None:
-    assert list(refresh_views(mart, ["mv_history_domain", "mv_cost_domain_month"])) == [
-        "mv_cost_domain_month",
-        "mv_history_domain",
-    ]
-    populated = _populated(mart)
-    assert {name for name, done in populated.items() if done} == {"mv_cost_domain_month", "mv_history_domain"}
-    with pytest.raises(ValueError, match="mv_nope"):
-        refresh_views(mart, ["mv_nope"])
 
 
 def test_an_older_empty_load_never_wipes_a_newer_published_month(mart: psycopg.Connection) -> None:

@@ -175,11 +175,11 @@ BLOCKS = [
         publishes=False,
     ),
     Block(
-        "materialized_views",
-        "REFRESH MATERIALIZED VIEW finops.mv_history_domain",
+        "fact_releve aggregates",  # the publish stopped at its last aggregate, the facts written
+        "SELECT 1 FROM finops.mv_history_domain FOR UPDATE",
         (),
-        waits_in='REFRESH MATERIALIZED VIEW CONCURRENTLY finops."mv_history_domain"',
-        publishes=True,
+        waits_in="DELETE FROM finops.mv_history_domain",
+        publishes=False,
     ),
 ]
 

@@ -1,7 +1,8 @@
-"""Views consistent with fact_releve: every cost view adds up to the published relevés.
+"""Aggregates consistent with fact_releve: every cost aggregate adds up to the published relevés.
 
-Compared per month (or quarter) and currency. mv_anomalies_month lists exceptions, not totals,
-so it has no such check.
+Compared per month (or quarter) and currency, straight from fact_releve with a query of its own
+(not the aggregates' SQL), so a mistake in how the aggregates are maintained shows here.
+mv_anomalies_month lists exceptions, not totals, so it has no such check.
 """
 
 from collections.abc import Iterator
@@ -16,13 +17,13 @@ from dagster import (
 )
 from psycopg import sql
 
-from finops_dagster.mart.views import REFRESH_ORDER
+from finops_dagster.mart.aggregates import AGGREGATES
 from finops_dagster.resources.postgres import PostgresResource
 
 QUARTER_VIEW = "mv_cost_app_quarter"
 NOT_A_TOTAL = "mv_anomalies_month"
 MONTHLY_VIEWS: tuple[str, ...] = tuple(
-    view for view in REFRESH_ORDER if view not in (QUARTER_VIEW, NOT_A_TOTAL)
+    view for view in AGGREGATES if view not in (QUARTER_VIEW, NOT_A_TOTAL)
 )
 CHECK_NAME = "matches_fact_releve"
 
@@ -51,7 +52,7 @@ def view_mismatches(conn: psycopg.Connection, view: str) -> list[tuple[object, s
 def views_match_fact_releve(
     context: AssetCheckExecutionContext, postgres: PostgresResource
 ) -> Iterator[AssetCheckResult]:
-    """Each refreshed cost view's totals per period and currency equal fact_releve's."""
+    """Each cost aggregate's totals per period and currency equal fact_releve's."""
     with postgres.connect() as conn:
         for check_key in sorted(context.selected_asset_check_keys, key=lambda key: key.asset_key.path[-1]):
             view = check_key.asset_key.path[-1]

@@ -1,4 +1,4 @@
-"""The mart's assets: fact_releve (the publish) and the materialized views (one refresh per run)."""
+"""The mart's assets: fact_releve (the publish, with the aggregates of its months) and the aggregates."""
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
@@ -15,12 +15,11 @@ from dagster import (
     asset,
     multi_asset,
 )
-from psycopg import sql
 
+from finops_dagster.mart.aggregates import AGGREGATES
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.mart.publish import publish_run
 from finops_dagster.mart.run_selection import refuse_without_domains
-from finops_dagster.mart.views import REFRESH_ORDER, refresh_views
 from finops_dagster.partitions import RUNS_WITH_MONTHS, monthly_partitions
 from finops_dagster.resources.postgres import PostgresResource
 
@@ -46,7 +45,8 @@ def build_fact_releve(domain_assets: Sequence[AssetKey]) -> AssetsDefinition:
         context: AssetExecutionContext, postgres: PostgresResource, run_ledger: RunLedger
     ) -> MaterializeResult:
         """The published relevés: for each month of the run, the rows of the domains this run
-        loaded replace the previous ones in one transaction under the mart's advisory lock.
+        loaded replace the previous ones in one transaction under the mart's advisory lock, with
+        every aggregate row that depends on those months.
 
         Publish months with the job publish_months (or select '*fact_releve'): selected alone,
         fact_releve has nothing of this run to publish and refuses at once, changing nothing."""
@@ -75,7 +75,7 @@ def build_fact_releve(domain_assets: Sequence[AssetKey]) -> AssetsDefinition:
 @multi_asset(
     specs=[
         AssetSpec(name, deps=[FACT_RELEVE], group_name=VIEWS_GROUP, kinds={"postgres"}, skippable=True)
-        for name in REFRESH_ORDER
+        for name in AGGREGATES
     ],
     can_subset=True,
     pool=MART_POOL,
@@ -84,19 +84,23 @@ def build_fact_releve(domain_assets: Sequence[AssetKey]) -> AssetsDefinition:
 def materialized_views(
     context: AssetExecutionContext, postgres: PostgresResource, run_ledger: RunLedger
 ) -> Iterator[MaterializeResult]:
-    """The views the read API serves, refreshed once per run whatever the number of months, in
-    the fixed order of mart/views.py, in one transaction (readers switch at once)."""
-    selected = {key.path[-1] for key in context.selected_asset_keys}
+    """The aggregates the read API serves. fact_releve's publish already replaced their rows for
+    the run's months in its own transaction (mart/aggregates.py), so this step only records what
+    they hold: the planner's row estimate per aggregate, whatever the history's length. A full
+    recomputation is the rebuild_aggregates job."""
+    selected = [name for name in AGGREGATES if name in {key.path[-1] for key in context.selected_asset_keys}]
     with postgres.connect() as conn:
-        timings = refresh_views(conn, selected)
-        for name, seconds in timings.items():
-            count = conn.execute(
-                sql.SQL("SELECT count(*) FROM finops.{}").format(sql.Identifier(name))
-            ).fetchone()
-            yield MaterializeResult(
-                asset_key=name,
-                metadata={
-                    "rows": MetadataValue.int(count[0] if count else 0),
-                    "refresh_seconds": MetadataValue.float(seconds),
-                },
-            )
+        estimates = dict(conn.execute(ROW_ESTIMATES, (selected,)).fetchall())
+    for name in selected:
+        yield MaterializeResult(
+            asset_key=name, metadata={"rows_estimate": MetadataValue.int(estimates.get(name, 0))}
+        )
+
+
+# The planner's row counts (as of the last ANALYZE or autovacuum): a count(*) would cost as much as
+# the history holds, which is what this step no longer does.
+ROW_ESTIMATES = """
+SELECT c.relname, greatest(c.reltuples, 0)::bigint
+FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE n.nspname = 'finops' AND c.relname = ANY(%s)
+"""

@@ -2,7 +2,10 @@
 
 One transaction under the mart's advisory lock replaces, for each month of the run, the rows of
 the domains this run loaded: readers see the previous complete month until COMMIT, then the new
-one, never a mix. Two runs publishing at once queue on the lock instead of interleaving.
+one, never a mix. The aggregates that depend on those months (mart/aggregates.py) are recomputed in
+the same transaction, so facts and aggregates switch together. Two runs publishing at once queue on
+the lock instead of interleaving, which also means the later one computes its months' neighbours
+from the earlier one's committed facts.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from decimal import Decimal
 import psycopg
 from psycopg import sql
 
+from finops_dagster.mart.aggregates import maintain_aggregates
 from finops_dagster.mart.locks import MART_NAMESPACE, PUBLISH_KEY
 from finops_dagster.mart.staging import domain_table
 from finops_dagster.releve import RELEVE_COLUMNS, next_month
+from finops_dagster.settings import anomaly_min_cost
 
 
 class PublishError(RuntimeError):
@@ -48,8 +53,11 @@ def ensure_month_partition(conn: psycopg.Connection, month: dt.date) -> None:
         )
 
 
-def publish_run(conn: psycopg.Connection, run_id: str, months: list[dt.date]) -> list[PublishedMonth]:
-    """Publish every month's staged loads of `run_id`, all months in one transaction."""
+def publish_run(
+    conn: psycopg.Connection, run_id: str, months: list[dt.date], *, today: dt.date | None = None
+) -> list[PublishedMonth]:
+    """Publish every month's staged loads of `run_id` and their aggregates, all months in one
+    transaction. `today` places the month in progress (the anomalies leave it out)."""
     for month in months:
         ensure_month_partition(conn, month)
     published = []
@@ -58,6 +66,9 @@ def publish_run(conn: psycopg.Connection, run_id: str, months: list[dt.date]) ->
         _refuse_if_declared_dead(conn, run_id)
         for month in sorted(months):
             published.append(_publish_month(conn, run_id, month))
+        maintain_aggregates(
+            conn, sorted(months), today=today or dt.datetime.now(dt.UTC).date(), min_cost=anomaly_min_cost()
+        )
         conn.execute(
             "UPDATE finops.etl_runs SET records_inserted = records_inserted + %s, "
             "heartbeat_at = clock_timestamp() WHERE run_id = %s",

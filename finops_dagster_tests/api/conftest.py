@@ -133,6 +133,8 @@ def _pipeline_settings(patch: pytest.MonkeyPatch) -> None:
     # months of this made-up estate move a lot: the volume check must not block them
     patch.setenv("FINOPS_VOLUME_WARN_DEVIATION", "1000")
     patch.setenv("FINOPS_VOLUME_ERROR_DEVIATION", "1000")
+    # a small estate: its changes are far below the production cost floor, and all of them count here
+    patch.setenv("FINOPS_ANOMALY_MIN_COST", "0")
 
 
 @pytest.fixture(scope="session")
