@@ -101,11 +101,10 @@ GROUP BY p.period_month, p.product_id
 """
 # The applications of a group are those mv_cost_application_month places in it (in any month), so an
 # application whose cost fell to nothing this month (a DROP) is still found.
-# `compared_months` (how many previous months the average is over) is read through to_jsonb, so the
-# route works on views with or without that column; without it, the trailing window is 3 months.
+# `compared_months`: how many previous months the trailing average is over (sql/015_aggregate_tables.sql).
 GROUP_ANOMALIES = """
 SELECT a.application_id, a.domain_id, a.total_cost, a.trailing_avg_cost, a.deviation_ratio, a.anomaly_kind,
-       (to_jsonb(a) ->> 'compared_months')::integer AS compared_months
+       a.compared_months
 FROM finops.mv_anomalies_month AS a
 WHERE a.period_month = %s AND a.currency = %s
   AND a.application_id IN (SELECT application_id FROM finops.mv_cost_application_month WHERE group_id = %s)
@@ -431,16 +430,12 @@ async def group_alerts(
     return await respond(request, read)
 
 
-TRAILING_MONTHS = 3
-"""The comparison window of views whose rows do not say how many months they compared with."""
-
-
 def alert(row: dict[str, Any], month: dt.date, currency: str) -> dict[str, Any]:
     """One anomaly as ProjectGrowthData. The plugin's growth chart labels its two bars with
     `periodStart` and `periodEnd` read as quarters (`2026-Q3`), so they are the quarters of the first
     month compared with and of the alert's month; the exact months are in the subtitle and `month`."""
     total, average = row["total_cost"], row["trailing_avg_cost"]
-    compared = row.get("compared_months") or TRAILING_MONTHS
+    compared = row["compared_months"]
     kind = row["anomaly_kind"]
     ratio_text = (
         f" ({format(row['deviation_ratio'], '.2f')} × that average)" if row["deviation_ratio"] else ""

@@ -217,6 +217,7 @@ ANOMALIES = Listing(
         Measure("total_cost", "money", description=TOTAL),
         Measure("trailing_avg_cost", "money"),
         Measure("trailing_months_present", "integer"),
+        Measure("compared_months", "integer", description="previous months the trailing average is over"),
         Measure("deviation_ratio", "decimal"),
         Measure("anomaly_kind", "text", description="SPIKE, DROP or NEW"),
     ),

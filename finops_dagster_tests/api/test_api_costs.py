@@ -187,7 +187,8 @@ CASES: list[tuple[str, dict[str, Any], str, tuple[Any, ...], str]] = [
         "/api/v1/anomalies",
         {},
         f"SELECT {MONTH}, application_id, domain_id, currency, total_cost::text, trailing_avg_cost::text, "
-        "trailing_months_present, deviation_ratio::text, anomaly_kind FROM finops.mv_anomalies_month "
+        "trailing_months_present, compared_months, deviation_ratio::text, anomaly_kind "
+        "FROM finops.mv_anomalies_month "
         "ORDER BY period_month, application_id, domain_id, currency",
         (),
         "Anomaly",
@@ -196,7 +197,8 @@ CASES: list[tuple[str, dict[str, Any], str, tuple[Any, ...], str]] = [
         "/api/v1/anomalies",
         {"kind": "DROP", "domain": "open_legacy"},
         f"SELECT {MONTH}, application_id, domain_id, currency, total_cost::text, trailing_avg_cost::text, "
-        "trailing_months_present, deviation_ratio::text, anomaly_kind FROM finops.mv_anomalies_month "
+        "trailing_months_present, compared_months, deviation_ratio::text, anomaly_kind "
+        "FROM finops.mv_anomalies_month "
         "WHERE anomaly_kind = 'DROP' ORDER BY period_month, application_id, domain_id, currency",
         (),
         "Anomaly",
