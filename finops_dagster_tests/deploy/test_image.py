@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import tomllib
 import uuid
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -230,17 +232,39 @@ def http_get(port: int, path: str) -> tuple[int, bytes]:
     return int(head.split()[1]), body
 
 
-def wait_for(check: object, process: subprocess.Popen[str], seconds: float) -> None:
+@contextmanager
+def pod_process(
+    command: list[str], env: dict[str, str], cwd: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """The pod's command as a process group writing to a file (never a pipe nobody drains), stopped
+    whatever happens: SIGTERM, then SIGKILL of the whole group if it has not ended within 30 s."""
+    log = cwd / "pod.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            yield process, log
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def wait_for(check: object, process: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()[0][-3000:]
+        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
         try:
             if check():  # type: ignore[operator]
                 return
-        except OSError:
+        except (OSError, subprocess.TimeoutExpired):
             pass
         time.sleep(0.2)
-    raise AssertionError(f"not ready after {seconds}s")
+    raise AssertionError(f"not ready after {seconds}s: {log.read_text(errors='replace')[-3000:]}")
 
 
 def test_the_api_pod_command_answers_its_health_probe(
@@ -267,17 +291,11 @@ def test_the_api_pod_command_answers_its_health_probe(
         "--workers",
         "1",
     ]
-    with subprocess.Popen(
-        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as api:
-        try:
-            wait_for(lambda: http_get(port, "/healthz")[0] == 200, api, 60)
-            status, body = http_get(port, "/healthz")
-            assert (status, json.loads(body)) == (200, {"status": "ok", "authentication": "oidc"})
-            assert http_get(port, "/api/v1/costs/domains")[0] == 401
-        finally:
-            api.terminate()
-            api.wait(timeout=30)
+    with pod_process(command, env, tmp_path) as (api, log):
+        wait_for(lambda: http_get(port, "/healthz")[0] == 200, api, log, 60)
+        status, body = http_get(port, "/healthz")
+        assert (status, json.loads(body)) == (200, {"status": "ok", "authentication": "oidc"})
+        assert http_get(port, "/api/v1/costs/domains")[0] == 401
 
 
 def test_the_code_location_pod_command_serves_the_definitions(wheel_install: Path, tmp_path: Path) -> None:
@@ -294,27 +312,22 @@ def test_the_code_location_pod_command_serves_the_definitions(wheel_install: Pat
     )
     command = [str(BIN / "dagster"), "code-server", "start", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--module-name", "finops_dagster.definitions"]
-    with subprocess.Popen(
-        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as server:
-        try:
-            health = [
-                str(BIN / "dagster"),
-                "api",
-                "grpc-health-check",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ]
-            wait_for(
-                lambda: subprocess.run(health, env=env, capture_output=True, timeout=30).returncode == 0,
-                server,
-                90,
-            )
-            response = deserialize_value(DagsterGrpcClient(port=port, host="127.0.0.1").list_repositories())
-            assert isinstance(response, ListRepositoriesResponse), response
-            assert [symbol.attribute for symbol in response.repository_symbols] == ["defs"]
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with pod_process(command, env, tmp_path) as (server, log):
+        health = [
+            str(BIN / "dagster"),
+            "api",
+            "grpc-health-check",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+        wait_for(
+            lambda: subprocess.run(health, env=env, capture_output=True, timeout=30).returncode == 0,
+            server,
+            log,
+            180,
+        )
+        response = deserialize_value(DagsterGrpcClient(port=port, host="127.0.0.1").list_repositories())
+        assert isinstance(response, ListRepositoriesResponse), response
+        assert [symbol.attribute for symbol in response.repository_symbols] == ["defs"]
