@@ -19,10 +19,10 @@ from finops_dagster.checks.views import views_match_fact_releve
 from finops_dagster.checks.volume import build_volume_check
 from finops_dagster.domains.native.assets import native_releves, native_snapshots
 from finops_dagster.domains.native.resource import native_from_env
-from finops_dagster.domains.open_legacy.asset import open_legacy_releves
-from finops_dagster.domains.private_cloud.asset import private_cloud_releves
+from finops_dagster.domains.open_legacy.assets import open_legacy_releves
+from finops_dagster.domains.private_cloud.assets import private_cloud_releves
 from finops_dagster.domains.private_cloud.resource import private_cloud_from_env
-from finops_dagster.domains.public_cloud.asset import public_cloud_releves
+from finops_dagster.domains.public_cloud.assets import public_cloud_releves
 from finops_dagster.domains.public_cloud.resource import public_cloud_from_env
 from finops_dagster.jobs import nightly_job, publish_months_job
 from finops_dagster.mart.assets import build_fact_releve, materialized_views

@@ -2,7 +2,7 @@
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from finops_dagster.domains.open_legacy.cmdb_client import CmdbClient, layout_from_env
+from finops_dagster.domains.open_legacy.cmdb import CmdbClient, layout_from_env
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.partitions import RUNS_WITH_MONTHS
 from finops_dagster.reference.catalog import load_catalog

@@ -37,8 +37,8 @@ from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG, RunLedg
 from finops_dagster.pipeline import build_definitions
 from finops_dagster.resources.mongo import MongoResource
 from finops_dagster.resources.postgres import PostgresResource
-from finops_dagster_tests.cmdb_documents import application, nights, vm
 from finops_dagster_tests.conftest import database_url
+from finops_dagster_tests.support.cmdb_documents import application, nights, vm
 
 JANUARY, FEBRUARY, MARCH, APRIL = (dt.date(2025, month, 1) for month in (1, 2, 3, 4))
 ISSUER = "https://issuer.test/realms/finops"

@@ -39,7 +39,7 @@ GROUPS = 8
 APP_CLASS = "cmdb_ci_business_app"
 FIXED = {"PAYMENTS", "CRM", "DATAHUB", "BACKUP", "MONITORING"}
 RULES_FILE = (
-    Path(__file__).resolve().parents[1] / "finops_dagster" / "reference" / "data" / "mapping_rules.csv"
+    Path(__file__).resolve().parents[2] / "finops_dagster" / "reference" / "data" / "mapping_rules.csv"
 )
 
 

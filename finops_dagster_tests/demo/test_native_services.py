@@ -37,7 +37,7 @@ from finops_dagster.demo.native_services import (
 )
 
 TODAY = dt.date(2026, 10, 10)
-PACKAGE = Path(__file__).resolve().parents[1] / "finops_dagster"
+PACKAGE = Path(__file__).resolve().parents[2] / "finops_dagster"
 CONTRACT_FILE = PACKAGE / "domains" / "native" / "usage_report.openapi.yaml"
 PRODUCTS_FILE = PACKAGE / "domains" / "native" / "usage_report_products.csv"
 UNITS = {"bytes": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}

@@ -35,7 +35,7 @@ from finops_dagster.demo.private_cloud import (
 )
 
 TODAY = dt.date(2026, 10, 10)
-PACKAGE = Path(__file__).resolve().parents[1] / "finops_dagster"
+PACKAGE = Path(__file__).resolve().parents[2] / "finops_dagster"
 RULES_FILE = PACKAGE / "reference" / "data" / "mapping_rules.csv"
 CONTRACT_FILE = PACKAGE / "domains" / "private_cloud" / "usage_api.openapi.yaml"
 NOVA_240 = {"X-OpenStack-Nova-API-Version": "2.40"}

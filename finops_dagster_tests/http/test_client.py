@@ -33,7 +33,7 @@ from finops_dagster.http.errors import SourceError
 from finops_dagster.http.pagination import by_link_header, by_next_url, by_page_number, by_token
 from finops_dagster.http.settings import HttpSettings, http_settings
 from finops_dagster.settings import SettingError
-from finops_dagster_tests.fake_time import FakeTime
+from finops_dagster_tests.support.fake_time import FakeTime
 
 SOURCE = "Test API"
 TOKEN_PATH = "/oidc/token"

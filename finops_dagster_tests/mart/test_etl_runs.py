@@ -29,7 +29,7 @@ from finops_dagster.mart.locks import RUN_NAMESPACE
 from finops_dagster.mart.run_liveness import abort_dead_runs
 from finops_dagster.reference.assets import reference_data
 from finops_dagster.settings import pipeline_version
-from finops_dagster_tests.waiting import wait_for
+from finops_dagster_tests.support.waiting import wait_for
 
 # advisory locks of this test's database only: other databases on the server may be busy too
 THIS_DB_ADVISORY = (

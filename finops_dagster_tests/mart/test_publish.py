@@ -23,7 +23,7 @@ from finops_dagster.mart.locks import MART_NAMESPACE, PUBLISH_KEY
 from finops_dagster.mart.publish import PublishError, publish_run
 from finops_dagster.mart.staging import stage_domain_load
 from finops_dagster.releve import DomainLoad, Releve
-from finops_dagster_tests.waiting import wait_for
+from finops_dagster_tests.support.waiting import wait_for
 
 # advisory locks of this test's database only: other databases on the server may be busy too
 THIS_DB_ADVISORY = (

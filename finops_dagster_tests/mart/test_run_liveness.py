@@ -30,9 +30,9 @@ from psycopg.conninfo import conninfo_to_dict
 from finops_dagster.mart.locks import RUN_NAMESPACE, STAGE_NAMESPACE
 from finops_dagster.mart.run_liveness import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS
 from finops_dagster.reference.assets import reference_data
-from finops_dagster_tests.waiting import wait_for
+from finops_dagster_tests.support.waiting import wait_for
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 FINOPS_CLI = str(Path(sys.executable).parent / "finops-dagster")
 MONTH = "2026-11"
 OLD_CMDB = "demo://?cis=120&months=3&today=2026-12-05&applications=20"

@@ -17,7 +17,7 @@ import psycopg
 
 from finops_dagster_tests.api.conftest import free_port
 from finops_dagster_tests.observe.dashboard import expressions, with_variables
-from finops_dagster_tests.observe.processes import (
+from finops_dagster_tests.support.processes import (
     FINOPS_CLI,
     binary,
     prometheus,

@@ -29,7 +29,7 @@ from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult, instance_
 from finops_dagster.demo.estate import Estate
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG
 from finops_dagster.pipeline import build_definitions
-from finops_dagster_tests.cmdb_documents import application
+from finops_dagster_tests.support.cmdb_documents import application
 
 Key = tuple[str, str, str]
 """A relevé's key as the tests compute it: (application, product, source)."""

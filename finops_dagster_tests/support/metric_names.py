@@ -9,7 +9,7 @@ import yaml
 
 from finops_dagster.api.metrics import ApiMetrics
 from finops_dagster.observe.run_metrics import DOMAIN_METRICS, RUN_METRICS
-from finops_dagster_tests.observe.processes import REPOSITORY
+from finops_dagster_tests.support.processes import REPOSITORY
 
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 NAME = re.compile(r"\bfinops[a-z0-9_:]*")

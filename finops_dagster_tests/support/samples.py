@@ -9,5 +9,5 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 SAMPLES = Path(os.environ.get("FINOPS_SAMPLES_DIR") or REPOSITORY.parent / "shared" / "samples")

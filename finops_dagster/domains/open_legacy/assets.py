@@ -4,7 +4,7 @@ import datetime as dt
 
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, asset
 
-from finops_dagster.domains.open_legacy.cmdb_client import CmdbClient, layout_from_env
+from finops_dagster.domains.open_legacy.cmdb import CmdbClient, layout_from_env
 from finops_dagster.domains.open_legacy.ledger import count_month
 from finops_dagster.domains.open_legacy.mapping import (
     DOMAIN_ID,

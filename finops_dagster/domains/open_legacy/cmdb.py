@@ -39,7 +39,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.database import Database
 
-from finops_dagster.domains.open_legacy.servicenow import (
+from finops_dagster.domains.open_legacy.cmdb_payloads import (
     DumpTimeError,
     application_code,
     display_value,

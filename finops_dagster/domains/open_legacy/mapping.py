@@ -41,8 +41,8 @@ from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
-from finops_dagster.domains.open_legacy.cmdb_client import CiMonth
-from finops_dagster.domains.open_legacy.servicenow import (
+from finops_dagster.domains.open_legacy.cmdb import CiMonth
+from finops_dagster.domains.open_legacy.cmdb_payloads import (
     QuantityError,
     application_code,
     parse_quantity,

@@ -44,7 +44,7 @@ from finops_dagster.http.auth import OidcClientCredentials
 from finops_dagster.http.client import HttpSource
 from finops_dagster.pipeline import build_definitions
 from finops_dagster.settings import SettingError
-from finops_dagster_tests.domain_runs import (
+from finops_dagster_tests.support.domain_runs import (
     SHARED_SOURCE_SETTINGS,
     SIX_DECIMALS,
     UNALLOCATED,

@@ -45,7 +45,7 @@ from finops_dagster.domains.native.problems import (
     identifier,
     quantity,
 )
-from finops_dagster_tests.samples import SAMPLES
+from finops_dagster_tests.support.samples import SAMPLES
 
 GITLAB = SAMPLES / "gitlab"
 ARTIFACTORY = SAMPLES / "artifactory"

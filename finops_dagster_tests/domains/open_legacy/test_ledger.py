@@ -25,15 +25,15 @@ from bson import ObjectId
 from dagster import AssetCheckSeverity, DagsterInstance, ExecuteInProcessResult, instance_for_test
 from psycopg import sql
 
-from finops_dagster.domains.open_legacy.cmdb_client import CiMonth, CmdbClient, CmdbLayout
+from finops_dagster.domains.open_legacy.cmdb import CiMonth, CmdbClient, CmdbLayout
+from finops_dagster.domains.open_legacy.cmdb_payloads import DumpTimeError, ingested_instant
 from finops_dagster.domains.open_legacy.ledger import count_month, instant_month
-from finops_dagster.domains.open_legacy.servicenow import DumpTimeError, ingested_instant
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG, RunLedger
 from finops_dagster.pipeline import build_definitions
 from finops_dagster.resources.mongo import MongoResource
 from finops_dagster.resources.postgres import PostgresResource
-from finops_dagster_tests.cmdb_documents import application
 from finops_dagster_tests.conftest import database_url
+from finops_dagster_tests.support.cmdb_documents import application
 
 SEPTEMBER = dt.date(2026, 9, 1)
 NIGHTS = [dt.datetime(2026, 9, day, 2, 0) for day in (1, 2, 3)]

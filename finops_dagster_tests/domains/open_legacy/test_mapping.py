@@ -19,25 +19,25 @@ import psycopg
 import pytest
 from bson import ObjectId, json_util
 
-from finops_dagster.domains.open_legacy.asset import read_month
-from finops_dagster.domains.open_legacy.cmdb_client import CiMonth, CmdbClient, CmdbLayout
+from finops_dagster.domains.open_legacy.assets import read_month
+from finops_dagster.domains.open_legacy.cmdb import CiMonth, CmdbClient, CmdbLayout
+from finops_dagster.domains.open_legacy.cmdb_payloads import (
+    QuantityError,
+    application_code,
+    parse_quantity,
+)
 from finops_dagster.domains.open_legacy.mapping import (
     DOMAIN_ID,
     OpenLegacyFold,
     load_class_catalog,
-)
-from finops_dagster.domains.open_legacy.servicenow import (
-    QuantityError,
-    application_code,
-    parse_quantity,
 )
 from finops_dagster.reference.catalog import load_catalog
 from finops_dagster.reference.loader import ApplicationRecord, load_applications_into_mart
 from finops_dagster.reference.snapshot import CompiledRule, ReferenceSnapshot, read_snapshot
 from finops_dagster.releve import UNALLOCATED_APPLICATION, DomainLoad, Releve
 from finops_dagster.resources.mongo import MongoResource
-from finops_dagster_tests.cmdb_documents import application
-from finops_dagster_tests.samples import SAMPLES
+from finops_dagster_tests.support.cmdb_documents import application
+from finops_dagster_tests.support.samples import SAMPLES
 
 SAMPLE = SAMPLES / "servicenow" / "SYNTHETIC_cmdb_table_api_and_mongo_dump.json"
 MAX = Decimal(4096)

@@ -25,7 +25,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 import finops_dagster.demo.private_cloud as private_cloud_demo
-import finops_dagster.domains.private_cloud.asset as private_cloud_asset
+import finops_dagster.domains.private_cloud.assets as private_cloud_asset
 from finops_dagster.demo.estate import Estate, build_estate
 from finops_dagster.demo.private_cloud import (
     IDLE_KEY,
@@ -44,7 +44,7 @@ from finops_dagster.http.auth import OidcClientCredentials
 from finops_dagster.pipeline import build_definitions
 from finops_dagster.releve import next_month
 from finops_dagster.settings import SettingError
-from finops_dagster_tests.domain_runs import (
+from finops_dagster_tests.support.domain_runs import (
     SHARED_SOURCE_SETTINGS,
     SIX_DECIMALS,
     UNALLOCATED,

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from finops_dagster.domains.private_cloud.opencost_allocation import (
+from finops_dagster.domains.private_cloud.opencost_payloads import (
     IDLE_KEY,
     UNALLOCATED_KEY,
     Allocation,
     parse_allocation_sets,
 )
-from finops_dagster.domains.private_cloud.openstack_usage import (
+from finops_dagster.domains.private_cloud.openstack_payloads import (
     TenantUsage,
     UsageProblem,
     merge_tenant_usages,
@@ -29,7 +29,7 @@ from finops_dagster.domains.private_cloud.openstack_usage import (
     parse_tenant_usages,
 )
 from finops_dagster.domains.private_cloud.problems import UsageProblem as SharedUsageProblem
-from finops_dagster_tests.samples import SAMPLES
+from finops_dagster_tests.support.samples import SAMPLES
 
 OPENSTACK = SAMPLES / "openstack"
 OPENCOST = SAMPLES / "opencost"

@@ -24,7 +24,7 @@ import pytest
 from finops_dagster.checks.reconciliation import cost_balances
 from finops_dagster.demo.estate import Estate, build_estate
 from finops_dagster.domains.public_cloud import export_reader
-from finops_dagster.domains.public_cloud.asset import exchange_rates, families_by_service_category
+from finops_dagster.domains.public_cloud.assets import exchange_rates, families_by_service_category
 from finops_dagster.domains.public_cloud.aws_cur import AwsCurLayout
 from finops_dagster.domains.public_cloud.azure_cost_details import AzureCostDetailsLayout
 from finops_dagster.domains.public_cloud.export_reader import ExportLayout, ExportReader
@@ -39,7 +39,7 @@ from finops_dagster.reference.catalog import DATA_DIR
 from finops_dagster.reference.loader import upsert_products
 from finops_dagster.reference.snapshot import read_snapshot
 from finops_dagster.settings import SettingError
-from finops_dagster_tests.domain_runs import (
+from finops_dagster_tests.support.domain_runs import (
     UNALLOCATED,
     DomainRun,
     check_evaluations,
@@ -48,7 +48,7 @@ from finops_dagster_tests.domain_runs import (
     failures,
     open_domain_run,
 )
-from finops_dagster_tests.samples import SAMPLES
+from finops_dagster_tests.support.samples import SAMPLES
 
 SOURCE_SETTINGS = (
     "FINOPS_FOCUS_",

@@ -21,7 +21,7 @@ from finops_dagster.domains.public_cloud.aws_cost_explorer import AwsCostExplore
 from finops_dagster.domains.public_cloud.charges import ChargeGroup
 from finops_dagster.http.errors import SourceError
 from finops_dagster.settings import SettingError
-from finops_dagster_tests.samples import SAMPLES
+from finops_dagster_tests.support.samples import SAMPLES
 
 SAMPLE = SAMPLES / "aws" / "ce_get_cost_and_usage_groupby_service_tag.json"
 TARGET = "AWSInsightsIndexService.GetCostAndUsage"

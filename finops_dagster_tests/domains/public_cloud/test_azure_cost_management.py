@@ -29,8 +29,8 @@ from finops_dagster.http.client import HttpSource
 from finops_dagster.http.errors import SourceError
 from finops_dagster.http.settings import HttpSettings
 from finops_dagster.settings import SettingError
-from finops_dagster_tests.fake_time import FakeTime
-from finops_dagster_tests.samples import SAMPLES
+from finops_dagster_tests.support.fake_time import FakeTime
+from finops_dagster_tests.support.samples import SAMPLES
 
 SAMPLE = SAMPLES / "azure" / "ManagementGroupQueryGrouping.json"
 TENANT = "contoso.onmicrosoft.com"

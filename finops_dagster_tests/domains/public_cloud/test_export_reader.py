@@ -32,7 +32,7 @@ from finops_dagster.domains.public_cloud.export_reader import ExportFileError, E
 from finops_dagster.domains.public_cloud.focus import FocusLayout
 from finops_dagster.domains.public_cloud.gcp_billing_export import GcpBillingExportLayout
 from finops_dagster.domains.public_cloud.tags import parse_tags, tag_value
-from finops_dagster_tests.samples import SAMPLES
+from finops_dagster_tests.support.samples import SAMPLES
 
 AZURE = SAMPLES / "azure"
 AWS = SAMPLES / "aws"

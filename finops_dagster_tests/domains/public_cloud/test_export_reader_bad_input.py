@@ -27,12 +27,12 @@ from finops_dagster.domains.public_cloud.azure_cost_details import AzureCostDeta
 from finops_dagster.domains.public_cloud.export_reader import ExportFileError, ExportLayout, ExportReader
 from finops_dagster.domains.public_cloud.focus import FocusLayout
 from finops_dagster.domains.public_cloud.ledger import ledger_breaks
-from finops_dagster_tests.domain_runs import check_evaluations, etl_run, failures
-from finops_dagster_tests.test_public_cloud_pipeline import (  # noqa: F401  (fixtures)
+from finops_dagster_tests.domains.public_cloud.test_assets import (  # noqa: F401  (fixtures)
     PublicCloudRun,
     domain,
     estate,
 )
+from finops_dagster_tests.support.domain_runs import check_evaluations, etl_run, failures
 
 MONTH = dt.date(2026, 10, 1)
 NOW = dt.datetime(2026, 11, 20, 12, 0)

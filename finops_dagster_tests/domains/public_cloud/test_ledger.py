@@ -19,14 +19,14 @@ from finops_dagster.domains.public_cloud import export_reader
 from finops_dagster.domains.public_cloud.export_reader import ExportFile, ExportReader
 from finops_dagster.domains.public_cloud.focus import FocusLayout
 from finops_dagster.domains.public_cloud.ledger import FileLedger, ledger_breaks
-from finops_dagster_tests.domain_runs import check_evaluations, failures
-from finops_dagster_tests.test_public_cloud_pipeline import (  # noqa: F401  (fixtures)
+from finops_dagster_tests.domains.public_cloud.test_assets import (  # noqa: F401  (fixtures)
     PublicCloudRun,
     domain,
     estate,
     focus_row,
     write_focus,
 )
+from finops_dagster_tests.support.domain_runs import check_evaluations, failures
 
 MONTH = dt.date(2026, 10, 1)
 NOW = dt.datetime(2026, 11, 20, 12, 0)
