@@ -17,7 +17,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from finops_dagster.domains.public_cloud.aws_cost_explorer import AwsCostExplorer, parse_cost_and_usage
+from finops_dagster.domains.public_cloud.aws_cost_explorer import AwsCostExplorer
+from finops_dagster.domains.public_cloud.aws_cost_explorer_payloads import parse_cost_and_usage
 from finops_dagster.domains.public_cloud.charges import ChargeGroup
 from finops_dagster.http.errors import SourceError
 from finops_dagster.settings import SettingError

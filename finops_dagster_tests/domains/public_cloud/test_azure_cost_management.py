@@ -19,11 +19,10 @@ from werkzeug import Request, Response
 
 from finops_dagster.domains.public_cloud.azure_cost_management import (
     NO_CONTENT,
-    SOURCE,
     AzureCostManagement,
     EntraClientCredentials,
-    parse_query_result,
 )
+from finops_dagster.domains.public_cloud.azure_cost_management_payloads import SOURCE, parse_query_result
 from finops_dagster.domains.public_cloud.charges import ChargeGroup
 from finops_dagster.http.client import HttpSource
 from finops_dagster.http.errors import SourceError
