@@ -9,7 +9,7 @@ from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, Me
 from finops_dagster.domains.private_cloud.openstack import SOURCE as OPENSTACK
 from finops_dagster.domains.private_cloud.problems import UsageProblem
 from finops_dagster.domains.private_cloud.resource import PrivateCloudResource, PrivateCloudSources
-from finops_dagster.domains.private_cloud.usage_api import UnmappedQuantity
+from finops_dagster.domains.private_cloud.usage_api_payloads import UnmappedQuantity
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.month_loader import load_months
 from finops_dagster.partitions import monthly_partitions
