@@ -4,10 +4,10 @@ import datetime as dt
 
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, asset
 
+from finops_dagster.domains.open_legacy import DOMAIN_ID
 from finops_dagster.domains.open_legacy.cmdb import CmdbClient, layout_from_env
 from finops_dagster.domains.open_legacy.ledger import count_month
 from finops_dagster.domains.open_legacy.mapping import (
-    DOMAIN_ID,
     SOURCE,
     OpenLegacyFold,
     load_class_catalog,

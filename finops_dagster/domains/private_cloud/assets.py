@@ -6,6 +6,7 @@ from collections.abc import Iterable
 import psycopg
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
+from finops_dagster.domains.private_cloud import DOMAIN_ID
 from finops_dagster.domains.private_cloud.openstack import SOURCE as OPENSTACK
 from finops_dagster.domains.private_cloud.problems import UsageProblem
 from finops_dagster.domains.private_cloud.resource import PrivateCloudResource, PrivateCloudSources
@@ -17,8 +18,6 @@ from finops_dagster.priced_usage import MeteredUsage, PricedUsageFold
 from finops_dagster.reference.snapshot import ReferenceSnapshot
 from finops_dagster.releve import DomainLoad, utc_now
 from finops_dagster.resources.postgres import PostgresResource
-
-DOMAIN_ID = "private_cloud"
 
 
 def read_month(

@@ -9,7 +9,8 @@ from typing import Any
 import psycopg
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
-from finops_dagster.domains.public_cloud.fold import DOMAIN_ID, ChargeFold, FoldSettings
+from finops_dagster.domains.public_cloud import DOMAIN_ID
+from finops_dagster.domains.public_cloud.fold import ChargeFold, FoldSettings
 from finops_dagster.domains.public_cloud.resource import PublicCloudResource, PublicCloudSources
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.month_loader import MonthToLoad, load_months

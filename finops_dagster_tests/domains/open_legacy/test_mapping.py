@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from bson import ObjectId, json_util
 
+from finops_dagster.domains.open_legacy import DOMAIN_ID
 from finops_dagster.domains.open_legacy.assets import read_month
 from finops_dagster.domains.open_legacy.cmdb import CiMonth, CmdbClient, CmdbLayout
 from finops_dagster.domains.open_legacy.cmdb_payloads import (
@@ -27,7 +28,6 @@ from finops_dagster.domains.open_legacy.cmdb_payloads import (
     parse_quantity,
 )
 from finops_dagster.domains.open_legacy.mapping import (
-    DOMAIN_ID,
     OpenLegacyFold,
     load_class_catalog,
 )
