@@ -1,13 +1,13 @@
 """Running a domain's pipeline in tests: the harness the domain end-to-end tests share.
 
-The native and private_cloud end-to-end tests (test_native_pipeline.py, test_private_cloud_pipeline.py)
-do the same things around their own simulators: give the CMDB stand-in every application of the
-demo estate, serve a simulator on a real socket and point the settings and the domain asset's clock
-(`utc_now`) at it, run the `finops_nightly` job in process over a range of months, then read what
-the mart and the run left (relevés, etl_runs, domain_load, every text a person could read) and
-check that no secret is in any of it. That part lives here once, so both domains are held to the
-same harness; what each simulator says, and so what each domain's relevés must be, stays in its
-test file.
+The native and private_cloud end-to-end tests (domains/native/test_assets.py and
+domains/private_cloud/test_assets.py) do the same things around their own simulators: give the CMDB
+stand-in every application of the demo estate, serve a simulator on a real socket and point the
+settings and the domain asset's clock (`utc_now`) at it, run the `finops_nightly` job in process over
+a range of months, then read what the mart and the run left (relevés, etl_runs, domain_load, every
+text a person could read) and check that no secret is in any of it. That part lives here once, so
+both domains are held to the same harness; what each simulator says, and so what each domain's
+relevés must be, stays in its test file.
 """
 
 from __future__ import annotations

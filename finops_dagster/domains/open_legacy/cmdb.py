@@ -13,7 +13,7 @@ Collection layout (database MONGO_DB):
 A dump is one UTC calendar day of `_ingested_at`; a month's dumps are the days its documents show.
 
 The month of a document is the UTC month of its dump time: `_ingested_at` as a BSON date, an
-ISO-8601 string or a `{"$date"}` wrapper (see `servicenow.ingested_instant`). A document whose
+ISO-8601 string or a `{"$date"}` wrapper (see `cmdb_payloads.ingested_instant`). A document whose
 `_ingested_at` is missing, null or no readable time belongs to the month its ObjectId `_id` was
 created in (when the loader inserted it) and is rejected there with the reason. So every document
 with a readable dump time or an ObjectId belongs to exactly one month. The month's `$match` finds
