@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from finops_dagster_tests.api.conftest import free_port
+from finops_dagster_tests.support.ports import free_port
 
 INSTALL_HINT = "apt-get install -y prometheus prometheus-pushgateway"
 FINOPS_CLI = str(Path(sys.executable).parent / "finops-dagster")
