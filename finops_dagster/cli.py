@@ -1,5 +1,5 @@
-"""The `finops-dagster` command: migrate the mart, run the headless nightly, run the demo, open the UI on
-the demo data, serve the read API."""
+"""The `finops-dagster` command: migrate the mart, run the headless nightly, list a month's rejects,
+run the demo, open the UI on the demo data, serve the read API."""
 
 from __future__ import annotations
 
@@ -108,6 +108,38 @@ def cmd_api(args: argparse.Namespace) -> int:
     return serve(args.host, args.port, access_log=not args.no_access_log, workers=args.workers)
 
 
+def cmd_rejects(args: argparse.Namespace) -> int:
+    """A month's published rejects: the summary by reason code, then the rejects themselves."""
+    from finops_dagster.mart.rejects import (
+        RejectFilter,
+        RejectQueryError,
+        check_domain,
+        parse_month,
+        parse_reason,
+        reason_totals,
+        reject_lines,
+        render,
+    )
+    from finops_dagster.resources.postgres import postgres_from_env
+
+    try:
+        month = parse_month(args.month)
+        reason = None if args.reason is None else parse_reason(args.reason)
+        if args.limit < 1:
+            raise RejectQueryError(f"--limit {args.limit} is not a positive number of rejects")
+        postgres = postgres_from_env().process_config_and_initialize()
+        with postgres._open(autocommit=True) as conn:
+            domain = None if args.domain is None else check_domain(conn, args.domain)
+            selection = RejectFilter(month, domain, reason)
+            totals = reason_totals(conn, selection)
+            report = render(selection, totals, reject_lines(conn, selection, args.limit), args.limit)
+    except RejectQueryError as error:
+        print(f"finops-dagster rejects: {error}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0
+
+
 def _demo_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-postgres",
@@ -167,6 +199,20 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_options(dev)
     dev.add_argument("-p", "--port", type=int, default=3000, help="the UI's port (default 3000)")
     dev.set_defaults(run=cmd_dev)
+    rejects = commands.add_parser(
+        "rejects",
+        help="list a month's published rejects with a summary by reason code",
+        description="A month's published rejects (finops.published_reject): a summary by reason code "
+        "(rejects, records, cost per currency), then each reject with its code, details, source, "
+        "file/row or record, records, quantity and cost.",
+    )
+    rejects.add_argument("--month", required=True, metavar="YYYY-MM", help="the month (required)")
+    rejects.add_argument(
+        "--domain", help="only this domain (open_legacy, private_cloud, public_cloud, native)"
+    )
+    rejects.add_argument("--reason", metavar="CODE", help="only this reason code (e.g. UNKNOWN_CI_CLASS)")
+    rejects.add_argument("--limit", type=int, default=50, help="rejects listed at most (default 50)")
+    rejects.set_defaults(run=cmd_rejects)
     api = commands.add_parser("api", help="serve the read-only cost API over the materialized views")
     api.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     api.add_argument("--port", type=int, default=8000, help="port (default 8000)")

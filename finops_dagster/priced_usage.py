@@ -36,6 +36,7 @@ import psycopg
 from psycopg import sql
 
 from finops_dagster.reference.snapshot import ReferenceSnapshot
+from finops_dagster.reject_reasons import RejectReason
 from finops_dagster.releve import (
     UNALLOCATED_APPLICATION,
     DomainLoad,
@@ -145,12 +146,13 @@ class PricedUsageFold:
         reason: str,
         raw: dict[str, Any] | None,
         *,
+        code: RejectReason,
         unit: str | None = None,
         quantity: Decimal | None = None,
         records: int = 1,
     ) -> None:
-        """Record what could not be metered; a quantity with its unit also counts in the source totals.
-        `records`: the source records it stands for."""
+        """Record what could not be metered (`code` the cause, `reason` its details); a quantity with
+        its unit also counts in the source totals. `records`: the source records it stands for."""
         self._sequence += 1
         self.records += 1
         if unit is not None and quantity is not None:
@@ -166,6 +168,7 @@ class PricedUsageFold:
                     run_id=self.run_id,
                     source=source,
                     source_ref=ref,
+                    reason_code=code,
                     reason=reason,
                     usage_unit=unit,
                     usage_quantity=None if quantity is None else quantize_quantity(quantity),
@@ -270,6 +273,7 @@ class PricedUsageFold:
                 f"unknown product {name} ({quantity} {unit or ''}): "
                 "not in the product catalog or the source's product mapping",
                 fields,
+                code=RejectReason.UNKNOWN_PRODUCT,
                 unit=unit,
                 quantity=quantity if unit else None,
                 records=records,
@@ -294,6 +298,7 @@ class PricedUsageFold:
                         run_id=self.run_id,
                         source=source,
                         source_ref=f"{application} / {product_id}",
+                        reason_code=RejectReason.NO_RATE,
                         reason=f"no rate card for {product_id} valid in {self.month:%Y-%m}",
                         usage_unit=product.usage_unit,
                         usage_quantity=quantity,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from finops_dagster.reference.snapshot import ReferenceSnapshot
+from finops_dagster.reject_reasons import RejectReason
 from finops_dagster.releve import Reject, Releve, quantize_money
 
 
@@ -37,6 +38,7 @@ def price(
             run_id=run.run_id,
             source=source,
             source_ref=f"{application} / {product_id}",
+            reason_code=RejectReason.NO_RATE,
             reason=f"no rate card for {product_id} valid in {run.month:%Y-%m}",
             usage_unit=product.usage_unit,
             usage_quantity=quantity,

@@ -19,6 +19,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cached_property
 from typing import Any, overload
 
+from finops_dagster.reject_reasons import RejectReason
+
 UNALLOCATED_APPLICATION = "UNALLOCATED"
 UNALLOCATED_GROUP = "UNALLOCATED"
 
@@ -51,6 +53,7 @@ REJECT_COLUMNS: tuple[str, ...] = (
     "run_id",
     "source",
     "source_ref",
+    "reason_code",
     "reason",
     "usage_unit",
     "usage_quantity",
@@ -174,13 +177,17 @@ def _releve(row: dict[str, str]) -> Releve:
 
 @dataclass(frozen=True)
 class Reject:
-    """What could not become a relevé, why, and what it carried, so nothing is silently lost."""
+    """What could not become a relevé, why, and what it carried, so nothing is silently lost.
+
+    `reason_code` is the cause (reject_reasons.py), the same for every reject of that cause;
+    `reason` its details: what, where, the value as written."""
 
     domain_id: str
     period_month: dt.date
     run_id: str
     source: str
     source_ref: str
+    reason_code: RejectReason
     reason: str
     usage_unit: str | None = None
     usage_quantity: Decimal | None = None

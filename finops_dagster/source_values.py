@@ -7,9 +7,12 @@ expansion), and every refusal says which field and why.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from finops_dagster.reject_reasons import RejectReason
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,21 @@ class UsageProblem:
     raw: dict[str, Any] = field(hash=False)
     records: int = 1
     """Source records the problem stands for in a record ledger (one per product an entry measures)."""
+
+
+NEGATIVE = "negative"
+"""How a field below zero is named in a problem's reason (`vcpu_hours: negative (-3)`)."""
+ONLY_NEGATIVES = re.compile(rf"[^:;]+: {NEGATIVE} \([^)]*\)(?:; [^:;]+: {NEGATIVE} \([^)]*\))*")
+
+
+def problem_code(reason: str) -> RejectReason:
+    """The code of a parser's problem: NEGATIVE_QUANTITY when every field it names is below zero
+    (the entry is otherwise readable), MALFORMED_RECORD for anything else an entry lacks. Parsers
+    join all of an entry's field problems with `; ` (and the native snapshots add the nights)."""
+    details = re.sub(r" \(\d+ night\(s\)\)$", "", reason)
+    if ONLY_NEGATIVES.fullmatch(details):
+        return RejectReason.NEGATIVE_QUANTITY
+    return RejectReason.MALFORMED_RECORD
 
 
 class ValueProblem(ValueError):
@@ -54,6 +72,6 @@ def non_negative_number(raw: Any, name: str) -> Decimal:
     if not number.is_finite():
         raise ValueProblem(f"{name}: infinite ({text[:40]})")
     if number < 0:
-        raise ValueProblem(f"{name}: negative ({text[:40]})")
+        raise ValueProblem(f"{name}: {NEGATIVE} ({text[:40]})")
     # -0 is a zero like any other; copy_abs, unlike `+ 0`, never rounds to the context precision.
     return number.copy_abs() if number.is_zero() else number

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 
 from finops_dagster import __version__
-from finops_dagster.api import access_log, backstage, routes
+from finops_dagster.api import access_log, backstage, rejects, routes
 from finops_dagster.api.auth import Forbidden, IssuerUnavailable, TokenVerifier, Unauthorized
 from finops_dagster.api.db import Mart, ViewsNotPopulated
 from finops_dagster.api.dimensions import KnownValues, UnknownValue
@@ -45,7 +45,8 @@ AUTH_DISABLED_WARNING = (
 DESCRIPTION = """
 Read-only FinOps costs from the data mart's materialized views: per application, application group,
 technology domain, product family and product, by month or quarter; history; rankings; anomalies;
-an application's breakdown; the freshness of each month; and the shapes Backstage Cost Insights reads.
+an application's breakdown; the freshness of each month; a month's rejects by reason code; and the
+shapes Backstage Cost Insights reads.
 
 * Amounts are exact decimal strings with their `currency` (the Backstage routes add floats for charts).
 * Periods are months `YYYY-MM`; `from` and `to` are inclusive.
@@ -250,6 +251,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)  # the outermost: every answer, errors included
     app.include_router(routes.router)
     app.include_router(backstage.router)
+    app.include_router(rejects.router)
 
     _document_400_not_422(app, settings.auth_disabled)
 

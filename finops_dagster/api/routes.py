@@ -85,7 +85,8 @@ MAX_OFFSET = 2**63 - 1
 """PostgreSQL's OFFSET is a bigint: a page past it is a 400, not a database error."""
 
 
-def _page(request: Request, page: int, page_size: int | None) -> tuple[int, int]:
+def page_bounds(request: Request, page: int, page_size: int | None) -> tuple[int, int]:
+    """The page and its size, within the settings' bounds and PostgreSQL's OFFSET (400 otherwise)."""
     settings = state_of(request).settings
     size = settings.default_page_size if page_size is None else page_size
     if not 1 <= size <= settings.max_page_size:
@@ -116,7 +117,7 @@ async def _listing(
     reject_unknown_parameters(request)
     periods = parse_range(from_, to)
     ordering = _sort(listing, sort)
-    page, size = _page(request, page, page_size)
+    page, size = page_bounds(request, page, page_size)
     state = state_of(request)
 
     async def read(conn: psycopg.AsyncConnection[Any], version: Version) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
-from decimal import Decimal
 
 from dagster import (
     AssetExecutionContext,
@@ -18,6 +17,7 @@ from dagster import (
 
 from finops_dagster.mart.aggregates import AGGREGATES
 from finops_dagster.mart.etl_runs import RunLedger
+from finops_dagster.mart.metadata import month_metadata, published_month_figures
 from finops_dagster.mart.publish import publish_run
 from finops_dagster.mart.run_selection import refuse_without_domains
 from finops_dagster.partitions import RUNS_WITH_MONTHS, monthly_partitions
@@ -46,7 +46,8 @@ def build_fact_releve(domain_assets: Sequence[AssetKey]) -> AssetsDefinition:
     ) -> MaterializeResult:
         """The published relevés: for each month of the run, the rows of the domains this run
         loaded replace the previous ones in one transaction under the mart's advisory lock, with
-        every aggregate row that depends on those months.
+        every aggregate row that depends on those months. Each month's partition records what the
+        month now holds (every domain), per currency, with its published rejects.
 
         Publish months with the job publish_months (or select '*fact_releve'): selected alone,
         fact_releve has nothing of this run to publish and refuses at once, changing nothing."""
@@ -54,20 +55,17 @@ def build_fact_releve(domain_assets: Sequence[AssetKey]) -> AssetsDefinition:
         months = [dt.date.fromisoformat(key) for key in context.partition_keys]
         with postgres.connect() as conn:
             published = publish_run(conn, context.run_id, months)
-        rows = sum(month.releves for month in published)
-        total = sum((month.total_cost for month in published), Decimal(0))
-        table = ["| month | domains | relevés | total cost |", "|---|---|---:|---:|"] + [
-            f"| {m.period_month:%Y-%m} | {', '.join(m.domains)} | {m.releves} | {m.total_cost} |"
-            for m in published
-        ]
-        return MaterializeResult(
-            metadata={
-                "releves": MetadataValue.int(rows),
-                "total_cost": MetadataValue.float(float(total)),
-                "total_cost_exact": MetadataValue.text(str(total)),
-                "months": MetadataValue.md("\n".join(table)),
-            }
-        )
+            for month in published:
+                figures = published_month_figures(conn, month.period_month)
+                context.add_asset_metadata(
+                    {
+                        **month_metadata(figures),
+                        "domains_published": MetadataValue.text(", ".join(month.domains)),
+                        "releves_published": MetadataValue.int(month.releves),
+                    },
+                    partition_key=month.period_month.isoformat(),
+                )
+        return MaterializeResult()
 
     return fact_releve
 

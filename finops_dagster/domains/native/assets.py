@@ -21,6 +21,7 @@ from finops_dagster.priced_usage import PricedUsageFold
 from finops_dagster.reference.snapshot import ReferenceSnapshot
 from finops_dagster.releve import DomainLoad, month_start, utc_now
 from finops_dagster.resources.postgres import PostgresResource
+from finops_dagster.source_values import problem_code
 
 
 class MissingSnapshots(RuntimeError):
@@ -62,7 +63,14 @@ def read_month(
     fold.add_rows(MONTH_MEASURES, {"month": month})
     for problem in month_problems(conn, month):
         reason = f"{problem.reason} ({problem.nights} night(s))"
-        fold.reject(problem.source, problem.ref, reason, problem.raw, records=problem.records)
+        fold.reject(
+            problem.source,
+            problem.ref,
+            reason,
+            problem.raw,
+            code=problem_code(problem.reason),
+            records=problem.records,
+        )
     nights = month_nights(conn, month)
     details: dict[str, object] = {f"nights_{source}": count for source, count in nights.items()}
     details["record_ledger"] = month_records_received(conn, month)
@@ -84,14 +92,14 @@ def native_releves(
     averaged over the month's nights (GB-month), month-to-date counters at the month's last night,
     priced with the rate card valid for the month (see domains/native/snapshots.py)."""
     with postgres.connect() as conn:
-        metadata = load_months(
+        load_months(
             context,
             conn,
             DOMAIN_ID,
             read_persisted_month,
             lambda load: f", nights {load.details}",
         )
-    return MaterializeResult(metadata=metadata)
+    return MaterializeResult()
 
 
 def read_persisted_month(target: MonthToLoad) -> DomainLoad:

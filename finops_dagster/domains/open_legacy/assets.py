@@ -85,7 +85,7 @@ def open_legacy_releves(
         return load
 
     with postgres.connect() as conn:
-        metadata = load_months(
+        load_months(
             context,
             conn,
             DOMAIN_ID,
@@ -94,4 +94,4 @@ def open_legacy_releves(
                 f" from {load.details.get('documents', 0)} documents in {load.details.get('dumps', 0)} dumps"
             ),
         )
-    return MaterializeResult(metadata=metadata)
+    return MaterializeResult()

@@ -51,6 +51,7 @@ from finops_dagster.domains.open_legacy.cmdb_payloads import (
 )
 from finops_dagster.pricing import PricingRun, price
 from finops_dagster.reference.snapshot import ReferenceSnapshot
+from finops_dagster.reject_reasons import RejectReason
 from finops_dagster.releve import (
     UNALLOCATED_APPLICATION,
     DomainLoad,
@@ -175,6 +176,7 @@ class OpenLegacyFold:
         for cls, count in (reading.unknown_classes + extra_reading.unknown_classes).items():
             self._reject(
                 ref,
+                RejectReason.UNKNOWN_CI_CLASS,
                 f"unknown CI class {cls!r} in {count} document(s): not billable "
                 "(add it to cmdb_classes.csv if it should be)",
                 latest,
@@ -195,6 +197,7 @@ class OpenLegacyFold:
         for reason, observations in sorted(by_reason.items()):
             self._reject(
                 self._ref(ci),
+                RejectReason.UNDATED_DOCUMENT,
                 f"{reason} in {len(observations)} document(s): no dump to count it in "
                 "(its month is that of its ObjectId _id)",
                 observations[0],
@@ -283,6 +286,7 @@ class OpenLegacyFold:
     ) -> None:
         if not extras:
             return
+        code = RejectReason.DUPLICATE_DOCUMENT if ci.sys_id else RejectReason.MISSING_CI_ID
         if ci.sys_id is None:
             reason = f"document without sys_id ({len(extras)} documents): cannot be tied to a CI"
         else:
@@ -292,23 +296,32 @@ class OpenLegacyFold:
                 f"{'…' if len(days) > 5 else ''}): the first document of each dump counts"
             )
         if not reading.sums:
-            self._reject(ref, reason, extras[0], records=0)
+            self._reject(ref, code, reason, extras[0], records=0)
         for product_id, quantity in sorted(reading.sums.items()):
             unit = self.snapshot.products[product_id].usage_unit
-            record = self._reject_record(ref, reason, extras[0], unit, reading.counts[product_id])
+            record = self._reject_record(ref, code, reason, extras[0], unit, reading.counts[product_id])
             self.quantity_rejects.append((record, quantity))
 
     def _reject_field_errors(
         self, ref: str, latest: dict[str, Any], errors: Counter[tuple[str, str]]
     ) -> None:
         for (field_name, problem), count in sorted(errors.items()):
-            self._reject(ref, f"{field_name}: {problem} in {count} document(s)", latest, records=count)
+            code = _field_error_code(field_name, problem)
+            self._reject(ref, code, f"{field_name}: {problem} in {count} document(s)", latest, records=count)
 
-    def _reject(self, ref: str, reason: str, payload: dict[str, Any], *, records: int) -> None:
-        self.rejects.append(self._reject_record(ref, reason, payload, None, records))
+    def _reject(
+        self, ref: str, code: RejectReason, reason: str, payload: dict[str, Any], *, records: int
+    ) -> None:
+        self.rejects.append(self._reject_record(ref, code, reason, payload, None, records))
 
     def _reject_record(
-        self, ref: str, reason: str, payload: dict[str, Any], unit: str | None, records: int
+        self,
+        ref: str,
+        code: RejectReason,
+        reason: str,
+        payload: dict[str, Any],
+        unit: str | None,
+        records: int,
     ) -> Reject:
         """`records`: the readings the reject accounts for in the ledger (0 for a note on documents
         whose readings are accounted for elsewhere)."""
@@ -318,6 +331,7 @@ class OpenLegacyFold:
             run_id=self.run_id,
             source=SOURCE,
             source_ref=_printable(ref),
+            reason_code=code,
             reason=_printable(reason),
             usage_unit=unit,
             raw_payload=_jsonable(payload),
@@ -371,6 +385,16 @@ class OpenLegacyFold:
             self.rejects.append(replace(priced, source_record_count=group.observations))
             return None
         return priced
+
+
+def _field_error_code(field_name: str, problem: str) -> RejectReason:
+    """A document without a class has no billable class; a quantity below zero is its own cause;
+    any other unreadable number (parse_quantity's refusals) is an invalid quantity."""
+    if field_name == "sys_class_name":
+        return RejectReason.UNKNOWN_CI_CLASS
+    if problem.startswith("negative"):
+        return RejectReason.NEGATIVE_QUANTITY
+    return RejectReason.INVALID_QUANTITY
 
 
 def _distinct_documents(

@@ -16,8 +16,10 @@ from finops_dagster.month_loader import load_months
 from finops_dagster.partitions import monthly_partitions
 from finops_dagster.priced_usage import MeteredUsage, PricedUsageFold
 from finops_dagster.reference.snapshot import ReferenceSnapshot
+from finops_dagster.reject_reasons import RejectReason
 from finops_dagster.releve import DomainLoad, utc_now
 from finops_dagster.resources.postgres import PostgresResource
+from finops_dagster.source_values import problem_code
 
 
 def read_month(
@@ -59,9 +61,19 @@ def _fold_items(
         if isinstance(item, MeteredUsage):
             fold.add(item)
         elif isinstance(item, UnmappedQuantity):
-            fold.reject(source, item.ref, item.reason, item.raw, unit=item.unit, quantity=item.quantity)
+            fold.reject(
+                source,
+                item.ref,
+                item.reason,
+                item.raw,
+                code=RejectReason.UNKNOWN_PRODUCT,
+                unit=item.unit,
+                quantity=item.quantity,
+            )
         elif isinstance(item, UsageProblem):
-            fold.reject(source, item.ref, item.reason, item.raw, records=item.records)
+            fold.reject(
+                source, item.ref, item.reason, item.raw, code=problem_code(item.reason), records=item.records
+            )
 
 
 @asset(
@@ -91,7 +103,7 @@ def private_cloud_releves(
                 context.log.warning(
                     f"OpenCost entry refused, a reject of {day:%Y-%m}: {problem.ref}: {problem.reason}"
                 )
-        metadata = load_months(
+        load_months(
             context,
             conn,
             DOMAIN_ID,
@@ -100,4 +112,4 @@ def private_cloud_releves(
             ),
             lambda load: f" from {load.source_record_count} source records",
         )
-    return MaterializeResult(metadata={**metadata, **extra})
+    return MaterializeResult(metadata=extra)

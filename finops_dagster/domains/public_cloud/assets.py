@@ -147,23 +147,22 @@ def public_cloud_releves(
     APIs) as monthly relevés: each charge allocated by its application tag, then the mapping rules,
     else to the unallocated application, and converted to the reporting currency with the month's
     exchange rate, the billed amount kept (see domains/public_cloud/fold.py)."""
-    loads: list[DomainLoad] = []
     with postgres.connect() as conn, public_cloud.connected() as sources:
 
         def read_bills(target: MonthToLoad) -> DomainLoad:
             load, fold = read_month(context, sources, target.conn, target.snapshot, target.month, target.now)
             upsert_products(target.conn, fold.products.values())
-            loads.append(load)
             return load
 
-        metadata = load_months(
+        load_months(
             context,
             conn,
             DOMAIN_ID,
             read_bills,
             lambda load: f" from {load.source_record_count} line items",
+            lambda load: _bill_metadata([load]),
         )
-    return MaterializeResult(metadata={**metadata, **_bill_metadata(loads)})
+    return MaterializeResult()
 
 
 def _bill_metadata(loads: list[DomainLoad]) -> dict[str, MetadataValue]:

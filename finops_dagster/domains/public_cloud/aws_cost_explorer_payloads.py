@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from finops_dagster.domains.public_cloud.charges import ChargeGroup, ChargeProblem
+from finops_dagster.reject_reasons import RejectReason
 
 SOURCE = "aws_cost_explorer"
 PROVIDER = "AWS"
@@ -76,24 +77,37 @@ def _group(
     keys = raw.get("Keys")
     needed = max(position for position in (service_at, tag_at, -1) if position is not None) + 1
     if not isinstance(keys, list) or len(keys) < needed or not all(isinstance(key, str) for key in keys):
-        return ChargeProblem(SOURCE, where, "group keys missing or unreadable", raw)
+        return ChargeProblem(
+            SOURCE, where, "group keys missing or unreadable", raw, code=RejectReason.MALFORMED_RECORD
+        )
     ref = f"{where} ({' / '.join(keys)})"
     metrics = raw.get("Metrics")
     value = metrics.get(metric) if isinstance(metrics, Mapping) else None
     if not isinstance(value, Mapping):
-        return ChargeProblem(SOURCE, ref, f"metric {metric} missing", raw)
+        return ChargeProblem(SOURCE, ref, f"metric {metric} missing", raw, code=RejectReason.MISSING_COST)
     currency = value.get("Unit") if isinstance(value.get("Unit"), str) and value.get("Unit") else None
     cost = _amount(value.get("Amount"))
     if isinstance(cost, str):
-        return ChargeProblem(SOURCE, ref, f"{metric} amount {cost}", raw, currency=currency)
+        return ChargeProblem(
+            SOURCE, ref, f"{metric} amount {cost}", raw, currency=currency, code=_amount_code(cost)
+        )
     if currency is None:
-        return ChargeProblem(SOURCE, ref, f"{metric} unit (the currency) missing", raw, cost=cost)
+        return ChargeProblem(
+            SOURCE,
+            ref,
+            f"{metric} unit (the currency) missing",
+            raw,
+            cost=cost,
+            code=RejectReason.INVALID_CURRENCY,
+        )
     tags: dict[str, str] = {}
     if tag_at is not None and tag_key is not None:
         tagged = keys[tag_at]
         if not tagged.startswith(f"{tag_key}$"):
             reason = f"tag group key {tagged!r} is not '{tag_key}$<value>'"
-            return ChargeProblem(SOURCE, ref, reason, raw, cost=cost, currency=currency)
+            return ChargeProblem(
+                SOURCE, ref, reason, raw, cost=cost, currency=currency, code=RejectReason.MALFORMED_RECORD
+            )
         tag_value = tagged[len(tag_key) + 1 :]
         tags = {tag_key: tag_value} if tag_value else {}
     return ChargeGroup(
@@ -109,10 +123,18 @@ def _group(
     )
 
 
+def _amount_code(problem: str) -> RejectReason:
+    """An amount that is not there is a missing cost; one that is there but unreadable is invalid."""
+    return RejectReason.MISSING_COST if problem == MISSING else RejectReason.INVALID_AMOUNT
+
+
+MISSING = "missing"
+
+
 def _amount(raw: Any) -> Decimal | str:
     """An exact amount from CE's decimal string (negative allowed: credits, refunds)."""
     if raw is None:
-        return "missing"
+        return MISSING
     if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
         return f"is not a decimal string ({type(raw).__name__})"
     try:

@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from finops_dagster.domains.public_cloud.charges import ChargeGroup, ChargeProblem
+from finops_dagster.reject_reasons import RejectReason
 from finops_dagster.releve import next_month
 
 SOURCE = "azure_cost_management"
@@ -54,7 +55,8 @@ def parse_query_result(
         ref = f"{scope or 'query'} page {page} row {number}"
         if not isinstance(row, list) or len(row) != len(names):
             raw = {"row": _plain(row)}
-            problems.append(ChargeProblem(SOURCE, ref, f"row does not have the {len(names)} columns", raw))
+            reason = f"row does not have the {len(names)} columns"
+            problems.append(ChargeProblem(SOURCE, ref, reason, raw, code=RejectReason.MALFORMED_RECORD))
             continue
         raw = {name: _plain(value) for name, value in zip(names, row, strict=True)}
 
@@ -64,20 +66,26 @@ def parse_query_result(
                     return row[index[name]]
             return None
 
-        cost = _cost(row[cost_at]) if cost_at is not None else "missing"
+        cost = _cost(row[cost_at]) if cost_at is not None else MISSING
         currency = _text(cell("currency"))
         service = _text(cell("servicename"))
         tag_value = _text(cell("tagvalue"))
         ref = f"{ref} ({service or 'no service'} / {tag_key}={tag_value or ''})"
         if isinstance(cost, str):
-            problems.append(ChargeProblem(SOURCE, ref, f"cost {cost}", raw, currency=currency))
+            code = RejectReason.MISSING_COST if cost == MISSING else RejectReason.INVALID_AMOUNT
+            problems.append(ChargeProblem(SOURCE, ref, f"cost {cost}", raw, currency=currency, code=code))
             continue
         if not currency:
-            problems.append(ChargeProblem(SOURCE, ref, "currency missing", raw, cost=cost))
+            code = RejectReason.INVALID_CURRENCY
+            problems.append(ChargeProblem(SOURCE, ref, "currency missing", raw, cost=cost, code=code))
             continue
         outside = _outside_month(cell("usagedate", "billingmonth"), month)
         if outside:
-            problems.append(ChargeProblem(SOURCE, ref, outside, raw, cost=cost, currency=currency))
+            problems.append(
+                ChargeProblem(
+                    SOURCE, ref, outside, raw, cost=cost, currency=currency, code=RejectReason.INVALID_PERIOD
+                )
+            )
             continue
         groups.append(
             ChargeGroup(
@@ -109,10 +117,13 @@ def _scope_parts(scope: str | None) -> tuple[str | None, str | None]:
     return (match.group(1), match.group(2)) if match else (None, None)
 
 
+MISSING = "missing"
+
+
 def _cost(raw: Any) -> Decimal | str:
     """An exact amount (negative allowed: credits, refunds), or why it cannot be read."""
     if raw is None:
-        return "missing"
+        return MISSING
     if isinstance(raw, bool) or not isinstance(raw, int | float | str | Decimal):
         return f"is not a number ({type(raw).__name__})"
     try:

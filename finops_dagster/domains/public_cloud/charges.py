@@ -18,6 +18,8 @@ from typing import Any
 
 import duckdb
 
+from finops_dagster.reject_reasons import RejectReason
+
 
 @dataclass(frozen=True)
 class ChargeGroup:
@@ -65,6 +67,8 @@ class ChargeProblem:
     currency: str | None = None
     line_items: int = 1
     """How many rows this problem stands for (several when summed into one reject)."""
+    code: RejectReason = field(kw_only=True)
+    """The cause (`reason` holds the details)."""
 
 
 RULE_FIELDS = ("sub_account_id", "sub_account_name", "resource_group", "provider", "service_name")

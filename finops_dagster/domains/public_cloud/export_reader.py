@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,6 +47,7 @@ from finops_dagster.domains.public_cloud.ledger import FileLedger
 from finops_dagster.domains.public_cloud.manifest import FoundFile, IndependentCount, ManifestError
 from finops_dagster.domains.public_cloud.tags import normalized_key, tag_value
 from finops_dagster.partitions import FIRST_MONTH
+from finops_dagster.reject_reasons import RejectReason
 from finops_dagster.releve import next_month
 
 EXPORT_SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -231,6 +233,35 @@ def _found_files(patterns: Sequence[str]) -> list[FoundFile]:
                 "unambiguously; rename the file or its folder"
             )
     return found
+
+
+ROW_PROBLEM_CODES: tuple[tuple[re.Pattern[str], RejectReason], ...] = (
+    (
+        re.compile("|".join(map(re.escape, (TRUNCATED, NUL_BYTE, *CSV_ERRORS.values())))),
+        RejectReason.MALFORMED_ROW,
+    ),
+    (re.compile(r"^\S+ is empty$"), RejectReason.MISSING_COST),
+    (re.compile(r" is beyond what one line item may carry"), RejectReason.AMOUNT_OUT_OF_RANGE),
+    (re.compile(r" is not an ISO 4217 code$"), RejectReason.INVALID_CURRENCY),
+    (
+        re.compile(
+            r" is not (a|an ISO 8601) date$| is more than a year from | is outside the plausible window"
+        ),
+        RejectReason.INVALID_PERIOD,
+    ),
+    (re.compile(r" is not a number$| has an amount that is not a number$"), RejectReason.INVALID_AMOUNT),
+)
+"""The code of a row problem the readers' SQL words (the layouts' `problem` checks, CURRENCY_PROBLEM
+and `_checked_rows`), by the fixed part of its wording; first match wins."""
+
+
+def row_problem_code(reason: str) -> RejectReason:
+    """The cause of an unreadable row of a bill file. A wording no pattern knows is a malformed row:
+    the row could not be read, whatever the layout said of it."""
+    for pattern, code in ROW_PROBLEM_CODES:
+        if pattern.search(reason):
+            return code
+    return RejectReason.MALFORMED_ROW
 
 
 def problem_case(checks: Sequence[tuple[str, str]]) -> str:
@@ -470,6 +501,7 @@ class ExportReader:
                 ref=f"{file.path}#row {line - 1}",
                 reason="; ".join(CSV_ERRORS.get(kind, kind.lower()) for kind in kinds.split(", ")),
                 raw={"line": line, "text": _printable(text)},
+                code=RejectReason.MALFORMED_ROW,
             )
             for line, kinds, text in lines
         ]
@@ -724,6 +756,7 @@ class ExportReader:
                     raw=_json_object(payload),
                     cost=None if cost is None else Decimal(cost),
                     currency=_iso_currency(currency),
+                    code=row_problem_code(reason),
                 )
             )
         for reason, currency, count, cost, first, last in conn.execute(
@@ -739,6 +772,7 @@ class ExportReader:
                     cost=None if cost is None else Decimal(cost),
                     currency=_iso_currency(currency),
                     line_items=count,
+                    code=row_problem_code(reason),
                 )
             )
         return problems

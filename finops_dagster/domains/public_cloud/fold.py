@@ -45,6 +45,7 @@ from finops_dagster.domains.public_cloud.duckdb_columns import literal
 from finops_dagster.domains.public_cloud.tags import tag_value
 from finops_dagster.reference.catalog import Product
 from finops_dagster.reference.snapshot import ReferenceSnapshot
+from finops_dagster.reject_reasons import RejectReason
 from finops_dagster.releve import (
     UNALLOCATED_APPLICATION,
     DomainLoad,
@@ -145,6 +146,7 @@ class ChargeFold:
                 run_id=self.run_id,
                 source=problem.source,
                 source_ref=problem.ref,
+                reason_code=problem.code,
                 reason=problem.reason,
                 cost=_storable(problem.cost),
                 currency=problem.currency if _storable(problem.cost) is not None else None,
@@ -241,6 +243,7 @@ class ChargeFold:
                 run_id=self.run_id,
                 source=source,
                 source_ref=":".join(part or "-" for part in (provider, service_name, application)),
+                reason_code=RejectReason.NO_EXCHANGE_RATE,
                 reason=(
                     f"no exchange rate {currency}→{self.settings.reporting_currency} for "
                     f"{self.month:%Y-%m} (reference/data/exchange_rates.csv)"
