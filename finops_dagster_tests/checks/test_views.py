@@ -10,7 +10,7 @@ import pytest
 
 from finops_dagster.checks.views import MONTHLY_VIEWS, QUARTER_VIEW, view_mismatches
 from finops_dagster.mart.aggregates import rebuild_aggregates
-from finops_dagster_tests.checks.test_volume import insert_fact
+from finops_dagster_tests.support.fact_rows import insert_fact
 
 CHECKED_VIEWS = (*MONTHLY_VIEWS, QUARTER_VIEW)
 

@@ -9,40 +9,13 @@ import psycopg
 import pytest
 
 from finops_dagster.checks.volume import VolumeFinding, volume_findings
-from finops_dagster.mart.publish import ensure_month_partition
 from finops_dagster.settings import VolumeThresholds
+from finops_dagster_tests.support.fact_rows import DOMAIN, insert_fact
 
-DOMAIN = "open_legacy"
 THRESHOLDS = VolumeThresholds(
     warn_deviation=Decimal("0.25"), error_deviation=Decimal("0.5"), trailing_months=3
 )
 APRIL = dt.date(2025, 4, 1)
-
-
-def insert_fact(
-    conn: psycopg.Connection,
-    month: dt.date,
-    rows: int,
-    total: str,
-    *,
-    domain: str = DOMAIN,
-    application: str = "APP-A",
-    currency: str = "EUR",
-) -> None:
-    """`rows` relevés of one application (one product each) adding up to `total`."""
-    ensure_month_partition(conn, month)
-    each = Decimal(total) / rows
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO finops.fact_releve (period_month, application_id, product_id, family_id, domain_id, "
-            "usage_quantity, usage_unit, unit_cost, total_cost, currency, source, run_id, rate_card_version, "
-            "source_record_count, computed_at) "
-            "VALUES (%s, %s, %s, 'FAM', %s, 1, 'unit', %s, %s, %s, 'test', 'history', NULL, 1, now())",
-            [
-                (month, application, f"P{index:03d}-{domain}", domain, each, each, currency)
-                for index in range(rows)
-            ],
-        )
 
 
 def insert_load(conn: psycopg.Connection, run_id: str, month: dt.date, releves: int, total: str) -> None:

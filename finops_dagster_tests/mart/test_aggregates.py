@@ -21,14 +21,13 @@ from psycopg import sql
 from finops_dagster.mart.aggregates import AGGREGATES, rebuild_aggregates
 from finops_dagster.mart.locks import MART_NAMESPACE, PUBLISH_KEY
 from finops_dagster.mart.publish import publish_run
-from finops_dagster_tests.mart.test_publish import DOMAIN, stage
+from finops_dagster_tests.support.aggregate_tables import Snapshot, snapshot
+from finops_dagster_tests.support.staging import DOMAIN, stage
 from finops_dagster_tests.support.waiting import wait_for
 
 TODAY = dt.date(2025, 8, 15)  # August 2025 is the month in progress
 JAN, FEB, MAR, APR, MAY = (dt.date(2025, m, 1) for m in range(1, 6))
 AUG = dt.date(2025, 8, 1)
-
-Snapshot = dict[str, list[tuple[Any, ...]]]
 
 
 @pytest.fixture(autouse=True)
@@ -51,17 +50,6 @@ def publish(mart: psycopg.Connection) -> Iterator[Any]:
         publish_run(mart, run_id, [month], today=TODAY)
 
     yield run
-
-
-def snapshot(conn: psycopg.Connection) -> Snapshot:
-    """Every aggregate's rows, sorted."""
-    return {
-        table: sorted(
-            conn.execute(sql.SQL("SELECT * FROM finops.{}").format(sql.Identifier(table))).fetchall(),
-            key=repr,
-        )
-        for table in AGGREGATES
-    }
 
 
 def rebuilt(conn: psycopg.Connection) -> Snapshot:
