@@ -7,15 +7,14 @@ every line they write parses, and no credential is in any of it."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
 
 from finops_dagster_tests.observe.dashboard import expressions, with_variables
+from finops_dagster_tests.support.observe_stack import environment, json_lines
 from finops_dagster_tests.support.ports import free_port
 from finops_dagster_tests.support.processes import (
     FINOPS_CLI,
@@ -27,28 +26,8 @@ from finops_dagster_tests.support.processes import (
     wait_for_value,
 )
 
-CMDB = "demo://?cis=120&months=3&today=2026-12-05&applications=20"
 GATEWAY_SECRET = "pushgateway-s3cret-sentinel"
 DOMAINS_ROUTE = "/api/v1/costs/domains"
-
-
-def environment(mart_url: str, **settings: str) -> dict[str, str]:
-    env = {**os.environ, "POSTGRES_URL": mart_url, "MONGO_URL": CMDB, "FINOPS_DOMAINS_ENABLED": "open_legacy",
-           "FINOPS_LOG_FORMAT": "json", **settings}
-    env.pop("DAGSTER_HOME", None)
-    return env
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    """Every non-empty line as a JSON object (a line that is not one fails the test, named)."""
-    records = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise AssertionError(f"line {number} is not JSON: {line[:300]}") from None
-    return records
 
 
 def test_a_night_and_the_api_read_back_from_prometheus(

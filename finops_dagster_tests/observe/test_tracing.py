@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from finops_dagster_tests.observe.test_end_to_end import environment
+from finops_dagster_tests.support.observe_stack import environment
 from finops_dagster_tests.support.ports import free_port
 from finops_dagster_tests.support.processes import FINOPS_CLI, serving
 
