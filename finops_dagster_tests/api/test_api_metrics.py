@@ -7,22 +7,13 @@ import logging
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from finops_dagster.api.settings import SettingError
 from finops_dagster_tests.api.conftest import Issuer, Published, free_port, live_api, settings_for
+from finops_dagster_tests.support.metric_samples import samples
 
 DATA = "/api/v1/costs/domains"
 BREAKDOWN = "/api/v1/applications/{application_id}/breakdown"
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of an exposition, by name and sorted labels."""
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def test_requests_refusals_pool_and_jwks_are_counted(

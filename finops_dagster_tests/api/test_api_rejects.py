@@ -15,7 +15,7 @@ import pytest
 
 from finops_dagster.api.rejects import RejectPage
 from finops_dagster_tests.api.conftest import Issuer, LiveApi, live_api, settings_for
-from finops_dagster_tests.api.test_api_metrics import samples
+from finops_dagster_tests.support.metric_samples import samples
 from finops_dagster_tests.support.reject_rows import write_rejects
 
 ROUTE = "/api/v1/rejects"
