@@ -11,7 +11,7 @@ from dagster import DagsterInstance, instance_for_test
 
 from finops_dagster.mart.assets import FACT_RELEVE
 from finops_dagster.pipeline import build_definitions
-from finops_dagster_tests.test_pipeline import MARCH, MARCH_TOTAL, fill
+from finops_dagster_tests.support.small_cmdb import MARCH, MARCH_TOTAL, fill
 
 
 @pytest.fixture
