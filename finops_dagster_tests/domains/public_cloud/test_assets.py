@@ -10,9 +10,7 @@ from __future__ import annotations
 import ast
 import csv
 import datetime as dt
-import gzip
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import psycopg
 import pytest
 
 from finops_dagster.checks.reconciliation import cost_balances
-from finops_dagster.demo.estate import Estate, build_estate
+from finops_dagster.demo.estate import Estate
 from finops_dagster.domains.public_cloud import export_reader
 from finops_dagster.domains.public_cloud.assets import exchange_rates, families_by_service_category
 from finops_dagster.domains.public_cloud.aws_cur import AwsCurLayout
@@ -31,7 +29,7 @@ from finops_dagster.domains.public_cloud.export_reader import ExportLayout, Expo
 from finops_dagster.domains.public_cloud.focus import FocusLayout
 from finops_dagster.domains.public_cloud.fold import ChargeFold, FoldSettings
 from finops_dagster.domains.public_cloud.gcp_billing_export import GcpBillingExportLayout
-from finops_dagster.domains.public_cloud.resource import PublicCloudResource, public_cloud_from_env
+from finops_dagster.domains.public_cloud.resource import public_cloud_from_env
 from finops_dagster.domains.public_cloud.settings import public_cloud_settings
 from finops_dagster.domains.public_cloud.tags import parse_tags, tag_value
 from finops_dagster.mart.staging import stage_domain_load
@@ -41,60 +39,16 @@ from finops_dagster.reference.snapshot import read_snapshot
 from finops_dagster.settings import SettingError
 from finops_dagster_tests.support.domain_runs import (
     UNALLOCATED,
-    DomainRun,
     check_evaluations,
     etl_run,
     fact_rows,
     failures,
-    open_domain_run,
 )
+from finops_dagster_tests.support.public_cloud_bills import FOCUS_HEADER, focus_row, write_focus
+from finops_dagster_tests.support.public_cloud_run import PublicCloudRun
 from finops_dagster_tests.support.samples import SAMPLES
 
-SOURCE_SETTINGS = (
-    "FINOPS_FOCUS_",
-    "FINOPS_PUBLIC_CLOUD_",
-    "FINOPS_GCP_",
-    "FINOPS_AZURE_",
-    "FINOPS_AWS_",
-    "FINOPS_REPORTING_CURRENCY",
-)
 FOCUS_SAMPLE = SAMPLES / "focus" / "focus1.0_sample_1000.csv"
-FOCUS_HEADER = (
-    "BilledCost,EffectiveCost,BillingCurrency,BillingPeriodStart,ChargePeriodStart,ChargeCategory,"
-    "ServiceCategory,ServiceName,ProviderName,SubAccountId,SubAccountName,PricingQuantity,PricingUnit,Tags,"
-    "x_Extra"
-)
-
-
-class PublicCloudRun(DomainRun):
-    asset_nodes = ("public_cloud_releves", "fact_releve")
-
-    def domain_resources(self) -> dict[str, Any]:
-        return {"public_cloud": PublicCloudResource(sources=list(public_cloud_settings().sources))}
-
-
-@pytest.fixture
-def estate() -> Estate:
-    return build_estate(applications=40, seed=3)
-
-
-@pytest.fixture
-def domain(
-    estate: Estate, monkeypatch: pytest.MonkeyPatch, resources: dict[str, Any], mart: psycopg.Connection
-) -> Iterator[PublicCloudRun]:
-    with open_domain_run(
-        PublicCloudRun,
-        domain="public_cloud",
-        source_settings=SOURCE_SETTINGS,
-        estate=estate,
-        day=dt.date(2026, 11, 20),
-        monkeypatch=monkeypatch,
-        resources=resources,
-        mart=mart,
-    ) as run:
-        yield run
-
-
 def usd_to_eur(month: dt.date) -> Decimal:
     """The rate of the month as the reference file says, read here without the pipeline's loader."""
     with (DATA_DIR / "exchange_rates.csv").open(encoding="utf-8") as handle:
@@ -128,16 +82,6 @@ def assert_close(actual: Decimal, expected: Decimal, rows: Decimal) -> None:
     assert abs(actual - expected) <= Decimal("0.0000005") * (rows + 1), (actual, expected)
 
 
-def write_focus(path: Path, rows: list[str], *, header: str = FOCUS_HEADER, bom: bool = False) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = ("\ufeff" if bom else "") + header + "\n" + "".join(row + "\n" for row in rows)
-    if path.suffix == ".gz":
-        path.write_bytes(gzip.compress(text.encode("utf-8")))
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
-
-
 def as_parquet(csv_file: Path, parquet_file: Path) -> Path:
     """The same FOCUS rows as a Parquet file (every column as text)."""
     parquet_file.parent.mkdir(parents=True, exist_ok=True)
@@ -152,42 +96,6 @@ def as_parquet(csv_file: Path, parquet_file: Path) -> Path:
 def costs_by_application(mart: psycopg.Connection) -> dict[str, Decimal]:
     query = "SELECT application_id, sum(total_cost) FROM finops.fact_releve GROUP BY 1"
     return dict(mart.execute(query).fetchall())
-
-
-def focus_row(
-    cost: str,
-    *,
-    month: str = "2026-10",
-    currency: str = "EUR",
-    service: str = "Virtual Machines",
-    category: str = "Compute",
-    charge: str = "Usage",
-    provider: str = "Microsoft",
-    sub_account: str = "sub-1",
-    sub_account_name: str = "shared",
-    tags: str = "NULL",
-    quantity: str = "1",
-    unit: str = "Hours",
-) -> str:
-    return ",".join(
-        (
-            cost,
-            cost,
-            currency,
-            f"{month}-01 00:00:00",
-            f"{month}-03 10:00:00",
-            charge,
-            category,
-            service,
-            provider,
-            sub_account,
-            sub_account_name,
-            quantity,
-            unit,
-            tags,
-            "ignored",
-        )
-    )
 
 
 # --------------------------------------------------------------------------------------------

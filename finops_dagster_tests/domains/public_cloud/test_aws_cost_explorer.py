@@ -20,15 +20,14 @@ from werkzeug import Request, Response
 from finops_dagster.domains.public_cloud.aws_cost_explorer import AwsCostExplorer
 from finops_dagster.http.errors import SourceError
 from finops_dagster.settings import SettingError
+from finops_dagster_tests.support.aws_cost_explorer_results import OCTOBER, results
 
 TARGET = "AWSInsightsIndexService.GetCostAndUsage"
 CONTENT_TYPE = "application/x-amz-json-1.1"
 KEY_ID = "AKIAFINOPSTEST00001"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"
 SESSION_TOKEN = "FwoGZXIvYXdzEXAMPLEsessionTOKEN//never-logged"
-OCTOBER = dt.date(2026, 10, 1)
 LATER = dt.datetime(2026, 12, 2, 3, 0, tzinfo=dt.UTC)
-DEFINITIONS = [{"Type": "TAG", "Key": "app-id"}, {"Type": "DIMENSION", "Key": "SERVICE"}]
 
 
 def ce_answer(body: Any, status: int = 200) -> Response:
@@ -37,31 +36,6 @@ def ce_answer(body: Any, status: int = 200) -> Response:
 
 def ce_error(code: str, status: int = 400, message: str = "refused") -> Response:
     return ce_answer({"__type": code, "message": message}, status)
-
-
-def results(
-    groups: list[tuple[str, str, str, str]], start: str = "2026-10-01", **extra: Any
-) -> dict[str, Any]:
-    """A GetCostAndUsage page: groups of (tag key, service, amount, unit) for the metric NetAmortizedCost."""
-    return {
-        "GroupDefinitions": DEFINITIONS,
-        "ResultsByTime": [
-            {
-                "TimePeriod": {"Start": start, "End": "2026-11-01"},
-                "Total": {},
-                "Groups": [
-                    {
-                        "Keys": [tag, service],
-                        "Metrics": {"NetAmortizedCost": {"Amount": amount, "Unit": unit}},
-                    }
-                    for tag, service, amount, unit in groups
-                ],
-                "Estimated": False,
-            }
-        ],
-        "DimensionValueAttributes": [],
-        **extra,
-    }
 
 
 def ce_calls(server: HTTPServer) -> list[Request]:

@@ -10,7 +10,7 @@ import pytest
 
 from finops_dagster.domains.public_cloud.aws_cost_explorer_payloads import parse_cost_and_usage
 from finops_dagster.domains.public_cloud.charges import ChargeGroup
-from finops_dagster_tests.domains.public_cloud.test_aws_cost_explorer import OCTOBER, results
+from finops_dagster_tests.support.aws_cost_explorer_results import OCTOBER, results
 from finops_dagster_tests.support.samples import SAMPLES
 
 SAMPLE = SAMPLES / "aws" / "ce_get_cost_and_usage_groupby_service_tag.json"

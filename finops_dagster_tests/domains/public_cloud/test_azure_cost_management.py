@@ -11,7 +11,6 @@ import logging
 import random
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -28,23 +27,15 @@ from finops_dagster.http.client import HttpSource
 from finops_dagster.http.errors import SourceError
 from finops_dagster.http.settings import HttpSettings
 from finops_dagster.settings import SettingError
+from finops_dagster_tests.support.azure_cost_management_pages import OCTOBER, SCOPE, page
 from finops_dagster_tests.support.fake_time import FakeTime
 
 TENANT = "contoso.onmicrosoft.com"
 TOKEN_PATH = f"/{TENANT}/oauth2/v2.0/token"
 CLIENT_SECRET = "entra-secret-Zq8~do-not-log"
 ACCESS_TOKEN = "eyJ0eXAi.entra-access-token"
-SCOPE = "/subscriptions/00000000-0000-0000-0000-000000000001"
 QUERY_PATH = f"{SCOPE}/providers/Microsoft.CostManagement/query"
-OCTOBER = dt.date(2026, 10, 1)
 LATER = dt.datetime(2026, 12, 2, 3, 0, tzinfo=dt.UTC)
-COLUMNS = [
-    {"name": "Cost", "type": "Number"},
-    {"name": "TagKey", "type": "String"},
-    {"name": "TagValue", "type": "String"},
-    {"name": "ServiceName", "type": "String"},
-    {"name": "Currency", "type": "String"},
-]
 
 
 @pytest.fixture
@@ -72,17 +63,6 @@ def make_azure(httpserver: HTTPServer, fake: FakeTime) -> Iterator[Callable[...,
     yield make
     for source in made:
         source.close()
-
-
-def page(rows: list[list[Any]], next_link: str | None = None) -> str:
-    """A Query API answer as text; costs are written as given (strings here become JSON numbers)."""
-    body = {"properties": {"nextLink": next_link, "columns": COLUMNS, "rows": ["ROWS"]}}
-    text = json.dumps(body)
-    rendered = ", ".join(
-        "[" + ", ".join(str(cell) if i == 0 else json.dumps(cell) for i, cell in enumerate(row)) + "]"
-        for row in rows
-    )
-    return text.replace('["ROWS"]', f"[{rendered}]")
 
 
 def answer(text: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from finops_dagster.domains.public_cloud.azure_cost_management_payloads import parse_query_result
-from finops_dagster_tests.domains.public_cloud.test_azure_cost_management import OCTOBER, SCOPE, page
+from finops_dagster_tests.support.azure_cost_management_pages import OCTOBER, SCOPE, page
 from finops_dagster_tests.support.samples import SAMPLES
 
 SAMPLE = SAMPLES / "azure" / "ManagementGroupQueryGrouping.json"

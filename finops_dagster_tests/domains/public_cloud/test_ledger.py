@@ -19,14 +19,9 @@ from finops_dagster.domains.public_cloud import export_reader
 from finops_dagster.domains.public_cloud.export_reader import ExportFile, ExportReader
 from finops_dagster.domains.public_cloud.focus import FocusLayout
 from finops_dagster.domains.public_cloud.ledger import FileLedger, ledger_breaks
-from finops_dagster_tests.domains.public_cloud.test_assets import (  # noqa: F401  (fixtures)
-    PublicCloudRun,
-    domain,
-    estate,
-    focus_row,
-    write_focus,
-)
 from finops_dagster_tests.support.domain_runs import check_evaluations, failures
+from finops_dagster_tests.support.public_cloud_bills import focus_row, write_focus
+from finops_dagster_tests.support.public_cloud_run import PublicCloudRun
 
 MONTH = dt.date(2026, 10, 1)
 NOW = dt.datetime(2026, 11, 20, 12, 0)
@@ -114,7 +109,7 @@ def duplicate_one_row(original: Any) -> Any:
     ids=["drops a row", "duplicates a row"],
 )
 def test_a_reader_that_drops_or_duplicates_a_row_fails_the_reconciliation(
-    domain: PublicCloudRun,  # noqa: F811
+    domain: PublicCloudRun,
     mart: psycopg.Connection,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -138,7 +133,7 @@ def test_a_reader_that_drops_or_duplicates_a_row_fails_the_reconciliation(
 
 
 def test_the_manifest_is_stored_with_the_load_and_shown(
-    domain: PublicCloudRun,  # noqa: F811
+    domain: PublicCloudRun,
     mart: psycopg.Connection,
     tmp_path: Path,
 ) -> None:

@@ -17,7 +17,7 @@ from finops_dagster.domains.public_cloud.aws_cost_explorer import parse_cost_and
 from finops_dagster.domains.public_cloud.azure_cost_management import parse_query_result
 from finops_dagster.domains.public_cloud.export_reader import row_problem_code
 from finops_dagster.reject_reasons import RejectReason as R
-from finops_dagster_tests.domains.public_cloud.test_export_reader_bad_input import CASES, read, write
+from finops_dagster_tests.support.malformed_bills import CASES, read, write
 
 CODES: dict[str, R] = {
     "digit separator": R.INVALID_AMOUNT,
