@@ -25,17 +25,14 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 import finops_dagster.demo.private_cloud as private_cloud_demo
-import finops_dagster.domains.private_cloud.assets as private_cloud_asset
 from finops_dagster.demo.estate import Estate, build_estate
 from finops_dagster.demo.private_cloud import (
     IDLE_KEY,
     UNALLOCATED_KEY,
     Credentials,
     PrivateCloudSimulator,
-    RunningServer,
     Tenant,
     private_cloud_tenants,
-    serve,
 )
 from finops_dagster.domains.private_cloud.openstack import KeystoneToken, OpenStackUsage
 from finops_dagster.domains.private_cloud.resource import private_cloud_from_env
@@ -45,10 +42,8 @@ from finops_dagster.pipeline import build_definitions
 from finops_dagster.releve import next_month
 from finops_dagster.settings import SettingError
 from finops_dagster_tests.support.domain_runs import (
-    SHARED_SOURCE_SETTINGS,
     SIX_DECIMALS,
     UNALLOCATED,
-    DomainRun,
     Key,
     assert_no_secret,
     check_evaluations,
@@ -62,10 +57,8 @@ from finops_dagster_tests.support.domain_runs import (
     record_issued_tokens,
     releves,
 )
+from finops_dagster_tests.support.private_cloud_services import SOURCE_SETTINGS, TODAY, Pipeline
 
-TODAY = dt.date(2025, 10, 10)
-"""The simulators' day (past, so its months are partitions whatever the real date): OpenCost still
-shows 26 September - 9 October, Nova measures up to 10 October."""
 LATER = TODAY + dt.timedelta(days=40)
 SEPTEMBER = dt.date(2025, 9, 1)  # complete
 OCTOBER = dt.date(2025, 10, 1)  # the simulator's current month, measured up to yesterday
@@ -98,10 +91,6 @@ USAGE_API_PRODUCTS = {  # usage_api_metrics.csv, factor 1
     "ram_gib_hours": "PC_RAM_GIB_HOUR",
     "block_storage_gib_month": "PC_BLOCK_STORAGE_GIB_MONTH",
 }
-SOURCE_SETTINGS = (
-    "FINOPS_OPENSTACK_", "FINOPS_OPENCOST_", "FINOPS_USAGE_API_", "FINOPS_PRIVATE_CLOUD_",
-    *SHARED_SOURCE_SETTINGS,
-)
 DAILY_COLUMNS = "source, day, allocation_key, cpu_core_hours, ram_byte_hours, pv_byte_hours, properties"
 
 
@@ -118,19 +107,6 @@ def estate() -> Estate:
 @pytest.fixture(scope="module")
 def tenants(estate: Estate) -> list[Tenant]:
     return private_cloud_tenants(estate, tenants=30)
-
-
-class Pipeline(DomainRun):
-    """The nightly job against this test's mart, pointed at a simulated private cloud."""
-
-    asset_nodes = ("private_cloud_releves", "fact_releve")
-
-    def domain_resources(self) -> dict[str, Any]:
-        return {"private_cloud": private_cloud_from_env()}
-
-    def start(self, simulator: PrivateCloudSimulator) -> RunningServer:
-        """Serve the simulator and point the sources and the asset's clock at it."""
-        return self.serve(serve(simulator), private_cloud_asset, lambda: simulator.now)
 
 
 @pytest.fixture

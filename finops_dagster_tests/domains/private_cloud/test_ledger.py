@@ -20,8 +20,8 @@ from finops_dagster.demo.estate import Estate, build_estate
 from finops_dagster.demo.private_cloud import PrivateCloudSimulator, Tenant, private_cloud_tenants
 from finops_dagster.domains.private_cloud.usage_api import UsageApi
 from finops_dagster.releve import next_month
-from finops_dagster_tests.domains.private_cloud.test_assets import SOURCE_SETTINGS, TODAY, Pipeline
 from finops_dagster_tests.support.domain_runs import check_evaluations, failures, open_domain_run
+from finops_dagster_tests.support.private_cloud_services import SOURCE_SETTINGS, TODAY, Pipeline
 
 SEPTEMBER = dt.date(2025, 9, 1)
 NOVA_RECORDS_PER_ENTRY = 3

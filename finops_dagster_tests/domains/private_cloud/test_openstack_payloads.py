@@ -22,14 +22,13 @@ from finops_dagster.domains.private_cloud.openstack_payloads import (
     parse_tenant_usages,
 )
 from finops_dagster.domains.private_cloud.problems import UsageProblem as SharedUsageProblem
+from finops_dagster_tests.support.openstack_usages import TENANT_A, TENANT_B, tenant_entry
 from finops_dagster_tests.support.samples import SAMPLES
 
 OPENSTACK = SAMPLES / "openstack"
 GET_ALL = OPENSTACK / "simple-tenant-usage-get-all.v2.40.json"
 GET_DETAIL = OPENSTACK / "simple-tenant-usage-get-detail.v2.40.json"
 UTC = dt.UTC
-TENANT_A = "0000000e737461636b20342065000000"
-TENANT_B = "6f70656e737461636b20342065766572"
 DETAIL_NEXT = (
     "http://openstack.example.com/v2.1/6f70656e737461636b20342065766572/os-simple-tenant-usage"
     "?detailed=1&end=2016-10-12+18%3A22%3A04.868106&limit=1"
@@ -53,21 +52,6 @@ def raw_sum(entries: list[dict[str, Any]], name: str) -> Decimal:
     for entry in entries:
         total += Decimal(str(entry[name]))
     return total
-
-
-def tenant_entry(tenant_id: Any = TENANT_B, **overrides: Any) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "start": "2026-10-01T00:00:00",
-        "stop": "2026-11-01T00:00:00",
-        "total_hours": 744.0,
-        "total_local_gb_usage": 14880.0,
-        "total_memory_mb_usage": 1523712.0,
-        "total_vcpus_usage": 1488.0,
-    }
-    if tenant_id is not None:
-        entry["tenant_id"] = tenant_id
-    entry.update(overrides)
-    return entry
 
 
 # --- OpenStack: samples --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from finops_dagster.priced_usage import MeteredUsage, PricedUsageFold
 from finops_dagster.reference.snapshot import read_snapshot
 from finops_dagster.reject_reasons import RejectReason as R
 from finops_dagster.releve import DomainLoad
-from finops_dagster_tests.domains.private_cloud.test_openstack_payloads import tenant_entry
+from finops_dagster_tests.support.openstack_usages import tenant_entry
 
 NOW = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
 
