@@ -19,7 +19,7 @@ import logging
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
@@ -29,26 +29,20 @@ import pytest
 from dagster import ExecuteInProcessResult
 from pytest_httpserver import HTTPServer
 
-import finops_dagster.domains.native.assets as native_assets
 from finops_dagster.demo.estate import Estate, build_estate
 from finops_dagster.demo.native_services import (
     Credentials,
     GitlabNamespace,
     NativeServicesSimulator,
-    RunningServer,
-    serve,
 )
 from finops_dagster.domains.native.resource import native_from_env
-from finops_dagster.domains.native.snapshots import save_snapshot
 from finops_dagster.http.auth import OidcClientCredentials
 from finops_dagster.http.client import HttpSource
 from finops_dagster.pipeline import build_definitions
 from finops_dagster.settings import SettingError
 from finops_dagster_tests.support.domain_runs import (
-    SHARED_SOURCE_SETTINGS,
     SIX_DECIMALS,
     UNALLOCATED,
-    DomainRun,
     Key,
     assert_no_secret,
     check_evaluations,
@@ -62,29 +56,21 @@ from finops_dagster_tests.support.domain_runs import (
     record_issued_tokens,
     releves,
 )
+from finops_dagster_tests.support.native_services import (
+    GITLAB_SIZE_PRODUCTS,
+    RELEVES_AND_PUBLISH,
+    SOURCE_SETTINGS,
+    TODAY,
+    Pipeline,
+    simulator_for,
+)
 
-TODAY = dt.date(2025, 10, 10)
-"""The simulator's day (past, so its months are partitions whatever the real date)."""
 AUGUST = dt.date(2025, 8, 1)
 SEPTEMBER = dt.date(2025, 9, 1)
 OCTOBER = dt.date(2025, 10, 1)
 SEPTEMBER_NIGHTS = [SEPTEMBER + dt.timedelta(days=offset) for offset in range(30)]
 DOMAIN = "native"
 GB = Decimal(10**9)
-RELEVES_AND_PUBLISH = ("native_releves", "fact_releve")
-
-# GitLab's statistics fields and what they are billed as (domains/native/gitlab.py's contract)
-GITLAB_SIZE_PRODUCTS = {
-    "repository_size": "NT_GITLAB_REPOSITORY_GB",
-    "lfs_objects_size": "NT_GITLAB_LFS_GB",
-    "job_artifacts_size": "NT_GITLAB_JOB_ARTIFACTS_GB",
-    "pipeline_artifacts_size": "NT_GITLAB_PIPELINE_ARTIFACTS_GB",
-    "packages_size": "NT_GITLAB_PACKAGES_GB",
-    "container_registry_size": "NT_GITLAB_REGISTRY_GB",
-    "wiki_size": "NT_GITLAB_WIKI_GB",
-    "snippets_size": "NT_GITLAB_SNIPPETS_GB",
-    "uploads_size": "NT_GITLAB_UPLOADS_GB",
-}
 CUBE_PRODUCTS = {"cube_query_hours": "NT_CUBE_QUERY_HOURS", "cube_storage_gb_month": "NT_CUBE_STORAGE_GB"}
 # reference/data/rate_cards.csv (RC-2024.1, EUR), written out independently
 RATES: dict[str, Decimal] = {
@@ -104,9 +90,6 @@ RATES: dict[str, Decimal] = {
 }
 FAMILIES = {"gitlab": "NT_SCM", "artifactory": "NT_ARTIFACTS", "cube": "NT_DATA"}
 HUMAN_UNITS = {"bytes": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
-SOURCE_SETTINGS = (
-    "FINOPS_GITLAB_", "FINOPS_ARTIFACTORY_", "FINOPS_NATIVE_", "FINOPS_SERVICE_", *SHARED_SOURCE_SETTINGS,
-)
 REJECT_COLUMNS = "period_month, source, source_ref, reason, usage_unit, usage_quantity, raw_payload"
 
 
@@ -118,43 +101,6 @@ REJECT_COLUMNS = "period_month, source, source_ref, reason, usage_unit, usage_qu
 @pytest.fixture(scope="module")
 def estate() -> Estate:
     return build_estate(applications=40)
-
-
-def simulator_for(
-    estate: Estate, *, seed: int = 42, credentials: Credentials | None = None
-) -> NativeServicesSimulator:
-    """A small instance: 60 projects (4 malformed), 30 repositories (one unparseable), 12 Cube teams."""
-    return NativeServicesSimulator(
-        estate, today=TODAY, seed=seed, projects=60, repos=30, consumers=12, credentials=credentials
-    )
-
-
-def nightly_clock(night: dt.date) -> dt.datetime:
-    """When the nightly run of `night` reads the services (the snapshot is of that night)."""
-    return dt.datetime.combine(night, dt.time(2, 0), tzinfo=dt.UTC)
-
-
-class Pipeline(DomainRun):
-    """The nightly job against this test's mart, pointed at simulated native services."""
-
-    asset_nodes = ("native_snapshots", "native_releves", "fact_releve")
-
-    def domain_resources(self) -> dict[str, Any]:
-        return {"native": native_from_env()}
-
-    def start(self, simulator: NativeServicesSimulator) -> RunningServer:
-        """Serve the simulator; point the sources and the native assets' clock at it."""
-        return self.serve(serve(simulator), native_assets, lambda: nightly_clock(simulator.night))
-
-    def persist_nights(self, simulator: NativeServicesSimulator, nights: Iterable[dt.date]) -> None:
-        """What the nightly runs of those nights persisted: every source's snapshot of each night."""
-        with self.resources["postgres"].connect() as conn, native_from_env().connected() as sources:
-            for night in nights:
-                simulator.night = night
-                for source in sources:
-                    for snapshot in source.snapshot(night):
-                        save_snapshot(conn, snapshot, f"replay-{night}")
-        simulator.night = TODAY
 
 
 @pytest.fixture

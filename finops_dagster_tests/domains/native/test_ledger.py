@@ -20,7 +20,8 @@ import pytest
 import finops_dagster.domains.native.gitlab as gitlab_client
 from finops_dagster.demo.estate import Estate, build_estate
 from finops_dagster.demo.native_services import NativeServicesSimulator
-from finops_dagster_tests.domains.native.test_assets import (
+from finops_dagster_tests.support.domain_runs import check_evaluations, failures, open_domain_run
+from finops_dagster_tests.support.native_services import (
     GITLAB_SIZE_PRODUCTS,
     RELEVES_AND_PUBLISH,
     SOURCE_SETTINGS,
@@ -28,7 +29,6 @@ from finops_dagster_tests.domains.native.test_assets import (
     Pipeline,
     simulator_for,
 )
-from finops_dagster_tests.support.domain_runs import check_evaluations, failures, open_domain_run
 
 SEPTEMBER = dt.date(2025, 9, 1)
 NIGHTS = [dt.date(2025, 9, day) for day in (10, 11, 12)]
