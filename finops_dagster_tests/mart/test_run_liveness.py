@@ -27,7 +27,7 @@ from dagster import DagsterInstance, DagsterRunStatus, instance_for_test, materi
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from finops_dagster.mart.locks import RUN_NAMESPACE, STAGE_NAMESPACE
+from finops_dagster.mart.locks import MONTH_NAMESPACE, RUN_NAMESPACE, STAGE_NAMESPACE
 from finops_dagster.mart.run_liveness import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS
 from finops_dagster.reference.assets import reference_data
 from finops_dagster_tests.support.waiting import wait_for
@@ -267,13 +267,17 @@ def test_a_live_run_whose_ledger_connection_drops_is_never_aborted(
         lambda: mart.execute("SELECT run_id FROM finops.etl_runs WHERE status = 'RUNNING'").fetchone(),
         "the live run to start",
     )[0]
+    # The run's ledger connection holds the run lock, then its months' locks: cut it only once it
+    # holds both, so the cut lands on a run that is executing, not one still acquiring its locks.
     ledger = wait_for(
         lambda: mart.execute(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND granted "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (RUN_NAMESPACE,),
+            "SELECT run.pid FROM pg_locks run JOIN pg_locks month ON month.pid = run.pid "
+            "WHERE run.locktype = 'advisory' AND run.classid = %s AND run.granted "
+            "AND month.locktype = 'advisory' AND month.classid = %s AND month.granted "
+            "AND run.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (RUN_NAMESPACE, MONTH_NAMESPACE),
         ).fetchone(),
-        "the live run's ledger lock",
+        "the live run's ledger and month locks",
     )[0]
     mart.execute("SELECT pg_terminate_backend(%s)", (ledger,))
 
