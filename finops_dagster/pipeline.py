@@ -13,6 +13,7 @@ from typing import Any
 
 from dagster import AssetsDefinition, Definitions, in_process_executor
 
+from finops_dagster.checks.allocation import allocation_balances
 from finops_dagster.checks.freshness import build_freshness_check, build_freshness_schedule, freshness_job
 from finops_dagster.checks.reconciliation import Measure, build_reconciliation_check
 from finops_dagster.checks.views import views_match_fact_releve
@@ -104,7 +105,7 @@ def build_definitions(resources: Mapping[str, Any] | None = None) -> Definitions
             build_fact_releve([d.key for d in domains]),
             materialized_views,
         ],
-        asset_checks=[*checks, views_match_fact_releve, freshness],
+        asset_checks=[*checks, allocation_balances, views_match_fact_releve, freshness],
         jobs=[nightly_job, publish_months_job, freshness_job, rebuild_aggregates_job],
         schedules=[build_nightly_schedule(), build_freshness_schedule()],
         sensors=ALERT_SENSORS,

@@ -3,7 +3,9 @@
 One transaction under the mart's advisory lock replaces, for each month of the run, the rows of
 the domains this run loaded: readers see the previous complete month until COMMIT, then the new
 one, never a mix. The aggregates that depend on those months (mart/aggregates.py) are recomputed in
-the same transaction, so facts and aggregates switch together. Two runs publishing at once queue on
+the same transaction, so facts and aggregates switch together; so is each month's allocation of shared
+costs (mart/allocation.py), recomputed whole from the month's facts, and the allocated view of the
+aggregates. Two runs publishing at once queue on
 the lock instead of interleaving, which also means the later one computes its months' neighbours
 from the earlier one's committed facts.
 """
@@ -11,13 +13,14 @@ from the earlier one's committed facts.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 import psycopg
 from psycopg import sql
 
 from finops_dagster.mart.aggregates import maintain_aggregates
+from finops_dagster.mart.allocation import AllocatedMonth, AllocationError, allocate_published_month
 from finops_dagster.mart.locks import MART_NAMESPACE, PUBLISH_KEY
 from finops_dagster.mart.staging import domain_table
 from finops_dagster.releve import RELEVE_COLUMNS, next_month
@@ -34,6 +37,7 @@ class PublishedMonth:
     domains: tuple[str, ...]
     releves: int
     total_cost: Decimal
+    allocation: AllocatedMonth | None = None
 
 
 def ensure_month_partition(conn: psycopg.Connection, month: dt.date) -> None:
@@ -65,7 +69,8 @@ def publish_run(
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MART_NAMESPACE, PUBLISH_KEY))
         _refuse_if_declared_dead(conn, run_id)
         for month in sorted(months):
-            published.append(_publish_month(conn, run_id, month))
+            facts = _publish_month(conn, run_id, month)
+            published.append(replace(facts, allocation=_allocate(conn, month, run_id)))
         maintain_aggregates(
             conn, sorted(months), today=today or dt.datetime.now(dt.UTC).date(), min_cost=anomaly_min_cost()
         )
@@ -75,6 +80,13 @@ def publish_run(
             (sum(month.releves for month in published), run_id),
         )
     return published
+
+
+def _allocate(conn: psycopg.Connection, month: dt.date, run_id: str) -> AllocatedMonth:
+    try:
+        return allocate_published_month(conn, month, run_id)
+    except AllocationError as error:
+        raise PublishError(str(error)) from None
 
 
 def _refuse_if_declared_dead(conn: psycopg.Connection, run_id: str) -> None:
