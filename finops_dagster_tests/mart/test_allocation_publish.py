@@ -13,6 +13,7 @@ import pytest
 from dagster import AssetCheckKey, AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from finops_dagster.checks.allocation import CHECK_NAME, allocation_balances, imbalances
+from finops_dagster.checks.views import MONTHLY_VIEWS, QUARTER_VIEW, view_mismatches
 from finops_dagster.mart.assets import FACT_RELEVE, build_fact_releve
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.mart.publish import PublishError, publish_run
@@ -187,3 +188,15 @@ def test_the_blocking_check_passes_then_fails_when_a_row_is_tampered_with(
     passed, metadata = run_check(mart_url)
     assert not passed
     assert "month total 2025-03 EUR: expected 590.000001, found 591.000001" in str(metadata["shown"])
+
+
+def test_the_allocated_aggregates_add_up_to_the_published_relevés(published: psycopg.Connection) -> None:
+    for view in (*MONTHLY_VIEWS, QUARTER_VIEW):
+        assert view_mismatches(published, view, "finops_allocated") == [], view
+    published.execute(
+        "UPDATE finops_allocated.mv_cost_app_domain_month SET total_cost = total_cost + 1 "
+        "WHERE application_id = 'APP-A'"
+    )
+    assert view_mismatches(published, "mv_cost_app_domain_month", "finops_allocated") == [
+        (MONTH, "EUR", Decimal("591.000001"), Decimal("590.000001"))
+    ]
