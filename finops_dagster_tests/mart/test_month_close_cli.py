@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import psycopg
 
 from finops_dagster.allocation.rules import COLUMNS
+from finops_dagster.nightly import tonight
 
 FINOPS_CLI = str(Path(sys.executable).parent / "finops-dagster")
 CMDB = "demo://?cis=120&months=3&today=2026-12-05&applications=20"
@@ -75,3 +77,34 @@ def test_close_restate_and_approve_from_the_command_line(
     ).fetchall() == [("proportional", run_id)]
     again = cli(mart_url, rules, "restate", "2026-10", "--approve", str(run_id), "--by", "bob")
     assert again.returncode == 1 and "APPROVED, not pending" in again.stderr
+
+
+def test_the_headless_nightly_skips_a_closed_month_and_says_so(
+    mart_url: str, mart: psycopg.Connection, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.csv"
+    write_rules(rules, EVEN)
+    months = tonight(dt.datetime.now(dt.UTC))  # what `nightly` without --months runs over
+    previous, current = months.first[:7], months.last[:7]
+    done = cli(mart_url, rules, "nightly", "--months", f"{previous}:{current}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert cli(mart_url, rules, "close", previous, "--by", "alice").returncode == 0
+    published = mart.execute(
+        "SELECT DISTINCT run_id FROM finops.fact_releve WHERE period_month = %s", (months.first,)
+    ).fetchall()
+
+    done = cli(mart_url, rules, "nightly")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{previous} is closed (version 1, by alice): skipped, not rewritten" in done.stdout
+    assert f"finops-dagster restate {previous}` computes a restatement" in done.stdout
+    assert (
+        mart.execute(
+            "SELECT DISTINCT run_id FROM finops.fact_releve WHERE period_month = %s", (months.first,)
+        ).fetchall()
+        == published
+    )
+    latest = mart.execute("SELECT run_id FROM finops.etl_runs ORDER BY started_at DESC LIMIT 1").fetchone()
+    assert mart.execute(
+        "SELECT DISTINCT run_id FROM finops.fact_releve WHERE period_month = %s", (months.last,)
+    ).fetchall() == [latest]
+    assert mart.execute("SELECT count(*) FROM finops.month_restatement").fetchone() == (0,)
