@@ -107,10 +107,10 @@ def imbalances(conn: psycopg.Connection) -> list[Imbalance]:
 def allocation_balances(context: AssetCheckExecutionContext, postgres: PostgresResource) -> AssetCheckResult:
     with postgres.connect() as conn:
         found = imbalances(conn)
-        months = conn.execute(
+        lineage = conn.execute(
             "SELECT count(DISTINCT period_month), count(*) FROM finops.fact_allocation"
         ).fetchone()
-    month_count, moves = months if months else (0, 0)
+    month_count, moves = lineage if lineage else (0, 0)
     for imbalance in found[:SHOWN]:
         context.log.error(imbalance.shown())
     return AssetCheckResult(

@@ -29,6 +29,7 @@ from finops_dagster.allocation.rules import (
 from finops_dagster.reference.catalog import ReferenceDataError
 
 ZERO = Decimal(0)
+Key = tuple[str, str, str]  # application, product, currency
 
 INSERT_RULE = """
 INSERT INTO finops.allocation_rule (rule_id, version, line, sequence, valid_from, valid_to,
@@ -96,16 +97,12 @@ def allocate_published_month(conn: psycopg.Connection, month: dt.date, run_id: s
     """Recompute the month's allocation from its fact_releve rows; replaces its fact_allocation and
     fact_releve_allocated rows. Runs in the caller's (publish) transaction."""
     rules = rules_of_month(read_rules(conn), month)
-    applications = {row[0] for row in conn.execute("SELECT application_id FROM finops.dim_application")}
+    known = conn.execute("SELECT application_id, group_id FROM finops.dim_application").fetchall()
     try:
-        check_applications(rules, applications)
+        check_applications(rules, {application for application, _ in known})
     except ReferenceDataError as error:
         raise AllocationError(f"{month:%Y-%m}: {error}; nothing published") from None
-    groups = {
-        application: group
-        for application, group in conn.execute("SELECT application_id, group_id FROM finops.dim_application")
-        if group is not None
-    }
+    groups = {application: group for application, group in known if group is not None}
     lines, units = _direct_lines(conn, month)
     allocation = allocate_month(lines, rules, groups)
     conn.execute("DELETE FROM finops.fact_allocation WHERE period_month = %s", (month,))
@@ -171,7 +168,6 @@ def _copy_allocated(
     allocation: MonthAllocation,
 ) -> None:
     """Every application × product × currency with a direct cost, a quantity or an allocated part."""
-    Key = tuple[str, str, str]
     direct_cost: dict[Key, Decimal] = defaultdict(Decimal)
     quantity: dict[Key, Decimal] = defaultdict(Decimal)
     received: dict[Key, Decimal] = defaultdict(Decimal)

@@ -172,7 +172,7 @@ def approve_restatement(
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MART_NAMESPACE, PUBLISH_KEY))
         status = month_status(conn, month, lock=True)
-        base_version, expected, _ = pending_restatement(conn, month, run_id)
+        base_version, expected = pending_restatement(conn, month, run_id)
         if status is None or not status.closed:
             raise RestatementError(
                 f"{month:%Y-%m} is not closed: the nightly publishes it, it is not restated"

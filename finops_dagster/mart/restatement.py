@@ -169,21 +169,19 @@ def _store(
             copy.write_row((month, run_id, application, product, currency, *amounts, causes))
 
 
-def pending_restatement(
-    conn: psycopg.Connection, month: dt.date, run_id: str
-) -> tuple[int, str, dict[str, str]]:
-    """(base version, after fingerprint, inputs) of the month's pending restatement by `run_id`, locked."""
+def pending_restatement(conn: psycopg.Connection, month: dt.date, run_id: str) -> tuple[int, str]:
+    """(base version, after fingerprint) of the month's pending restatement by `run_id`, locked."""
     row = conn.execute(
-        "SELECT status, base_version, after_fingerprint, inputs FROM finops.month_restatement "
+        "SELECT status, base_version, after_fingerprint FROM finops.month_restatement "
         "WHERE period_month = %s AND run_id = %s FOR UPDATE",
         (month, run_id),
     ).fetchone()
     if row is None:
         raise RestatementError(f"{month:%Y-%m}: no restatement by run {run_id}")
-    status, base_version, fingerprint, inputs = row
+    status, base_version, fingerprint = row
     if status != PENDING:
         raise RestatementError(f"{month:%Y-%m}: the restatement by run {run_id} is {status}, not pending")
-    return base_version, fingerprint, inputs
+    return base_version, fingerprint
 
 
 def mark_approved(conn: psycopg.Connection, month: dt.date, run_id: str, by: str, version: int) -> None:
