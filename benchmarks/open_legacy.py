@@ -62,8 +62,9 @@ from benchmarks.harness import (
     s,
     table,
 )
-from finops_dagster.domains.open_legacy.cmdb_client import CiMonth, CmdbLayout
-from finops_dagster.domains.open_legacy.mapping import DOMAIN_ID, OpenLegacyFold, load_class_catalog
+from finops_dagster.domains.open_legacy import DOMAIN_ID
+from finops_dagster.domains.open_legacy.cmdb import CiMonth, CmdbLayout
+from finops_dagster.domains.open_legacy.mapping import OpenLegacyFold, load_class_catalog
 from finops_dagster.mart.migrations import apply_migrations
 from finops_dagster.mart.publish import publish_run
 from finops_dagster.mart.staging import stage_domain_load

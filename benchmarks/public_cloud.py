@@ -101,7 +101,7 @@ def measure_asset(url: str, directory: str) -> dict[str, Any]:
     )
     from dagster import DagsterInstance, materialize
 
-    from finops_dagster.domains.public_cloud.asset import public_cloud_releves
+    from finops_dagster.domains.public_cloud.assets import public_cloud_releves
     from finops_dagster.domains.public_cloud.resource import public_cloud_from_env
     from finops_dagster.mart.etl_runs import RunLedger
     from finops_dagster.resources.postgres import postgres_from_env

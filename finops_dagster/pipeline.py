@@ -18,12 +18,16 @@ from finops_dagster.checks.freshness import build_freshness_check, build_freshne
 from finops_dagster.checks.reconciliation import Measure, build_reconciliation_check
 from finops_dagster.checks.views import views_match_fact_releve
 from finops_dagster.checks.volume import build_volume_check
+from finops_dagster.domains.native import DOMAIN_ID as NATIVE
 from finops_dagster.domains.native.assets import native_releves, native_snapshots
 from finops_dagster.domains.native.resource import native_from_env
-from finops_dagster.domains.open_legacy.asset import open_legacy_releves
-from finops_dagster.domains.private_cloud.asset import private_cloud_releves
+from finops_dagster.domains.open_legacy import DOMAIN_ID as OPEN_LEGACY
+from finops_dagster.domains.open_legacy.assets import open_legacy_releves
+from finops_dagster.domains.private_cloud import DOMAIN_ID as PRIVATE_CLOUD
+from finops_dagster.domains.private_cloud.assets import private_cloud_releves
 from finops_dagster.domains.private_cloud.resource import private_cloud_from_env
-from finops_dagster.domains.public_cloud.asset import public_cloud_releves
+from finops_dagster.domains.public_cloud import DOMAIN_ID as PUBLIC_CLOUD
+from finops_dagster.domains.public_cloud.assets import public_cloud_releves
 from finops_dagster.domains.public_cloud.resource import public_cloud_from_env
 from finops_dagster.jobs import nightly_job, publish_months_job, restate_months_job
 from finops_dagster.mart.assets import build_fact_releve, materialized_views
@@ -53,18 +57,18 @@ class Domain:
 
 
 DOMAINS: dict[str, Domain] = {
-    "open_legacy": Domain(open_legacy_releves),
-    "private_cloud": Domain(
-        private_cloud_releves, resource_key="private_cloud", resource_from_env=private_cloud_from_env
+    OPEN_LEGACY: Domain(open_legacy_releves),
+    PRIVATE_CLOUD: Domain(
+        private_cloud_releves, resource_key=PRIVATE_CLOUD, resource_from_env=private_cloud_from_env
     ),
-    "public_cloud": Domain(
+    PUBLIC_CLOUD: Domain(
         public_cloud_releves,
-        resource_key="public_cloud",
+        resource_key=PUBLIC_CLOUD,
         resource_from_env=public_cloud_from_env,
         reconciled_by="cost",
     ),
-    "native": Domain(
-        native_releves, feeders=(native_snapshots,), resource_key="native", resource_from_env=native_from_env
+    NATIVE: Domain(
+        native_releves, feeders=(native_snapshots,), resource_key=NATIVE, resource_from_env=native_from_env
     ),
 }
 

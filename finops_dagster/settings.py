@@ -12,7 +12,12 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-AVAILABLE_DOMAINS: tuple[str, ...] = ("open_legacy", "private_cloud", "public_cloud", "native")
+from finops_dagster.domains.native import DOMAIN_ID as NATIVE
+from finops_dagster.domains.open_legacy import DOMAIN_ID as OPEN_LEGACY
+from finops_dagster.domains.private_cloud import DOMAIN_ID as PRIVATE_CLOUD
+from finops_dagster.domains.public_cloud import DOMAIN_ID as PUBLIC_CLOUD
+
+AVAILABLE_DOMAINS: tuple[str, ...] = (OPEN_LEGACY, PRIVATE_CLOUD, PUBLIC_CLOUD, NATIVE)
 
 
 class SettingError(ValueError):

@@ -44,8 +44,8 @@ from finops_dagster.pipeline import build_definitions
 from finops_dagster.releve import DomainLoad, month_start
 from finops_dagster.resources.mongo import MongoResource
 from finops_dagster.resources.postgres import MartUnavailable, PostgresResource
-from finops_dagster_tests.cmdb_documents import application, night, nights, vm
 from finops_dagster_tests.conftest import database_url
+from finops_dagster_tests.support.cmdb_documents import application, night, nights, vm
 
 MARCH = dt.date(2025, 3, 1)
 APRIL = dt.date(2025, 4, 1)

@@ -32,6 +32,9 @@ from finops_dagster.demo.private_cloud import (
 )
 from finops_dagster.demo.public_cloud import DEMO_PROVIDERS, write_focus_exports
 from finops_dagster.demo.scale import Scale
+from finops_dagster.domains.native import DOMAIN_ID as NATIVE
+from finops_dagster.domains.private_cloud import DOMAIN_ID as PRIVATE_CLOUD
+from finops_dagster.domains.public_cloud import DOMAIN_ID as PUBLIC_CLOUD
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG
 from finops_dagster.nightly import print_run_summary
 from finops_dagster.releve import month_start
@@ -130,7 +133,7 @@ def write_demo_focus_exports(
     """Generated FOCUS exports of two providers (one billing in USD) for the demo's months, unless the
     domain is disabled or real public-cloud sources are configured. ``scale.focus_line_items`` per
     provider and complete month; the current month has its elapsed share of them."""
-    if "public_cloud" not in enabled_domains() or any(os.environ.get(name) for name in PUBLIC_CLOUD_SETTINGS):
+    if PUBLIC_CLOUD not in enabled_domains() or any(os.environ.get(name) for name in PUBLIC_CLOUD_SETTINGS):
         return None
     scale = scale or Scale.demo()
     directory = base / "focus"
@@ -165,7 +168,7 @@ def focus_location(directory: Path) -> str:
 def start_simulated_native(today: dt.date, scale: Scale | None = None) -> SimulatedNative | None:
     """Serve simulated GitLab, Artifactory and Cube on localhost, unless the domain is disabled or real
     services are configured."""
-    if "native" not in enabled_domains() or any(os.environ.get(name) for name in NATIVE_URLS):
+    if NATIVE not in enabled_domains() or any(os.environ.get(name) for name in NATIVE_URLS):
         return None
     scale = scale or Scale.demo()
     simulator = NativeServicesSimulator(
@@ -204,7 +207,7 @@ def replay_native_nights(env: DemoEnvironment, first: dt.date, today: dt.date) -
 def start_simulated_private_cloud(today: dt.date, scale: Scale | None = None) -> RunningServer | None:
     """Serve the generated private cloud on localhost and point the domain's settings at it, unless
     the domain is disabled or real private-cloud APIs are configured."""
-    if "private_cloud" not in enabled_domains() or any(os.environ.get(name) for name in PRIVATE_CLOUD_URLS):
+    if PRIVATE_CLOUD not in enabled_domains() or any(os.environ.get(name) for name in PRIVATE_CLOUD_URLS):
         return None
     scale = scale or Scale.demo()
     simulator = PrivateCloudSimulator(

@@ -21,12 +21,12 @@ from typing import Any
 
 from dagster import Field, InitLoggerContext, LoggerDefinition, logger
 
-from finops_dagster.settings import SettingError
+from finops_dagster.settings import AVAILABLE_DOMAINS, SettingError
 
 LOG_FORMAT_SETTING = "FINOPS_LOG_FORMAT"
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-DOMAINS = ("open_legacy", "private_cloud", "public_cloud", "native")
+DOMAINS = AVAILABLE_DOMAINS
 CONTEXT_FIELDS = ("run_id", "job", "step", "domain", "month", "months")
 PARTITION_TAG = "dagster/partition"
 RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")

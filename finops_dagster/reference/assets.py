@@ -3,7 +3,7 @@
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from finops_dagster.allocation.rules import check_against_catalog, load_rules_file, read_rows, rules_file
-from finops_dagster.domains.open_legacy.cmdb_client import CmdbClient, layout_from_env
+from finops_dagster.domains.open_legacy.cmdb import CmdbClient, layout_from_env
 from finops_dagster.mart.allocation import store_rules
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.partitions import RUNS_WITH_MONTHS

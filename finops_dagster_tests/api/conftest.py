@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import threading
 import time
 import uuid
@@ -37,8 +36,9 @@ from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG, RunLedg
 from finops_dagster.pipeline import build_definitions
 from finops_dagster.resources.mongo import MongoResource
 from finops_dagster.resources.postgres import PostgresResource
-from finops_dagster_tests.cmdb_documents import application, nights, vm
 from finops_dagster_tests.conftest import database_url
+from finops_dagster_tests.support.cmdb_documents import application, nights, vm
+from finops_dagster_tests.support.ports import free_port
 
 JANUARY, FEBRUARY, MARCH, APRIL = (dt.date(2025, month, 1) for month in (1, 2, 3, 4))
 ISSUER = "https://issuer.test/realms/finops"
@@ -226,12 +226,6 @@ def issuer(issuer_server: HTTPServer) -> Issuer:
 # --------------------------------------------------------------------------------------------
 # The API, live
 # --------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -17,8 +17,8 @@ import yaml
 from finops_dagster_tests.deploy.conftest import RUNBOOK_BASE_URL
 from finops_dagster_tests.deploy.helm import Rendered, install
 from finops_dagster_tests.deploy.kube_stub import KubeStub
-from finops_dagster_tests.observe.metric_names import RULES
-from finops_dagster_tests.observe.processes import binary
+from finops_dagster_tests.support.metric_names import RULES
+from finops_dagster_tests.support.processes import binary
 
 NAME = "finops-dagster"
 

@@ -21,8 +21,8 @@ from psycopg import sql
 from finops_dagster.mart.aggregates import AGGREGATES, rebuild_aggregates
 from finops_dagster.mart.locks import MART_NAMESPACE, PUBLISH_KEY
 from finops_dagster.mart.publish import publish_run
-from finops_dagster_tests.test_publish import DOMAIN, stage
-from finops_dagster_tests.waiting import wait_for
+from finops_dagster_tests.mart.test_publish import DOMAIN, stage
+from finops_dagster_tests.support.waiting import wait_for
 
 TODAY = dt.date(2025, 8, 15)  # August 2025 is the month in progress
 JAN, FEB, MAR, APR, MAY = (dt.date(2025, m, 1) for m in range(1, 6))

@@ -12,8 +12,8 @@ from finops_dagster.cli import main as cli_main
 from finops_dagster.mart.aggregates import AGGREGATES
 from finops_dagster.mart.rebuild import rebuild_aggregates_job
 from finops_dagster.resources.postgres import PostgresResource
+from finops_dagster_tests.checks.test_volume import insert_fact
 from finops_dagster_tests.mart.test_aggregates import snapshot
-from finops_dagster_tests.test_checks import insert_fact
 
 JAN, FEB = dt.date(2025, 1, 1), dt.date(2025, 2, 1)
 

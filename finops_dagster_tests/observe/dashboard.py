@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from finops_dagster_tests.observe.processes import REPOSITORY
+from finops_dagster_tests.support.processes import REPOSITORY
 
 DASHBOARD = REPOSITORY / "deploy" / "grafana" / "finops-dagster.json"
 LABEL_VALUES = re.compile(r"label_values\(\s*([a-z_:][a-z0-9_:]*)\s*,\s*([a-z_][a-z0-9_]*)\s*\)")

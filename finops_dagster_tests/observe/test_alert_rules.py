@@ -10,13 +10,13 @@ from pathlib import Path
 
 import yaml
 
-from finops_dagster_tests.observe.metric_names import (
+from finops_dagster_tests.support.metric_names import (
     RULES,
     defined_metric_names,
     referenced_metric_names,
     rules,
 )
-from finops_dagster_tests.observe.processes import REPOSITORY, binary
+from finops_dagster_tests.support.processes import REPOSITORY, binary
 
 TESTS = sorted(Path(__file__).parent.glob("finops-rules*.test.yaml"))
 

@@ -4,7 +4,7 @@ only metrics the code defines (the end-to-end test also runs each against a real
 from __future__ import annotations
 
 from finops_dagster_tests.observe.dashboard import dashboard, expressions, panels
-from finops_dagster_tests.observe.metric_names import defined_metric_names, referenced_metric_names
+from finops_dagster_tests.support.metric_names import defined_metric_names, referenced_metric_names
 
 
 def test_the_dashboard_loads_with_its_panels() -> None:

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import psycopg
 
-from finops_dagster_tests.api.conftest import free_port
 from finops_dagster_tests.observe.dashboard import expressions, with_variables
-from finops_dagster_tests.observe.processes import (
+from finops_dagster_tests.support.ports import free_port
+from finops_dagster_tests.support.processes import (
     FINOPS_CLI,
     binary,
     prometheus,

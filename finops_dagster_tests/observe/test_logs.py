@@ -16,7 +16,7 @@ from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG
 from finops_dagster.observe.logs import JsonFormatter, dagster_loggers, log_format
 from finops_dagster.pipeline import build_definitions
 from finops_dagster.settings import SettingError
-from finops_dagster_tests.cmdb_documents import application, vm
+from finops_dagster_tests.support.cmdb_documents import application, vm
 
 
 def test_dagster_events_of_a_run_are_json_lines_with_their_context(

@@ -17,9 +17,9 @@ from finops_dagster.observe import run_metrics
 from finops_dagster.observe.logs import JsonFormatter
 from finops_dagster.observe.run_metrics import gateway_and_handler, gateway_host, push_run_metrics
 from finops_dagster.resources.postgres import PostgresResource
-from finops_dagster_tests.api.conftest import free_port
-from finops_dagster_tests.observe.processes import FINOPS_CLI, pushgateway
 from finops_dagster_tests.observe.test_end_to_end import environment, json_lines
+from finops_dagster_tests.support.ports import free_port
+from finops_dagster_tests.support.processes import FINOPS_CLI, pushgateway
 
 GATEWAY_SECRET = "gateway-s3cret-sentinel"
 MONGO_SECRET = "m0ngo-s3cret-sentinel"

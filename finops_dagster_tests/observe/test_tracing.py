@@ -17,9 +17,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from finops_dagster_tests.api.conftest import free_port
-from finops_dagster_tests.observe.processes import FINOPS_CLI, serving
 from finops_dagster_tests.observe.test_end_to_end import environment
+from finops_dagster_tests.support.ports import free_port
+from finops_dagster_tests.support.processes import FINOPS_CLI, serving
 
 
 class Collector:

@@ -5,6 +5,7 @@ import datetime as dt
 import psycopg
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
+from finops_dagster.domains.native import DOMAIN_ID
 from finops_dagster.domains.native.resource import NativeServicesResource
 from finops_dagster.domains.native.snapshots import (
     MONTH_MEASURES,
@@ -20,8 +21,6 @@ from finops_dagster.priced_usage import PricedUsageFold
 from finops_dagster.reference.snapshot import ReferenceSnapshot
 from finops_dagster.releve import DomainLoad, month_start, utc_now
 from finops_dagster.resources.postgres import PostgresResource
-
-DOMAIN_ID = "native"
 
 
 class MissingSnapshots(RuntimeError):

@@ -10,14 +10,12 @@ night with its reason.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import os
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 
 from finops_dagster.domains.native.snapshots import Problem, Reading, Snapshot
+from finops_dagster.domains.native.usage_report_payloads import load_products, reading_of
 from finops_dagster.http.auth import auth_from_env
 from finops_dagster.http.client import HttpSource
 from finops_dagster.http.errors import SourceError
@@ -26,9 +24,7 @@ from finops_dagster.http.settings import http_settings
 from finops_dagster.releve import month_start
 from finops_dagster.settings import SettingError, env_int
 
-PRODUCTS_FILE = Path(__file__).resolve().parent / "usage_report_products.csv"
 PATH = "/v1/usage-report"
-NO_CONSUMER = "(no consumer)"
 
 
 def service_names() -> list[str]:
@@ -40,15 +36,6 @@ def service_names() -> list[str]:
                 f"FINOPS_NATIVE_SERVICES: {name!r} is not a valid service name (letters, digits, _)"
             )
     return names
-
-
-def load_products(service: str, path: Path = PRODUCTS_FILE) -> dict[tuple[str, str], str]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        return {
-            (row["product"], row["unit"]): row["product_id"]
-            for row in csv.DictReader(handle)
-            if row["service"] == service
-        }
 
 
 class UsageReportService:
@@ -125,38 +112,7 @@ class UsageReportService:
         return Snapshot(self.name, month, night, readings, problems, records_received=received[0])
 
     def _reading(self, index: int, item: Any) -> Reading | Problem:
-        raw = item if isinstance(item, dict) else {"value": item}
-        consumer = str(raw.get("consumer") or "").strip()
-        application = str(raw.get("application") or "").strip() or None
-        ref = f"{consumer or application or 'unknown consumer'} / {raw.get('product')} (item {index})"
-        try:
-            quantity = Decimal(str(raw.get("quantity")).strip())
-        except InvalidOperation:
-            return Problem(ref, f"quantity is not a number ({str(raw.get('quantity'))[:40]!r})", raw)
-        if not quantity.is_finite() or quantity < 0:
-            return Problem(ref, f"quantity {raw.get('quantity')} is not a non-negative number", raw)
-        if not consumer and not application:
-            consumer = NO_CONSUMER  # nobody owns it: the unallocated application, never dropped
-        unit = str(raw.get("unit"))
-        product_id = self.products.get((str(raw.get("product")), unit))
-        if product_id is None:
-            # kept as a reading of an unknown product: the month's reject carries its quantity and unit
-            return Reading(
-                consumer or str(application),
-                f"unmapped:{raw.get('product')}",
-                "counter",
-                quantity,
-                application,
-                {"consumer": consumer.lower(), "unit": unit},
-            )
-        return Reading(
-            consumer or str(application),
-            product_id,
-            "counter",
-            quantity,
-            application,
-            {"consumer": consumer.lower()},
-        )
+        return reading_of(self.products, index, item)
 
     def close(self) -> None:
         self.client.close()

@@ -32,7 +32,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.database import Database
 
-from finops_dagster.domains.open_legacy.cmdb_client import CmdbLayout
+from finops_dagster.domains.open_legacy.cmdb import CmdbLayout
 from finops_dagster.releve import next_month
 
 

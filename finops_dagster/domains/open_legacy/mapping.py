@@ -41,8 +41,9 @@ from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
-from finops_dagster.domains.open_legacy.cmdb_client import CiMonth
-from finops_dagster.domains.open_legacy.servicenow import (
+from finops_dagster.domains.open_legacy import DOMAIN_ID
+from finops_dagster.domains.open_legacy.cmdb import CiMonth
+from finops_dagster.domains.open_legacy.cmdb_payloads import (
     QuantityError,
     application_code,
     parse_quantity,
@@ -58,7 +59,6 @@ from finops_dagster.releve import (
     quantize_quantity,
 )
 
-DOMAIN_ID = "open_legacy"
 SOURCE = "cmdb"
 CLASSES_FILE = Path(__file__).resolve().parent / "cmdb_classes.csv"
 ARITHMETIC_PRECISION = 60

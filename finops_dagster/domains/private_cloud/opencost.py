@@ -28,7 +28,7 @@ from decimal import Decimal
 
 import psycopg
 
-from finops_dagster.domains.private_cloud.opencost_allocation import Allocation, parse_allocation_sets
+from finops_dagster.domains.private_cloud.opencost_payloads import Allocation, parse_allocation_sets
 from finops_dagster.domains.private_cloud.problems import UsageProblem, ValueProblem, utc_instant
 from finops_dagster.http.auth import auth_from_env
 from finops_dagster.http.client import HttpSource

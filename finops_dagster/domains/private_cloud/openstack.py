@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from finops_dagster.domains.private_cloud.openstack_usage import (
+from finops_dagster.domains.private_cloud.openstack_payloads import (
     TenantUsage,
     merge_tenant_usages,
     next_marker_link,

@@ -1,25 +1,26 @@
 """The generic usage API that in-house private clouds expose (contract: usage_api.openapi.yaml).
 
 `GET /v1/usage?period=YYYY-MM` pages of `{application, tenant, metric, unit, quantity}` items with
-an opaque `next_page_token`. Quantities are decimal strings. Metrics become products through
-usage_api_metrics.csv (metric + unit → product and factor): a new metric is a line of data.
-An item with an unknown metric or unit, or an unreadable quantity, is a reject with its reason; a
-page for another period than asked means the service is broken and fails the run.
+an opaque `next_page_token`; `usage_api_payloads` turns each item into metered usage of a product
+(through usage_api_metrics.csv) or a reject with its reason. A page for another period than asked
+means the service is broken and fails the run.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import os
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 
 from finops_dagster.domains.private_cloud.problems import UsageProblem
+from finops_dagster.domains.private_cloud.usage_api_payloads import (
+    MetricMapping,
+    UnmappedQuantity,
+    load_metric_mappings,
+    meter_item,
+)
 from finops_dagster.http.auth import auth_from_env
 from finops_dagster.http.client import HttpSource
 from finops_dagster.http.errors import SourceError
@@ -30,34 +31,7 @@ from finops_dagster.settings import env_int
 
 SOURCE = "usage_api"
 PREFIX = "FINOPS_USAGE_API"
-METRICS_FILE = Path(__file__).resolve().parent / "usage_api_metrics.csv"
 PATH = "/v1/usage"
-NO_TENANT = "(no tenant)"
-
-
-@dataclass(frozen=True)
-class MetricMapping:
-    product_id: str
-    factor: Decimal
-
-
-def load_metric_mappings(path: Path = METRICS_FILE) -> dict[tuple[str, str], MetricMapping]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        return {
-            (row["metric"], row["unit"]): MetricMapping(row["product_id"], Decimal(row["factor"]))
-            for row in csv.DictReader(handle)
-        }
-
-
-@dataclass(frozen=True)
-class UnmappedQuantity:
-    """An item whose quantity is readable but whose metric/unit maps to no product."""
-
-    ref: str
-    reason: str
-    unit: str
-    quantity: Decimal
-    raw: dict[str, Any]
 
 
 class UsageApi:
@@ -115,48 +89,7 @@ class UsageApi:
             yield self._meter(index, item)
 
     def _meter(self, index: int, item: Any) -> MeteredUsage | UsageProblem | UnmappedQuantity:
-        raw = item if isinstance(item, dict) else {"value": item}
-        tenant = str(raw.get("tenant") or "").strip()
-        ref = f"{tenant or 'no tenant'} / {raw.get('metric')} (item {index})"
-        quantity = _quantity(raw.get("quantity"))
-        if isinstance(quantity, str):
-            return UsageProblem(ref, f"quantity {quantity}", raw)
-        if not tenant and not raw.get("application"):
-            tenant = NO_TENANT  # nobody owns it: the unallocated application, never dropped
-        mapping = self.metrics.get((str(raw.get("metric")), str(raw.get("unit"))))
-        if mapping is None:
-            return UnmappedQuantity(
-                ref,
-                f"unknown metric {raw.get('metric')!r} in unit {raw.get('unit')!r} "
-                "(add it to usage_api_metrics.csv)",
-                str(raw.get("unit")),
-                quantity,
-                raw,
-            )
-        application = raw.get("application")
-        return MeteredUsage(
-            self.client.name,
-            tenant or str(application),
-            mapping.product_id,
-            quantity * mapping.factor,
-            application=str(application) if application else None,
-            fields={"tenant": tenant},
-        )
+        return meter_item(self.client.name, self.metrics, index, item)
 
     def close(self) -> None:
         self.client.close()
-
-
-def _quantity(raw: Any) -> Decimal | str:
-    """An exact quantity from a decimal string (a JSON number is accepted through its text)."""
-    if raw is None or isinstance(raw, bool):
-        return "missing"
-    try:
-        value = Decimal(str(raw).strip())
-    except InvalidOperation:
-        return f"is not a number ({str(raw)[:40]!r})"
-    if not value.is_finite():
-        return f"is not finite ({raw})"
-    if value < 0:
-        return f"is negative ({raw})"
-    return value

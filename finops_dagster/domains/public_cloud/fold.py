@@ -31,6 +31,7 @@ from typing import Any
 
 import duckdb
 
+from finops_dagster.domains.public_cloud import DOMAIN_ID
 from finops_dagster.domains.public_cloud import fold_queries as q
 from finops_dagster.domains.public_cloud.charges import (
     RULE_FIELDS,
@@ -52,7 +53,6 @@ from finops_dagster.releve import (
     quantize_money,
 )
 
-DOMAIN_ID = "public_cloud"
 LINE_ITEMS_UNIT = "line items"
 """The unit of a relevé whose charges have several pricing units: the quantity counts line items."""
 OTHER_FAMILY = "PUB_OTHER"
