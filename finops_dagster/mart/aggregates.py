@@ -73,9 +73,15 @@ class CostView:
     schema: str
     prefix: str
 
+    @property
+    def schema_sql(self) -> sql.SQL:
+        """The schema as written in the statements (a constant of this module, never request text),
+        unquoted so the statements read as before: `DELETE FROM finops.mv_history_domain`."""
+        return sql.SQL(self.schema)
+
     def statement(self, text: str) -> sql.Composed:
-        facts = sql.Identifier("finops", self.facts)
-        return sql.SQL(text).format(facts=facts, mv=sql.Identifier(self.schema))
+        facts = sql.SQL(".").join([sql.SQL("finops"), sql.SQL(self.facts)])
+        return sql.SQL(text).format(facts=facts, mv=self.schema_sql)
 
 
 DIRECT = CostView("direct", "fact_releve", "finops", "")
@@ -281,7 +287,7 @@ def _replace(
 ) -> None:
     """Delete the table's rows of `months` and insert them again with `insert` (the same months)."""
     delete = sql.SQL("DELETE FROM {}.{} WHERE {} = ANY(%(months)s)").format(
-        sql.Identifier(view.schema), sql.Identifier(table), sql.Identifier(key)
+        view.schema_sql, sql.Identifier(table), sql.Identifier(key)
     )
     conn.execute(delete, {"months": months})
     conn.execute(view.statement(insert), {**params, "months": months})
@@ -343,6 +349,6 @@ def rebuild_aggregates(conn: psycopg.Connection, *, today: dt.date, min_cost: De
         for view in VIEWS:
             for table in AGGREGATES:
                 conn.execute(
-                    sql.SQL("DELETE FROM {}.{}").format(sql.Identifier(view.schema), sql.Identifier(table))
+                    sql.SQL("DELETE FROM {}.{}").format(view.schema_sql, sql.Identifier(table))
                 )
         return maintain_aggregates(conn, months, today=today, min_cost=min_cost)
