@@ -42,7 +42,7 @@ $(BACKSTAGE_CLIENT)/node_modules/.installed: $(BACKSTAGE_CLIENT)/package-lock.js
 check-backstage-client: $(BACKSTAGE_CLIENT)/node_modules/.installed
 	cd $(BACKSTAGE_CLIENT) && npm run --silent typecheck
 
-.PHONY: install demo dev test lint lock check-lock-install benchmark benchmark-public-cloud benchmark-api
+.PHONY: install demo dev test lint lock check-lock-install benchmark benchmark-public-cloud benchmark-api benchmark-allocation
 install: $(BIN)/.installed $(TOOLS_VENV)/.installed $(BACKSTAGE_CLIENT)/node_modules/.installed
 
 demo: $(BIN)/.installed
@@ -92,3 +92,6 @@ benchmark-public-cloud: $(BIN)/.installed
 
 benchmark-api: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.api
+
+benchmark-allocation: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.allocation

@@ -1,5 +1,5 @@
 """The `finops-dagster` command: migrate the mart, run the headless nightly, list a month's rejects,
-run the demo, open the UI on the demo data, serve the read API."""
+close and restate months, run the demo, open the UI on the demo data, serve the read API."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from finops_dagster.settings import SettingError
 
@@ -34,7 +34,9 @@ def cmd_rebuild_aggregates(_: argparse.Namespace) -> int:
     postgres = postgres_from_env().process_config_and_initialize()
     with postgres._open(autocommit=True) as conn:
         timings = rebuild_aggregates(conn, today=dt.datetime.now(dt.UTC).date(), min_cost=anomaly_min_cost())
-    print(f"{postgres.describe()}: {len(timings)} aggregates rebuilt in {sum(timings.values()):.1f} s")
+    tables = len({name.removeprefix("allocated.") for name in timings})
+    seconds = sum(timings.values())
+    print(f"{postgres.describe()}: {tables} aggregates rebuilt in {seconds:.1f} s (direct and allocated)")
     return 0
 
 
@@ -45,7 +47,61 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
     configure_logging()
     months = parse_months(args.months) if args.months else tonight(dt.datetime.now(dt.UTC))
-    return run_nightly(months, use_dagster_home=args.dagster_home)
+    return run_nightly(months, use_dagster_home=args.dagster_home, restate=bool(args.months))
+
+
+def cmd_close(args: argparse.Namespace) -> int:
+    """Close a published month: the nightly no longer rewrites it."""
+    from finops_dagster.mart.month_close import MonthCloseError, close_month
+    from finops_dagster.mart.month_jobs import month_of
+    from finops_dagster.resources.postgres import postgres_from_env
+
+    month = _month_argument(args.month, month_of)
+    postgres = postgres_from_env().process_config_and_initialize()
+    with postgres.connect() as conn:
+        try:
+            status = close_month(conn, month, by=args.by, note=args.note)
+        except MonthCloseError as error:
+            print(f"finops-dagster close: {error}", file=sys.stderr)
+            return 1
+    print(f"{status.describe()}" + (f" — {status.note}" if status.note else ""))
+    return 0
+
+
+def cmd_restate(args: argparse.Namespace) -> int:
+    """Compute a restatement of a closed month (a run over it), or approve one (--approve RUN --by NAME)."""
+    from finops_dagster.mart.month_jobs import month_of
+
+    month = _month_argument(args.month, month_of)
+    if args.approve is None:
+        from finops_dagster.nightly import parse_months, run_nightly
+        from finops_dagster.observe.logs import configure_logging
+
+        configure_logging()
+        return run_nightly(parse_months(f"{month:%Y-%m}"), use_dagster_home=args.dagster_home, restate=True)
+    from finops_dagster.mart.publish import approve_restatement
+    from finops_dagster.mart.restatement import RestatementError
+    from finops_dagster.resources.postgres import postgres_from_env
+
+    if not args.by:
+        print("finops-dagster restate: --approve needs --by NAME (who approves it)", file=sys.stderr)
+        return 2
+    postgres = postgres_from_env().process_config_and_initialize()
+    with postgres.connect() as conn:
+        try:
+            status = approve_restatement(conn, month, args.approve, by=args.by)
+        except RestatementError as error:
+            print(f"finops-dagster restate: {error}", file=sys.stderr)
+            return 1
+    print(f"{status.describe()}: restatement by run {args.approve} approved by {args.by} and published")
+    return 0
+
+
+def _month_argument(text: str, parse: Callable[[str], dt.date]) -> dt.date:
+    try:
+        return parse(text)
+    except ValueError as error:
+        raise SettingError(str(error)) from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -175,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--months",
         metavar="FIRST[:LAST]",
         help="the months to compute, YYYY-MM or YYYY-MM:YYYY-MM (default: the current month, and the "
-        "previous one unless FINOPS_RECALC_PREVIOUS_MONTH=false)",
+        "previous one unless FINOPS_RECALC_PREVIOUS_MONTH=false); closed months named here get a "
+        "restatement computed (without --months they are skipped)",
     )
     nightly.add_argument(
         "--dagster-home",
@@ -183,6 +240,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="record the run in the Dagster instance of DAGSTER_HOME (default: an ephemeral one)",
     )
     nightly.set_defaults(run=cmd_nightly)
+    close = commands.add_parser(
+        "close", help="close a published month (YYYY-MM): the nightly no longer rewrites it"
+    )
+    close.add_argument("month", metavar="YYYY-MM")
+    close.add_argument("--by", required=True, help="who closes it (recorded and shown by the API)")
+    close.add_argument("--note", help="why, or what was signed")
+    close.set_defaults(run=cmd_close)
+    restate = commands.add_parser(
+        "restate",
+        help="compute a restatement of a closed month (a run over it), or approve one with --approve RUN",
+    )
+    restate.add_argument("month", metavar="YYYY-MM")
+    restate.add_argument(
+        "--approve", metavar="RUN", help="publish the restatement computed by this run (with --by)"
+    )
+    restate.add_argument("--by", help="who approves it")
+    restate.add_argument(
+        "--dagster-home",
+        action="store_true",
+        help="record the run in the Dagster instance of DAGSTER_HOME (default: an ephemeral one)",
+    )
+    restate.set_defaults(run=cmd_restate)
     demo = commands.add_parser(
         "demo", help="run the whole pipeline on generated data, no configuration needed"
     )

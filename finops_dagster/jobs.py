@@ -12,6 +12,7 @@ from dagster import AssetCheckKey, AssetSelection, define_asset_job
 
 from finops_dagster.checks.freshness import CHECK_NAME as FRESHNESS_CHECK
 from finops_dagster.mart.assets import FACT_RELEVE
+from finops_dagster.mart.publish import CLOSED_MONTHS_TAG, RESTATE
 
 PIPELINE = AssetSelection.all() - AssetSelection.checks(
     AssetCheckKey(FACT_RELEVE, FRESHNESS_CHECK)
@@ -30,5 +31,16 @@ publish_months_job = define_asset_job(
     description=(
         "Publish months from the UI: pick the months (Materialize → partitions, one run for a range), "
         "and every enabled domain, the publish and the views run together with their checks."
+    ),
+)
+
+restate_months_job = define_asset_job(
+    "restate_months",
+    selection=PIPELINE,
+    tags={CLOSED_MONTHS_TAG: RESTATE},
+    description=(
+        "Run months again, closed ones included: an open month is published as usual, a closed one gets "
+        "a restatement (its new version and what changes, by input), published only once approved "
+        "(the job approve_restatement)."
     ),
 )

@@ -7,6 +7,9 @@ trigger CRON. Its Dagster instance is ephemeral unless asked otherwise: the run'
 etl_runs. The exit status is what a CronJob needs: 0 when the run succeeded, 1 when it did not,
 with the run's error summary as the last line printed. With FINOPS_LOG_FORMAT=json what it prints
 becomes log records too (one per domain and month, with their figures), so every line is JSON.
+
+A closed month is never rewritten by the nightly: without `--months` it is skipped (and said so);
+named by `--months` (or `finops-dagster restate`), its restatement is computed, to be approved.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import psycopg
 from dagster import DagsterInstance
 
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG
+from finops_dagster.mart.publish import CLOSED_MONTHS_TAG, RESTATE, SKIP
 from finops_dagster.observe.logs import json_logs
 from finops_dagster.partitions import monthly_partitions
 from finops_dagster.schedules import nightly_months
@@ -68,8 +72,9 @@ def tonight(now: dt.datetime) -> MonthRange:
     return MonthRange(first, last)
 
 
-def run_nightly(months: MonthRange, *, use_dagster_home: bool = False) -> int:
-    """Run the nightly job in process over `months`; print what it did; 0 on success, else 1."""
+def run_nightly(months: MonthRange, *, use_dagster_home: bool = False, restate: bool = False) -> int:
+    """Run the nightly job in process over `months`; print what it did; 0 on success, else 1.
+    `restate`: closed months among them get a restatement computed, instead of being skipped."""
     from finops_dagster.pipeline import build_definitions
     from finops_dagster.resources.postgres import postgres_from_env
 
@@ -80,13 +85,19 @@ def run_nightly(months: MonthRange, *, use_dagster_home: bool = False) -> int:
     with instance:
         result = job.execute_in_process(
             instance=instance,
-            tags={RANGE_START_TAG: months.first, RANGE_END_TAG: months.last, TRIGGER_TAG: "CRON"},
+            tags={
+                RANGE_START_TAG: months.first,
+                RANGE_END_TAG: months.last,
+                TRIGGER_TAG: "CRON",
+                CLOSED_MONTHS_TAG: RESTATE if restate else SKIP,
+            },
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             raise_on_error=False,
         )
     postgres = postgres_from_env().process_config_and_initialize()
     with postgres.connect() as conn:
         status, summary = print_run_summary(conn, result.run_id)
+        print_closed_months(conn, result.run_id, months)
     if result.success and status == "SUCCESS":
         return 0
     _say(f"FAILED: {summary or 'the run failed before recording its outcome (see the log above)'}",
@@ -113,6 +124,46 @@ FROM finops.domain_load l WHERE l.run_id = %s ORDER BY 1, 2
 
 
 RUN_RECORD = "SELECT status, error_summary FROM finops.etl_runs WHERE run_id = %s"
+
+CLOSED_MONTHS = """
+SELECT s.period_month, s.version, s.closed_by, r.lines_changed, r.changed_inputs, r.direct_before,
+       r.direct_after
+FROM finops.month_status AS s
+LEFT JOIN finops.month_restatement AS r ON r.period_month = s.period_month AND r.run_id = %(run)s
+WHERE s.status = 'CLOSED' AND s.period_month BETWEEN %(first)s AND %(last)s
+ORDER BY s.period_month
+"""
+
+
+def print_closed_months(conn: psycopg.Connection, run_id: str, months: MonthRange) -> None:
+    """Each closed month of the run: skipped, or the restatement computed and how to approve it."""
+    rows = conn.execute(
+        CLOSED_MONTHS,
+        {
+            "run": run_id,
+            "first": dt.date.fromisoformat(months.first),
+            "last": dt.date.fromisoformat(months.last),
+        },
+    ).fetchall()
+    for month, version, closed_by, lines, changed, before, after in rows:
+        if lines is None:
+            _say(
+                f"{month:%Y-%m} is closed (version {version}, by {closed_by}): skipped, not rewritten; "
+                f"`finops-dagster restate {month:%Y-%m}` computes a restatement",
+                level=logging.WARNING,
+                run_id=run_id,
+                month=f"{month:%Y-%m}",
+            )
+            continue
+        _say(
+            f"{month:%Y-%m} is closed (version {version}): restatement computed, not published — {lines} "
+            f"line(s) change, direct total {_money(before)} → {_money(after)}, changed inputs: "
+            f"{', '.join(changed) or 'none'}. Review it (GET /api/v1/months/{month:%Y-%m}/restatements/"
+            f"{run_id}), then: finops-dagster restate {month:%Y-%m} --approve {run_id} --by NAME",
+            level=logging.WARNING,
+            run_id=run_id,
+            month=f"{month:%Y-%m}",
+        )
 
 
 def print_run_summary(conn: psycopg.Connection, run_id: str) -> tuple[str | None, str | None]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from dagster import AssetsDefinition, Definitions, in_process_executor
 
+from finops_dagster.checks.allocation import allocation_balances
 from finops_dagster.checks.freshness import build_freshness_check, build_freshness_schedule, freshness_job
 from finops_dagster.checks.reconciliation import Measure, build_reconciliation_check
 from finops_dagster.checks.views import views_match_fact_releve
@@ -28,9 +29,10 @@ from finops_dagster.domains.private_cloud.resource import private_cloud_from_env
 from finops_dagster.domains.public_cloud import DOMAIN_ID as PUBLIC_CLOUD
 from finops_dagster.domains.public_cloud.assets import public_cloud_releves
 from finops_dagster.domains.public_cloud.resource import public_cloud_from_env
-from finops_dagster.jobs import nightly_job, publish_months_job
+from finops_dagster.jobs import nightly_job, publish_months_job, restate_months_job
 from finops_dagster.mart.assets import build_fact_releve, materialized_views
 from finops_dagster.mart.etl_runs import RunLedger
+from finops_dagster.mart.month_jobs import approve_restatement_job, close_month_job
 from finops_dagster.mart.rebuild import rebuild_aggregates_job
 from finops_dagster.observe.logs import dagster_loggers
 from finops_dagster.reference.assets import applications, reference_data
@@ -108,8 +110,16 @@ def build_definitions(resources: Mapping[str, Any] | None = None) -> Definitions
             build_fact_releve([d.key for d in domains]),
             materialized_views,
         ],
-        asset_checks=[*checks, views_match_fact_releve, freshness],
-        jobs=[nightly_job, publish_months_job, freshness_job, rebuild_aggregates_job],
+        asset_checks=[*checks, allocation_balances, views_match_fact_releve, freshness],
+        jobs=[
+            nightly_job,
+            publish_months_job,
+            restate_months_job,
+            freshness_job,
+            rebuild_aggregates_job,
+            close_month_job,
+            approve_restatement_job,
+        ],
         schedules=[build_nightly_schedule(), build_freshness_schedule()],
         sensors=ALERT_SENSORS,
         resources=dict(resources) if resources is not None else resources_from_env(),

@@ -73,16 +73,24 @@ Key = tuple[str, str, str]  # application, product, currency
 
 
 class _State:
-    """The month's cost as the rules applied so far left it."""
+    """The month's cost as the rules applied so far left it, with each application's keys indexed so
+    that weighing a target reads its own lines, not the month's."""
 
     def __init__(self, lines: Iterable[CostLine]) -> None:
-        self.amount: dict[Key, Decimal] = defaultdict(Decimal)
+        self.amount: dict[Key, Decimal] = {}
+        self.keys_of: dict[str, list[Key]] = defaultdict(list)
         self.quantity: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         self.products: dict[str, _Product] = {}
         for line in lines:
-            self.amount[(line.application_id, line.product_id, line.currency)] += line.amount
+            self.add((line.application_id, line.product_id, line.currency), line.amount)
             self.quantity[(line.application_id, line.product_id)] += line.quantity
             self.products[line.product_id] = _Product(line.family_id, line.domain_id)
+
+    def add(self, key: Key, amount: Decimal) -> None:
+        if key not in self.amount:
+            self.amount[key] = ZERO
+            self.keys_of[key[0]].append(key)
+        self.amount[key] += amount
 
     def in_scope(self, rule: AllocationRule, product_id: str) -> bool:
         product = self.products[product_id]
@@ -94,15 +102,14 @@ class _State:
 
     def has_cost_in(self, application: str, kind: TargetKind, value: str) -> bool:
         return any(
-            amount > 0
-            and app == application
+            self.amount[key] > 0
             and value
             == (
-                self.products[product].domain_id
+                self.products[key[1]].domain_id
                 if kind is TargetKind.DOMAIN
-                else self.products[product].family_id
+                else self.products[key[1]].family_id
             )
-            for (app, product, _), amount in self.amount.items()
+            for key in self.keys_of.get(application, ())
         )
 
     def line(self, key: Key, amount: Decimal) -> CostLine:
@@ -165,7 +172,7 @@ def _apply(rule: AllocationRule, state: _State, groups: Mapping[str, str], resul
                     part,
                 )
             )
-            state.amount[(target, product_id, currency)] += part
+            state.add((target, product_id, currency), part)
         state.amount[key] = ZERO
 
 
@@ -190,17 +197,7 @@ def _weights(rule: AllocationRule, state: _State, targets: list[str], currency: 
     if rule.method is Method.FIXED:
         return dict(rule.percentages)
     if rule.method is Method.QUANTITY:
-        return {
-            target: sum(
-                (
-                    q
-                    for (app, product), q in state.quantity.items()
-                    if app == target and product == rule.basis_product
-                ),
-                ZERO,
-            )
-            for target in targets
-        }
+        return {target: state.quantity.get((target, rule.basis_product or ""), ZERO) for target in targets}
     return {target: _own_cost(rule, state, target, currency) for target in targets}
 
 
@@ -208,9 +205,11 @@ def _own_cost(rule: AllocationRule, state: _State, target: str, currency: str) -
     """The target's cost in the currency, within the rule's scope (its source filters, else its target
     domain or family, else everything)."""
     total = ZERO
-    for (app, product_id, line_currency), amount in state.amount.items():
-        if app != target or line_currency != currency:
+    for key in state.keys_of.get(target, ()):
+        _, product_id, line_currency = key
+        if line_currency != currency:
             continue
+        amount = state.amount[key]
         product = state.products[product_id]
         if rule.target_kind is TargetKind.DOMAIN and product.domain_id != rule.targets[0]:
             continue

@@ -5,6 +5,10 @@ gives it to targets: listed applications, an application group's members, or eve
 cost in a domain or a family. The method says how: an even split, in proportion to each target's own
 cost, by fixed percentages, or in proportion to each target's quantity of a product. Rules of a month
 apply one after the other, by `sequence` then `rule_id`, each on what the rules before it left.
+
+The file is `reference/data/allocation_rules.csv`, or the one FINOPS_ALLOCATION_RULES names (the demo
+ships its own); no file means no rule. The reference asset loads it into `finops.allocation_rule` and
+the publish reads the month's rules from there, parsed again by `parse_rule`.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import itertools
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -22,12 +27,15 @@ from finops_dagster.reference.catalog import (
     DATA_DIR,
     Catalog,
     ReferenceDataError,
+    csv_rows,
     month_value,
     parse_csv,
     required_value,
 )
+from finops_dagster.settings import SettingError
 
 RULES_FILE = "allocation_rules.csv"
+RULES_SETTING = "FINOPS_ALLOCATION_RULES"
 COLUMNS = (
     "rule_id",
     "version",
@@ -101,7 +109,8 @@ def _percentages(raw: str) -> tuple[tuple[str, Decimal], ...]:
     return tuple(shares)
 
 
-def _rule(row: dict[str, str]) -> AllocationRule:
+def parse_rule(row: dict[str, str]) -> AllocationRule:
+    """One row of the file (column → text) as a rule; ValueError saying what is wrong."""
     valid_to = _optional(row, "valid_to")
     method = Method(required_value(row, "method"))
     kind = TargetKind(required_value(row, "target_kind"))
@@ -142,21 +151,46 @@ def _rule(row: dict[str, str]) -> AllocationRule:
     return rule
 
 
+def rules_file(directory: Path = DATA_DIR) -> Path:
+    """The rule file: FINOPS_ALLOCATION_RULES if set (it must exist), else the reference directory's."""
+    configured = os.environ.get(RULES_SETTING, "").strip()
+    if not configured:
+        return directory / RULES_FILE
+    path = Path(configured)
+    if not path.is_file():
+        raise SettingError(f"{RULES_SETTING}: {configured} is not a file")
+    return path
+
+
 def load_rules(directory: Path = DATA_DIR) -> tuple[AllocationRule, ...]:
     """The rules of the file, checked one by one (file and line in every error); none if no file."""
-    path = directory / RULES_FILE
+    return load_rules_file(directory / RULES_FILE)
+
+
+def load_rules_file(path: Path) -> tuple[AllocationRule, ...]:
+    """As `load_rules`, for the file at `path`."""
     if not path.exists():
         return ()
-    rules = parse_csv(path, COLUMNS, _rule)
+    rules = parse_csv(path, COLUMNS, parse_rule)
     _refuse_overlapping_versions(rules, path.name)
     return rules
 
 
-def check_against_catalog(rules: Sequence[AllocationRule], catalog: Catalog, applications: set[str]) -> None:
-    """Every domain, family, product and application a rule names exists (the file names the rule)."""
+def read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """The file's rows as text with their line numbers (what the mart stores); none if no file."""
+    if not path.exists():
+        return []
+    return list(csv_rows(path, COLUMNS))
+
+
+def check_against_catalog(
+    rules: Sequence[AllocationRule], catalog: Catalog, discovered_products: Iterable[str] = ()
+) -> None:
+    """Every domain, family and product a rule names exists (the file names the rule); products a
+    source discovered (a provider's services, in the mart only) count as known."""
     domains = {domain.domain_id for domain in catalog.domains}
     families = {family.family_id for family in catalog.families}
-    products = {product.product_id for product in catalog.products}
+    products = {product.product_id for product in catalog.products} | set(discovered_products)
     for rule in rules:
         named = {
             "source_domain": (rule.source_domain, domains),
@@ -171,6 +205,11 @@ def check_against_catalog(rules: Sequence[AllocationRule], catalog: Catalog, app
         for column, (value, known) in named.items():
             if value is not None and value not in known:
                 raise ReferenceDataError(f"{RULES_FILE}: rule {rule.label}: unknown {column} {value!r}")
+
+
+def check_applications(rules: Sequence[AllocationRule], applications: set[str]) -> None:
+    """The source and every listed target application exist (the file names the rule)."""
+    for rule in rules:
         unknown = [
             application
             for application in (rule.source_application, *rule.targets)

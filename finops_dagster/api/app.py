@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 
 from finops_dagster import __version__
-from finops_dagster.api import access_log, backstage, rejects, routes
+from finops_dagster.api import access_log, backstage, months, rejects, routes
 from finops_dagster.api.auth import Forbidden, IssuerUnavailable, TokenVerifier, Unauthorized
 from finops_dagster.api.db import Mart, ViewsNotPopulated
 from finops_dagster.api.dimensions import KnownValues, UnknownValue
@@ -252,6 +252,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(backstage.router)
     app.include_router(rejects.router)
+    app.include_router(months.router)
 
     _document_400_not_422(app, settings.auth_disabled)
 

@@ -18,7 +18,8 @@ is the month, and it is said rather than disguised: every series point is a mont
 month's cost, every body carries `"grain": "month"`, and a duration in days in `intervals` is read as
 whole months (P30D = 1 month, P90D = 3). Cost Insights draws numbers, so `amount` is a float for the
 chart and `amountExact` the exact decimal string; costs are in one currency (FINOPS_API_BACKSTAGE_CURRENCY,
-or `?currency=`), never added across currencies.
+or `?currency=`), never added across currencies. Every route that reads costs takes `?view=direct`
+(the default) or `?view=allocated` (after the allocation rules), with the same shapes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
+from psycopg import sql
 
 from finops_dagster.api.db import Version, ViewsNotPopulated, fetch
 from finops_dagster.api.dimensions import UnknownValue
@@ -53,7 +55,8 @@ from finops_dagster.api.periods import (
     parse_month,
     quarter_label,
 )
-from finops_dagster.api.serving import authenticate, reject_unknown_parameters, respond, state_of
+from finops_dagster.api.serving import ViewParam, authenticate, reject_unknown_parameters, respond, state_of
+from finops_dagster.mart.aggregates import cost_view
 from finops_dagster.reference.catalog import load_catalog
 from finops_dagster.releve import month_start, utc_now
 
@@ -73,30 +76,30 @@ CurrencyParam = Annotated[
 LAST_COMPLETE_MONTH = """
 SELECT max(period_month) AS period_month FROM finops.api_month_publish WHERE period_month < %s
 """
-GROUPS = "SELECT DISTINCT group_id FROM finops.mv_cost_group_month ORDER BY group_id"
+GROUPS = "SELECT DISTINCT group_id FROM {mv}.mv_cost_group_month ORDER BY group_id"
 GROUP_PROJECTS = """
-SELECT DISTINCT application_id FROM finops.mv_cost_application_month
+SELECT DISTINCT application_id FROM {mv}.mv_cost_application_month
 WHERE group_id = %s ORDER BY application_id
 """
 GROUP_SERIES = """
-SELECT period_month, total_cost FROM finops.mv_cost_group_month
+SELECT period_month, total_cost FROM {mv}.mv_cost_group_month
 WHERE group_id = %s AND currency = %s AND period_month BETWEEN %s AND %s
 """
 PROJECT_SERIES = """
-SELECT period_month, total_cost FROM finops.mv_cost_application_month
+SELECT period_month, total_cost FROM {mv}.mv_cost_application_month
 WHERE application_id = %s AND currency = %s AND period_month BETWEEN %s AND %s
 """
 PROJECT_DOMAINS = """
-SELECT period_month, domain_id, total_cost FROM finops.mv_cost_app_domain_month
+SELECT period_month, domain_id, total_cost FROM {mv}.mv_cost_app_domain_month
 WHERE application_id = %s AND currency = %s AND period_month BETWEEN %s AND %s
 """
 FAMILY_PRODUCTS = """
 SELECT p.period_month, p.product_id, sum(p.total_cost) AS total_cost
-FROM finops.mv_cost_app_product_month AS p
+FROM {mv}.mv_cost_app_product_month AS p
 WHERE p.family_id = %(family)s AND p.currency = %(currency)s AND p.period_month BETWEEN %(first)s AND %(last)s
   AND (%(project)s::text IS NULL OR p.application_id = %(project)s)
   AND (%(group)s::text IS NULL OR p.application_id IN (
-      SELECT application_id FROM finops.mv_cost_application_month WHERE group_id = %(group)s))
+      SELECT application_id FROM {mv}.mv_cost_application_month WHERE group_id = %(group)s))
 GROUP BY p.period_month, p.product_id
 """
 # The applications of a group are those mv_cost_application_month places in it (in any month), so an
@@ -105,11 +108,16 @@ GROUP BY p.period_month, p.product_id
 GROUP_ANOMALIES = """
 SELECT a.application_id, a.domain_id, a.total_cost, a.trailing_avg_cost, a.deviation_ratio, a.anomaly_kind,
        a.compared_months
-FROM finops.mv_anomalies_month AS a
+FROM {mv}.mv_anomalies_month AS a
 WHERE a.period_month = %s AND a.currency = %s
-  AND a.application_id IN (SELECT application_id FROM finops.mv_cost_application_month WHERE group_id = %s)
+  AND a.application_id IN (SELECT application_id FROM {mv}.mv_cost_application_month WHERE group_id = %s)
 ORDER BY a.application_id, a.domain_id
 """
+
+
+def in_view(query: str, view: str) -> sql.Composed:
+    """The query on the cost view's aggregates (direct: finops.mv_*, allocated: finops_allocated.mv_*)."""
+    return sql.SQL(query).format(mv=sql.Identifier(cost_view(view).schema))
 
 
 class NoCompleteMonth(ViewsNotPopulated):
@@ -218,13 +226,14 @@ async def last_complete_billing_date(request: Request) -> Response:
 
 
 @router.get("/groups", response_model=list[BackstageGroup], summary="getUserGroups: the application groups")
-async def groups(request: Request) -> Response:
+async def groups(request: Request, view: ViewParam = "direct") -> Response:
     """Every application group with a cost. The API does not know users: a Backstage client narrows
     this list to the user's groups from the catalog if it wants to."""
     reject_unknown_parameters(request)
 
     async def read(conn: psycopg.AsyncConnection[Any], version: Version) -> list[dict[str, Any]]:
-        return [{"id": row["group_id"], "name": row["group_id"]} for row in await fetch(conn, GROUPS)]
+        rows = await fetch(conn, in_view(GROUPS, view))
+        return [{"id": row["group_id"], "name": row["group_id"]} for row in rows]
 
     return await respond(request, read)
 
@@ -237,13 +246,13 @@ GroupPath = Annotated[str, Path(description="application group id")]
     response_model=list[BackstageProject],
     summary="getGroupProjects: the group's applications",
 )
-async def group_projects(request: Request, group: GroupPath) -> Response:
+async def group_projects(request: Request, group: GroupPath, view: ViewParam = "direct") -> Response:
     reject_unknown_parameters(request)
     state = state_of(request)
 
     async def read(conn: psycopg.AsyncConnection[Any], version: Version) -> list[dict[str, Any]]:
-        await state.known.check(conn, version, "group", group, status=404)
-        rows = await fetch(conn, GROUP_PROJECTS, (group,))
+        await state.known.check(conn, version, "group", group, status=404, view=view)
+        rows = await fetch(conn, in_view(GROUP_PROJECTS, view), (group,))
         return [{"id": row["application_id"], "name": row["application_id"]} for row in rows]
 
     return await respond(request, read)
@@ -255,16 +264,20 @@ async def group_projects(request: Request, group: GroupPath) -> Response:
     summary="getGroupDailyCost: the group's monthly cost series and its change",
 )
 async def group_cost(
-    request: Request, group: GroupPath, intervals: IntervalsParam, currency: CurrencyParam = None
+    request: Request,
+    group: GroupPath,
+    intervals: IntervalsParam,
+    currency: CurrencyParam = None,
+    view: ViewParam = "direct",
 ) -> Response:
     reject_unknown_parameters(request)
     parsed = parse_intervals(intervals)
     state = state_of(request)
 
     async def read(conn: psycopg.AsyncConnection[Any], version: Version) -> dict[str, Any]:
-        await state.known.check(conn, version, "group", group, status=404)
+        await state.known.check(conn, version, "group", group, status=404, view=view)
         code = await _currency(conn, version, request, currency)
-        rows = await fetch(conn, GROUP_SERIES, (group, code, *_bounds(parsed)))
+        rows = await fetch(conn, in_view(GROUP_SERIES, view), (group, code, *_bounds(parsed)))
         return cost_body(group, parsed, _series(rows), code)
 
     return await respond(request, read)
@@ -280,24 +293,26 @@ async def project_cost(
     project: Annotated[str, Path(description="application id")],
     intervals: IntervalsParam,
     currency: CurrencyParam = None,
+    view: ViewParam = "direct",
 ) -> Response:
     reject_unknown_parameters(request)
     parsed = parse_intervals(intervals)
     state = state_of(request)
 
     async def read(conn: psycopg.AsyncConnection[Any], version: Version) -> dict[str, Any]:
-        await state.known.check(conn, version, "application", project, status=404)
+        await state.known.check(conn, version, "application", project, status=404, view=view)
         code = await _currency(conn, version, request, currency)
         params = (project, code, *_bounds(parsed))
         by_domain: dict[str, dict[dt.date, Decimal]] = defaultdict(dict)
-        for row in await fetch(conn, PROJECT_DOMAINS, params):
+        for row in await fetch(conn, in_view(PROJECT_DOMAINS, view), params):
             by_domain[row["domain_id"]][row["period_month"]] = row["total_cost"]
         grouped = {
             "domain": [
                 cost_body(domain, parsed, amounts, code) for domain, amounts in sorted(by_domain.items())
             ]
         }
-        return cost_body(project, parsed, _series(await fetch(conn, PROJECT_SERIES, params)), code, grouped)
+        series = _series(await fetch(conn, in_view(PROJECT_SERIES, view), params))
+        return cost_body(project, parsed, series, code, grouped)
 
     return await respond(request, read)
 
@@ -335,6 +350,7 @@ async def product_insights(
     group: Annotated[str | None, Query(description="application group")] = None,
     project: Annotated[str | None, Query(description="application")] = None,
     currency: CurrencyParam = None,
+    view: ViewParam = "direct",
 ) -> Response:
     """Compares the last period of `intervals` with the one before (R2/P1M: this month against the
     previous one). Configure the families as Cost Insights `products` in app-config.yaml."""
@@ -343,16 +359,16 @@ async def product_insights(
     state = state_of(request)
 
     async def read(conn: psycopg.AsyncConnection[Any], version: Version) -> dict[str, Any]:
-        await _known_family(conn, version, request, family)
+        await _known_family(conn, version, request, family, view)
         if group is not None:
-            await state.known.check(conn, version, "group", group)
+            await state.known.check(conn, version, "group", group, view=view)
         if project is not None:
-            await state.known.check(conn, version, "application", project)
+            await state.known.check(conn, version, "application", project, view=view)
         code = await _currency(conn, version, request, currency)
         first, last = _bounds(parsed)
         rows = await fetch(
             conn,
-            FAMILY_PRODUCTS,
+            in_view(FAMILY_PRODUCTS, view),
             {
                 "family": family,
                 "currency": code,
@@ -376,13 +392,13 @@ async def product_insights(
 
 
 async def _known_family(
-    conn: psycopg.AsyncConnection[Any], version: Version, request: Request, family: str
+    conn: psycopg.AsyncConnection[Any], version: Version, request: Request, family: str, view: str
 ) -> None:
     """A family of the catalog, or one the views hold cost for; otherwise 404."""
     if family in catalog_families():
         return
     try:
-        await state_of(request).known.check(conn, version, "family", family, status=404)
+        await state_of(request).known.check(conn, version, "family", family, status=404, view=view)
     except UnknownValue:
         raise UnknownValue(
             f"unknown family {family!r}: neither the reference catalog nor the views know it", 404
@@ -408,6 +424,7 @@ async def group_alerts(
         str | None, Query(description="YYYY-MM; default: the latest complete, published month")
     ] = None,
     currency: CurrencyParam = None,
+    view: ViewParam = "direct",
 ) -> Response:
     """From mv_anomalies_month. Each alert is shaped as Cost Insights' ProjectGrowthData: wrap it in a
     ProjectGrowthAlert, or show title/subtitle as they are."""
@@ -416,7 +433,7 @@ async def group_alerts(
     state = state_of(request)
 
     async def read(conn: psycopg.AsyncConnection[Any], version: Version) -> list[dict[str, Any]]:
-        await state.known.check(conn, version, "group", group, status=404)
+        await state.known.check(conn, version, "group", group, status=404, view=view)
         code = await _currency(conn, version, request, currency)
         target = month
         if target is None:
@@ -424,7 +441,7 @@ async def group_alerts(
             target = rows[0]["period_month"] if rows else None
         if target is None:
             return []
-        anomalies = await fetch(conn, GROUP_ANOMALIES, (target, code, group))
+        anomalies = await fetch(conn, in_view(GROUP_ANOMALIES, view), (target, code, group))
         return [alert(row, target, code) for row in anomalies]
 
     return await respond(request, read)

@@ -15,36 +15,42 @@ from psycopg import sql
 
 from finops_dagster.api.db import Version, fetch
 from finops_dagster.api.listings import ANOMALY_KINDS
+from finops_dagster.mart.aggregates import VIEWS
 
 MAX_VALUE_LENGTH = 200
 SHOWN_KNOWN_VALUES = 20
 
 
-def _loose_scan(view: str, column: str) -> sql.Composed:
+def _loose_scan(view: str, column: str, schema: str) -> sql.Composed:
     """DISTINCT over an indexed leading column, one index probe per value (no full scan)."""
     return sql.SQL(
         "WITH RECURSIVE v AS ("
-        " SELECT min({c}) AS value FROM finops.{v}"
+        " SELECT min({c}) AS value FROM {v}"
         " UNION ALL"
-        " SELECT (SELECT min({c}) FROM finops.{v} WHERE {c} > v.value) FROM v WHERE v.value IS NOT NULL"
+        " SELECT (SELECT min({c}) FROM {v} WHERE {c} > v.value) FROM v WHERE v.value IS NOT NULL"
         ") SELECT value FROM v WHERE value IS NOT NULL"
-    ).format(c=sql.Identifier(column), v=sql.Identifier(view))
+    ).format(c=sql.Identifier(column), v=sql.Identifier(schema, view))
 
 
-def _distinct(view: str, column: str) -> sql.Composed:
-    return sql.SQL("SELECT DISTINCT {c} AS value FROM finops.{v} WHERE {c} IS NOT NULL").format(
-        c=sql.Identifier(column), v=sql.Identifier(view)
+def _distinct(view: str, column: str, schema: str) -> sql.Composed:
+    return sql.SQL("SELECT DISTINCT {c} AS value FROM {v} WHERE {c} IS NOT NULL").format(
+        c=sql.Identifier(column), v=sql.Identifier(schema, view)
     )
 
 
-SOURCES: dict[str, sql.Composed] = {
-    "domain": _distinct("mv_cost_domain_month", "domain_id"),
-    "family": _distinct("mv_cost_family_month", "family_id"),
-    "group": _distinct("mv_cost_group_month", "group_id"),
-    "currency": _distinct("mv_cost_domain_month", "currency"),
-    "application": _loose_scan("mv_cost_application_month", "application_id"),
-    "product": _loose_scan("mv_cost_app_product_month", "product_id"),
-}
+def _sources(schema: str) -> dict[str, sql.Composed]:
+    return {
+        "domain": _distinct("mv_cost_domain_month", "domain_id", schema),
+        "family": _distinct("mv_cost_family_month", "family_id", schema),
+        "group": _distinct("mv_cost_group_month", "group_id", schema),
+        "currency": _distinct("mv_cost_domain_month", "currency", schema),
+        "application": _loose_scan("mv_cost_application_month", "application_id", schema),
+        "product": _loose_scan("mv_cost_app_product_month", "product_id", schema),
+    }
+
+
+SOURCES: dict[str, dict[str, sql.Composed]] = {view.name: _sources(view.schema) for view in VIEWS}
+"""Per cost view (direct, allocated), the query of each dimension's known values."""
 
 
 class UnknownValue(Exception):
@@ -65,15 +71,17 @@ def check_text(name: str, value: str) -> str:
 class KnownValues:
     def __init__(self) -> None:
         self._token: str | None = None
-        self._values: dict[str, frozenset[str]] = {}
+        self._values: dict[tuple[str, str], frozenset[str]] = {}
 
-    async def values(self, conn: psycopg.AsyncConnection[Any], version: Version, name: str) -> frozenset[str]:
+    async def values(
+        self, conn: psycopg.AsyncConnection[Any], version: Version, name: str, view: str = "direct"
+    ) -> frozenset[str]:
         if self._token != version.token:
             self._values, self._token = {}, version.token
-        if name not in self._values:
-            rows = await fetch(conn, SOURCES[name])
-            self._values[name] = frozenset(str(row["value"]) for row in rows)
-        return self._values[name]
+        if (view, name) not in self._values:
+            rows = await fetch(conn, SOURCES[view][name])
+            self._values[(view, name)] = frozenset(str(row["value"]) for row in rows)
+        return self._values[(view, name)]
 
     async def check(
         self,
@@ -83,6 +91,7 @@ class KnownValues:
         value: str,
         *,
         status: int = 400,
+        view: str = "direct",
     ) -> str:
         """`value` when the views know it as a `name`; else UnknownValue with a message that helps."""
         check_text(name, value)
@@ -90,7 +99,7 @@ class KnownValues:
             if value not in ANOMALY_KINDS:
                 raise UnknownValue(f"kind: expected one of {', '.join(ANOMALY_KINDS)}, got {value!r}")
             return value
-        known = await self.values(conn, version, name)
+        known = await self.values(conn, version, name, view)
         if value in known:
             return value
         hint = ""

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from psycopg import sql
 
 from finops_dagster.api.periods import PeriodRange, add_months, month_label, quarter_label, quarter_start
+from finops_dagster.mart.aggregates import cost_view
 
 Kind = Literal["text", "money", "decimal", "integer"]
 Grain = Literal["month", "quarter"]
@@ -270,6 +271,8 @@ class Request:
     sort: Sort | None
     page: int
     page_size: int
+    view: str = "direct"
+    """direct (finops.mv_*) or allocated (finops_allocated.mv_*): the same tables after the rules."""
 
 
 def _period_expression(listing: Listing) -> sql.Composable:
@@ -326,10 +329,10 @@ def build_query(listing: Listing, request: Request) -> Query:
     dimensions = [sql.Identifier(name) for name in listing.dimensions]
     attributes = [sql.Identifier(name) for name in listing.attributes]
     measures = [measure.select(listing.grouped) for measure in listing.measures]
-    inner = sql.SQL("SELECT {period} AS period, {columns} FROM finops.{view}{where}").format(
+    inner = sql.SQL("SELECT {period} AS period, {columns} FROM {view}{where}").format(
         period=_period_expression(listing),
         columns=sql.SQL(", ").join([*dimensions, *attributes, *measures]),
-        view=sql.Identifier(listing.view),
+        view=sql.Identifier(cost_view(request.view).schema, listing.view),
         where=where,
     )
     if listing.grouped:

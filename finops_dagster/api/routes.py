@@ -2,7 +2,8 @@
 anomalies, an application's breakdown, and the freshness of the data. All read the views only.
 
 Every listing takes the same parameters — `from`/`to` (YYYY-MM, inclusive), the dimension filters it
-supports, `currency`, `sort` (a column, `-column` for descending), `page` and `page_size` — and pages
+supports, `currency`, `sort` (a column, `-column` for descending), `page`, `page_size` and `view`
+(`direct`, the default, or `allocated`: the same listing after the allocation rules) — and pages
 in a stable order: the requested sort, then the period, then the view's unique key.
 """
 
@@ -20,7 +21,14 @@ from finops_dagster.api.db import Version, fetch
 from finops_dagster.api.dimensions import UnknownValue
 from finops_dagster.api.models import Freshness, item_model, page_model
 from finops_dagster.api.periods import month_label, parse_range
-from finops_dagster.api.serving import BadInput, authenticate, reject_unknown_parameters, respond, state_of
+from finops_dagster.api.serving import (
+    BadInput,
+    ViewParam,
+    authenticate,
+    reject_unknown_parameters,
+    respond,
+    state_of,
+)
 from finops_dagster.releve import month_start, utc_now
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(authenticate)])
@@ -34,6 +42,7 @@ Sort = Annotated[str | None, Query(description="a column of the items; prefix wi
 Page = Annotated[int, Query(description="1-based page number")]
 PageSize = Annotated[int | None, Query(description="rows per page (default and maximum: see settings)")]
 Dimension = Annotated[str | None, Query(description="a value the views know (400 otherwise)")]
+
 
 
 def _page_models() -> dict[str, type]:
@@ -113,6 +122,7 @@ async def _listing(
     page: int,
     page_size: int | None,
     path_filters: dict[str, str] | None = None,
+    view: str = "direct",
 ) -> Response:
     reject_unknown_parameters(request)
     periods = parse_range(from_, to)
@@ -123,13 +133,13 @@ async def _listing(
     async def read(conn: psycopg.AsyncConnection[Any], version: Version) -> dict[str, Any]:
         given: dict[str, str] = {}
         for name, path_value in (path_filters or {}).items():
-            given[name] = await state.known.check(conn, version, name, path_value, status=404)
+            given[name] = await state.known.check(conn, version, name, path_value, status=404, view=view)
         for name, value in filters.items():
             if value is not None:
-                given[name] = await state.known.check(conn, version, name, value)
-        query = L.build_query(listing, L.Request(periods, given, ordering, page, size))
+                given[name] = await state.known.check(conn, version, name, value, view=view)
+        query = L.build_query(listing, L.Request(periods, given, ordering, page, size, view))
         rows = await fetch(conn, query.page, query.page_params)
-        key = (listing.name, listing.grain, periods, tuple(sorted(given.items())))
+        key = (listing.name, listing.grain, view, periods, tuple(sorted(given.items())))
         if 0 < len(rows) < size:  # the last page: the total needs no count
             total = (page - 1) * size + len(rows)
         else:
@@ -164,6 +174,7 @@ async def domain_costs(
     sort: Sort = None,
     page: Page = 1,
     page_size: PageSize = None,
+    view: ViewParam = "direct",
 ) -> Response:
     """mv_cost_domain_month: each domain's cost per month (or quarter), per currency."""
     listing = L.DOMAIN_QUARTER if grain == "quarter" else L.DOMAIN_MONTH
@@ -176,6 +187,7 @@ async def domain_costs(
         sort=sort,
         page=page,
         page_size=page_size,
+        view=view,
     )
 
 
@@ -195,6 +207,7 @@ async def family_costs(
     sort: Sort = None,
     page: Page = 1,
     page_size: PageSize = None,
+    view: ViewParam = "direct",
 ) -> Response:
     """mv_cost_family_month: each family's cost (within its domain) per month or quarter."""
     listing = L.FAMILY_QUARTER if grain == "quarter" else L.FAMILY_MONTH
@@ -207,6 +220,7 @@ async def family_costs(
         sort=sort,
         page=page,
         page_size=page_size,
+        view=view,
     )
 
 
@@ -225,6 +239,7 @@ async def group_costs(
     sort: Sort = None,
     page: Page = 1,
     page_size: PageSize = None,
+    view: ViewParam = "direct",
 ) -> Response:
     """mv_cost_group_month: each application group's cost per month or quarter."""
     listing = L.GROUP_QUARTER if grain == "quarter" else L.GROUP_MONTH
@@ -237,6 +252,7 @@ async def group_costs(
         sort=sort,
         page=page,
         page_size=page_size,
+        view=view,
     )
 
 
@@ -256,6 +272,7 @@ async def application_costs(
     sort: Sort = None,
     page: Page = 1,
     page_size: PageSize = None,
+    view: ViewParam = "direct",
 ) -> Response:
     """mv_cost_application_month (months) or mv_cost_app_quarter (quarters)."""
     listing = L.APPLICATION_QUARTER if grain == "quarter" else L.APPLICATION_MONTH
@@ -268,6 +285,7 @@ async def application_costs(
         sort=sort,
         page=page,
         page_size=page_size,
+        view=view,
     )
 
 
@@ -288,6 +306,7 @@ async def product_costs(
     sort: Sort = None,
     page: Page = 1,
     page_size: PageSize = None,
+    view: ViewParam = "direct",
 ) -> Response:
     """mv_cost_app_product_month added up over applications: quantity (in the product's unit) and cost.
     The view's grain is per application, so give a period range on a large mart."""
@@ -301,6 +320,7 @@ async def product_costs(
         sort=sort,
         page=page,
         page_size=page_size,
+        view=view,
     )
 
 
@@ -314,6 +334,7 @@ async def domain_history(
     sort: Sort = None,
     page: Page = 1,
     page_size: PageSize = None,
+    view: ViewParam = "direct",
 ) -> Response:
     """mv_history_domain: a dense monthly series (months without cost are 0), year to date, rolling 12
     months, and the same month a year earlier."""
@@ -326,6 +347,7 @@ async def domain_history(
         sort=sort,
         page=page,
         page_size=page_size,
+        view=view,
     )
 
 
@@ -343,6 +365,7 @@ async def application_ranking(
     sort: Sort = None,
     page: Page = 1,
     page_size: PageSize = None,
+    view: ViewParam = "direct",
 ) -> Response:
     """mv_rank_app_month: rank 1 is the most expensive application of the month (per currency).
     Top ten of a month: `from=to=<month>&page_size=10`; biggest increases: `sort=-month_over_month_change`."""
@@ -355,6 +378,7 @@ async def application_ranking(
         sort=sort,
         page=page,
         page_size=page_size,
+        view=view,
     )
 
 
@@ -370,6 +394,7 @@ async def anomalies(
     sort: Sort = None,
     page: Page = 1,
     page_size: PageSize = None,
+    view: ViewParam = "direct",
 ) -> Response:
     """mv_anomalies_month: per application, domain and month, against the 3 previous months' average."""
     return await _listing(
@@ -381,6 +406,7 @@ async def anomalies(
         sort=sort,
         page=page,
         page_size=page_size,
+        view=view,
     )
 
 
@@ -405,6 +431,7 @@ async def application_breakdown(
     sort: Sort = None,
     page: Page = 1,
     page_size: PageSize = None,
+    view: ViewParam = "direct",
 ) -> Response:
     """mv_cost_app_domain_month, mv_cost_app_family_month or mv_cost_app_product_month for one application."""
     return await _listing(
@@ -416,6 +443,7 @@ async def application_breakdown(
         sort=sort,
         page=page,
         page_size=page_size,
+        view=view,
         path_filters={"application": application_id},
     )
 

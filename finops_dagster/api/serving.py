@@ -17,10 +17,10 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import Request
+from fastapi import Query, Request
 from fastapi.responses import Response
 
 from finops_dagster.api.auth import ANONYMOUS, Principal, TokenVerifier
@@ -31,6 +31,15 @@ from finops_dagster.api.response_cache import CachedResponse, ResponseCache, cac
 from finops_dagster.api.settings import ApiSettings
 
 log = logging.getLogger(__name__)
+
+ViewParam = Annotated[
+    Literal["direct", "allocated"],
+    Query(
+        description="direct (default): what each application consumed; allocated: after the allocation "
+        "rules (shared and unallocated costs given to the applications that use them)"
+    ),
+]
+"""The `view` parameter of every route that reads cost aggregates (400 on anything else)."""
 
 Reader = Callable[[psycopg.AsyncConnection[Any], Version], Awaitable[Any]]
 

@@ -83,6 +83,12 @@ def cmdb_standin_url(scale: Scale, months: int, today: dt.date) -> str:
     )
 
 
+DEMO_ALLOCATION_RULES = Path(__file__).resolve().parent / "allocation_rules.csv"
+"""The demo's allocation rules: each domain's unallocated cost spread in proportion to each
+application's own cost in the domain, the monitoring platform split evenly over the IT operations
+group, the backup service by fixed shares (FINOPS_ALLOCATION_RULES, unless set)."""
+
+
 def prepare_environment(
     *, cis: int, months: int, today: dt.date, scale: Scale | None = None, keep_postgres: bool = False
 ) -> DemoEnvironment:
@@ -99,6 +105,7 @@ def prepare_environment(
         os.environ["POSTGRES_URL"] = ensure_database(server, "finops")
     postgres_url = os.environ["POSTGRES_URL"]
     os.environ.setdefault("MONGO_URL", cmdb_standin_url(scale, months, today))
+    os.environ.setdefault("FINOPS_ALLOCATION_RULES", str(DEMO_ALLOCATION_RULES))
     if not os.environ.get("DAGSTER_HOME"):
         home = base / "dagster_home"
         home.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,10 @@ Two runs publishing neighbouring months cannot leave either neighbour stale: the
 transaction holds the mart's publish lock (mart/publish.py), so the second one to publish computes
 its aggregates after the first one's facts are committed and visible.
 
+Both views of the costs are maintained alike (`VIEWS`): the direct view (finops.mv_*, from
+fact_releve) and the allocated view (finops_allocated.mv_*, the same tables and SQL, from
+fact_releve_allocated, which the publish recomputes in the same transaction: mart/allocation.py).
+
 A full rebuild (`rebuild_aggregates`) recomputes every row from fact_releve: how a new mart is first
 populated, and what to run after a change that rewrites history (rate cards, mappings, migrations).
 
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 
 import psycopg
@@ -56,78 +61,116 @@ AGGREGATES: tuple[str, ...] = (
     "mv_history_domain",
 )
 
+
+
+@dataclass(frozen=True)
+class CostView:
+    """Where one view of the costs lives: the facts its aggregates are computed from, and the schema
+    of its mv_* tables (the same tables, columns and SQL in both)."""
+
+    name: str
+    facts: str
+    schema: str
+    prefix: str
+
+    @property
+    def schema_sql(self) -> sql.SQL:
+        """The schema as written in the statements (a constant of this module, never request text),
+        unquoted so the statements read as before: `DELETE FROM finops.mv_history_domain`."""
+        return sql.SQL(self.schema)
+
+    def statement(self, text: str) -> sql.Composed:
+        facts = sql.SQL(".").join([sql.SQL("finops"), sql.SQL(self.facts)])
+        return sql.SQL(text).format(facts=facts, mv=self.schema_sql)
+
+
+DIRECT = CostView("direct", "fact_releve", "finops", "")
+ALLOCATED = CostView("allocated", "fact_releve_allocated", "finops_allocated", "allocated.")
+VIEWS: tuple[CostView, ...] = (DIRECT, ALLOCATED)
+VIEW_NAMES: tuple[str, ...] = tuple(view.name for view in VIEWS)
+"""The direct view (what each application consumed) and the allocated view (after the rules)."""
+
+
+def cost_view(name: str) -> CostView:
+    """The view called `name` (direct or allocated)."""
+    for view in VIEWS:
+        if view.name == name:
+            return view
+    raise ValueError(f"unknown cost view {name!r}: expected one of {', '.join(VIEW_NAMES)}")
+
+
 PER_MONTH_FROM_FACTS: dict[str, str] = {
     "mv_cost_domain_month": """
-        INSERT INTO finops.mv_cost_domain_month
+        INSERT INTO {mv}.mv_cost_domain_month
         SELECT period_month, domain_id, currency, sum(total_cost), count(*), count(DISTINCT application_id)
-        FROM finops.fact_releve WHERE period_month = ANY(%(months)s)
+        FROM {facts} WHERE period_month = ANY(%(months)s)
         GROUP BY period_month, domain_id, currency
     """,
     "mv_cost_family_month": """
-        INSERT INTO finops.mv_cost_family_month
+        INSERT INTO {mv}.mv_cost_family_month
         SELECT period_month, domain_id, family_id, currency, sum(total_cost), count(*)
-        FROM finops.fact_releve WHERE period_month = ANY(%(months)s)
+        FROM {facts} WHERE period_month = ANY(%(months)s)
         GROUP BY period_month, domain_id, family_id, currency
     """,
     "mv_cost_application_month": """
-        INSERT INTO finops.mv_cost_application_month
+        INSERT INTO {mv}.mv_cost_application_month
         SELECT c.period_month, c.application_id, a.group_id, c.currency, c.total_cost, c.releve_count
         FROM (
             SELECT period_month, application_id, currency,
                    sum(total_cost) AS total_cost, count(*) AS releve_count
-            FROM finops.fact_releve WHERE period_month = ANY(%(months)s)
+            FROM {facts} WHERE period_month = ANY(%(months)s)
             GROUP BY period_month, application_id, currency
         ) AS c
         LEFT JOIN finops.dim_application AS a ON a.application_id = c.application_id
     """,
     "mv_cost_group_month": """
-        INSERT INTO finops.mv_cost_group_month
+        INSERT INTO {mv}.mv_cost_group_month
         SELECT period_month, group_id, currency, sum(total_cost), count(*)
-        FROM finops.mv_cost_application_month
+        FROM {mv}.mv_cost_application_month
         WHERE period_month = ANY(%(months)s) AND group_id IS NOT NULL
         GROUP BY period_month, group_id, currency
     """,
     "mv_cost_app_domain_month": """
-        INSERT INTO finops.mv_cost_app_domain_month
+        INSERT INTO {mv}.mv_cost_app_domain_month
         SELECT period_month, application_id, domain_id, currency, sum(total_cost), count(*)
-        FROM finops.fact_releve WHERE period_month = ANY(%(months)s)
+        FROM {facts} WHERE period_month = ANY(%(months)s)
         GROUP BY period_month, application_id, domain_id, currency
     """,
     "mv_cost_app_family_month": """
-        INSERT INTO finops.mv_cost_app_family_month
+        INSERT INTO {mv}.mv_cost_app_family_month
         SELECT period_month, application_id, domain_id, family_id, currency, sum(total_cost), count(*)
-        FROM finops.fact_releve WHERE period_month = ANY(%(months)s)
+        FROM {facts} WHERE period_month = ANY(%(months)s)
         GROUP BY period_month, application_id, domain_id, family_id, currency
     """,
     "mv_cost_app_product_month": """
-        INSERT INTO finops.mv_cost_app_product_month
+        INSERT INTO {mv}.mv_cost_app_product_month
         SELECT period_month, application_id, domain_id, family_id, product_id, usage_unit, currency,
                sum(usage_quantity), sum(total_cost), count(*)
-        FROM finops.fact_releve WHERE period_month = ANY(%(months)s)
+        FROM {facts} WHERE period_month = ANY(%(months)s)
         GROUP BY period_month, application_id, domain_id, family_id, product_id, usage_unit, currency
     """,
 }
 
 # months_count: the months of the quarter in which the application had a cost row (1 to 3).
 QUARTER = """
-    INSERT INTO finops.mv_cost_app_quarter
+    INSERT INTO {mv}.mv_cost_app_quarter
     SELECT date_trunc('quarter', period_month)::date, application_id, group_id, currency,
            sum(total_cost), count(*)
-    FROM finops.mv_cost_application_month
+    FROM {mv}.mv_cost_application_month
     WHERE period_month = ANY(%(months)s)
     GROUP BY date_trunc('quarter', period_month)::date, application_id, group_id, currency
 """
 
 # previous_month_cost is 0 when the application had no cost row in the previous calendar month.
 RANKING = """
-    INSERT INTO finops.mv_rank_app_month
+    INSERT INTO {mv}.mv_rank_app_month
     SELECT c.period_month, c.application_id, c.currency, c.total_cost,
            dense_rank() OVER (PARTITION BY c.period_month, c.currency ORDER BY c.total_cost DESC),
            COALESCE(p.total_cost, 0),
            c.total_cost - COALESCE(p.total_cost, 0),
            c.total_cost / NULLIF(p.total_cost, 0)
-    FROM finops.mv_cost_application_month AS c
-    LEFT JOIN finops.mv_cost_application_month AS p
+    FROM {mv}.mv_cost_application_month AS c
+    LEFT JOIN {mv}.mv_cost_application_month AS p
            ON p.application_id = c.application_id
           AND p.currency = c.currency
           AND p.period_month = (c.period_month - interval '1 month')::date
@@ -138,7 +181,7 @@ RANKING = """
 # previous months, so an application whose cost fell to nothing appears (DROP, total_cost 0).
 ANOMALIES = """
     WITH present AS (
-        SELECT DISTINCT period_month FROM finops.mv_cost_domain_month
+        SELECT DISTINCT period_month FROM {mv}.mv_cost_domain_month
     ),
     target AS (
         SELECT t.period_month
@@ -162,7 +205,7 @@ ANOMALIES = """
                count(*) FILTER (WHERE c.period_month < t.period_month AND c.total_cost <> 0)
                    AS trailing_with_cost
         FROM target AS t
-        JOIN finops.mv_cost_app_domain_month AS c
+        JOIN {mv}.mv_cost_app_domain_month AS c
           ON c.period_month >= (t.period_month - interval '3 months')::date
          AND c.period_month <= t.period_month
         GROUP BY t.period_month, c.application_id, c.domain_id, c.currency
@@ -181,7 +224,7 @@ ANOMALIES = """
         JOIN compared AS m USING (period_month)
         WHERE m.compared_months > 0
     )
-    INSERT INTO finops.mv_anomalies_month
+    INSERT INTO {mv}.mv_anomalies_month
     SELECT period_month, application_id, domain_id, currency, total_cost,
            trailing_sum / compared_months,
            trailing_months_present::integer,
@@ -195,11 +238,11 @@ ANOMALIES = """
 
 # Dense series from each domain's first month with a cost to the latest month of the mart.
 HISTORY = """
-    INSERT INTO finops.mv_history_domain
+    INSERT INTO {mv}.mv_history_domain
     WITH bounds AS (
         SELECT domain_id, currency, min(period_month) AS first_month,
-               (SELECT max(period_month) FROM finops.mv_cost_domain_month) AS last_month
-        FROM finops.mv_cost_domain_month
+               (SELECT max(period_month) FROM {mv}.mv_cost_domain_month) AS last_month
+        FROM {mv}.mv_cost_domain_month
         GROUP BY domain_id, currency
     ),
     dense AS (
@@ -208,7 +251,7 @@ HISTORY = """
         CROSS JOIN LATERAL generate_series(
             b.first_month::timestamp, b.last_month::timestamp, interval '1 month'
         ) AS m (month)
-        LEFT JOIN finops.mv_cost_domain_month AS d
+        LEFT JOIN {mv}.mv_cost_domain_month AS d
                ON d.domain_id = b.domain_id AND d.currency = b.currency AND d.period_month = m.month::date
     )
     SELECT domain_id, currency, period_month, total_cost,
@@ -235,6 +278,7 @@ def _quarter_months(months: set[dt.date]) -> list[dt.date]:
 
 def _replace(
     conn: psycopg.Connection,
+    view: CostView,
     table: str,
     key: str,
     months: list[dt.date],
@@ -242,18 +286,29 @@ def _replace(
     params: dict[str, object],
 ) -> None:
     """Delete the table's rows of `months` and insert them again with `insert` (the same months)."""
-    delete = sql.SQL("DELETE FROM finops.{} WHERE {} = ANY(%(months)s)").format(
-        sql.Identifier(table), sql.Identifier(key)
+    delete = sql.SQL("DELETE FROM {}.{} WHERE {} = ANY(%(months)s)").format(
+        view.schema_sql, sql.Identifier(table), sql.Identifier(key)
     )
     conn.execute(delete, {"months": months})
-    conn.execute(insert, {**params, "months": months})
+    conn.execute(view.statement(insert), {**params, "months": months})
 
 
 def maintain_aggregates(
     conn: psycopg.Connection, months: list[dt.date], *, today: dt.date, min_cost: Decimal
 ) -> dict[str, float]:
-    """Recompute the aggregate rows that depend on `months` from fact_releve as this transaction
-    sees it; return seconds per table. Runs inside the caller's (publish) transaction."""
+    """Recompute the aggregate rows that depend on `months`, in both views, from fact_releve and
+    fact_releve_allocated as this transaction sees them; return seconds per table (the allocated
+    view's prefixed `allocated.`). Runs inside the caller's (publish) transaction."""
+    timings: dict[str, float] = {}
+    for view in VIEWS:
+        for table, seconds in _maintain_view(conn, view, months, today=today, min_cost=min_cost).items():
+            timings[f"{view.prefix}{table}"] = seconds
+    return timings
+
+
+def _maintain_view(
+    conn: psycopg.Connection, view: CostView, months: list[dt.date], *, today: dt.date, min_cost: Decimal
+) -> dict[str, float]:
     published = set(months)
     following = {_shift(m, k) for m in published for k in range(1, 4)}
     params: dict[str, object] = {"in_progress": dt.date(today.year, today.month, 1), "min_cost": min_cost}
@@ -261,7 +316,7 @@ def maintain_aggregates(
 
     def timed(table: str, key: str, selected: set[dt.date], insert: str) -> None:
         started = time.perf_counter()
-        _replace(conn, table, key, sorted(selected), insert, params)
+        _replace(conn, view, table, key, sorted(selected), insert, params)
         timings[table] = round(time.perf_counter() - started, 3)
 
     for table, insert in PER_MONTH_FROM_FACTS.items():
@@ -270,15 +325,16 @@ def maintain_aggregates(
     started = time.perf_counter()
     quarters = sorted(m for m in quarter_months if m.month in (1, 4, 7, 10))
     conn.execute(
-        "DELETE FROM finops.mv_cost_app_quarter WHERE period_quarter = ANY(%(months)s)", {"months": quarters}
+        view.statement("DELETE FROM {mv}.mv_cost_app_quarter WHERE period_quarter = ANY(%(months)s)"),
+        {"months": quarters},
     )
-    conn.execute(QUARTER, {"months": sorted(quarter_months)})
+    conn.execute(view.statement(QUARTER), {"months": sorted(quarter_months)})
     timings["mv_cost_app_quarter"] = round(time.perf_counter() - started, 3)
     timed("mv_rank_app_month", "period_month", published | {_shift(m, 1) for m in published}, RANKING)
     timed("mv_anomalies_month", "period_month", published | following, ANOMALIES)
     started = time.perf_counter()
-    conn.execute("DELETE FROM finops.mv_history_domain")
-    conn.execute(HISTORY)
+    conn.execute(view.statement("DELETE FROM {mv}.mv_history_domain"))
+    conn.execute(view.statement(HISTORY))
     timings["mv_history_domain"] = round(time.perf_counter() - started, 3)
     return timings
 
@@ -290,6 +346,9 @@ def rebuild_aggregates(conn: psycopg.Connection, *, today: dt.date, min_cost: De
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MART_NAMESPACE, PUBLISH_KEY))
         rows = conn.execute("SELECT DISTINCT period_month FROM finops.fact_releve ORDER BY 1").fetchall()
         months = [row[0] for row in rows]
-        for table in AGGREGATES:
-            conn.execute(sql.SQL("DELETE FROM finops.{}").format(sql.Identifier(table)))
+        for view in VIEWS:
+            for table in AGGREGATES:
+                conn.execute(
+                    sql.SQL("DELETE FROM {}.{}").format(view.schema_sql, sql.Identifier(table))
+                )
         return maintain_aggregates(conn, months, today=today, min_cost=min_cost)

@@ -18,7 +18,14 @@ from dagster import (
 from finops_dagster.mart.aggregates import AGGREGATES
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.mart.metadata import month_metadata, published_month_figures
-from finops_dagster.mart.publish import publish_run
+from finops_dagster.mart.publish import (
+    CLOSED_MONTHS_TAG,
+    RESTATE,
+    RESTATED,
+    SKIP,
+    PublishedMonth,
+    publish_run,
+)
 from finops_dagster.mart.run_selection import refuse_without_domains
 from finops_dagster.partitions import RUNS_WITH_MONTHS, monthly_partitions
 from finops_dagster.resources.postgres import PostgresResource
@@ -50,16 +57,23 @@ def build_fact_releve(domain_assets: Sequence[AssetKey]) -> AssetsDefinition:
         month now holds (every domain), per currency, with its published rejects.
 
         Publish months with the job publish_months (or select '*fact_releve'): selected alone,
-        fact_releve has nothing of this run to publish and refuses at once, changing nothing."""
+        fact_releve has nothing of this run to publish and refuses at once, changing nothing.
+
+        A closed month is skipped (and said so), unless the run restates closed months (the job
+        restate_months, `finops-dagster nightly --months`, `finops-dagster restate`): then its
+        restatement is computed, to be approved."""
         refuse_without_domains(context.run.asset_selection, domain_assets)
         months = [dt.date.fromisoformat(key) for key in context.partition_keys]
+        policy = RESTATE if context.run.tags.get(CLOSED_MONTHS_TAG) == RESTATE else SKIP
         with postgres.connect() as conn:
-            published = publish_run(conn, context.run_id, months)
+            published = publish_run(conn, context.run_id, months, closed_months_policy=policy)
             for month in published:
+                _say_closed(context, month)
                 figures = published_month_figures(conn, month.period_month)
                 context.add_asset_metadata(
                     {
                         **month_metadata(figures),
+                        "outcome": MetadataValue.text(month.outcome),
                         "domains_published": MetadataValue.text(", ".join(month.domains)),
                         "releves_published": MetadataValue.int(month.releves),
                     },
@@ -68,6 +82,26 @@ def build_fact_releve(domain_assets: Sequence[AssetKey]) -> AssetsDefinition:
         return MaterializeResult()
 
     return fact_releve
+
+
+def _say_closed(context: AssetExecutionContext, month: PublishedMonth) -> None:
+    """A closed month in the run log: skipped, or its restatement and how to approve it."""
+    if month.closed is None:
+        return
+    if month.outcome == RESTATED and month.restatement is not None:
+        restatement = month.restatement
+        context.log.warning(
+            f"{month.closed.describe()}: restatement computed, not published — "
+            f"{restatement.lines_changed} line(s) change, direct total {restatement.direct_before} → "
+            f"{restatement.direct_after}, changed inputs: {', '.join(restatement.changed_inputs) or 'none'}. "
+            f"Approve it with: finops-dagster restate {month.period_month:%Y-%m} --approve {context.run_id} "
+            "--by NAME (or the job approve_restatement)"
+        )
+        return
+    context.log.warning(
+        f"{month.closed.describe()}: skipped, not rewritten. A restatement is computed by an explicit run "
+        f"over it: finops-dagster restate {month.period_month:%Y-%m} (or the job restate_months)"
+    )
 
 
 @multi_asset(

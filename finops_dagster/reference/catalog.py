@@ -92,7 +92,8 @@ class Catalog:
     exchange_rates: tuple[ExchangeRate, ...] = ()
 
 
-def _rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+def csv_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """The file's rows (line number, column → stripped text); a missing column names the file."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [column for column in columns if column not in (reader.fieldnames or [])]
@@ -104,7 +105,7 @@ def _rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str,
 
 def parse_csv(path: Path, columns: tuple[str, ...], build: Callable[[dict[str, str]], T]) -> tuple[T, ...]:
     items = []
-    for line, row in _rows(path, columns):
+    for line, row in csv_rows(path, columns):
         try:
             items.append(build(row))
         except (ValueError, InvalidOperation, KeyError) as error:

@@ -19,7 +19,17 @@ from finops_dagster.mart.migrations import apply_migrations
 from finops_dagster_tests.api.conftest import Issuer, Published, live_api, settings_for
 from finops_dagster_tests.conftest import database_url
 
-READABLE = {*AGGREGATES, "api_month_publish", "api_publish_version", "published_reject", "reject_reason"}
+READABLE = {
+    *AGGREGATES,
+    "api_month_publish",
+    "api_publish_version",
+    "published_reject",
+    "reject_reason",
+    # the months' close status and restatements (sql/018_month_close.sql)
+    "month_status",
+    "month_restatement",
+    "month_restatement_line",
+}
 
 
 def _as_reader(url: str) -> psycopg.Connection[Any]:

@@ -1,0 +1,130 @@
+"""The allocation created or lost nothing: a blocking check on fact_releve, by plain SQL sums.
+
+It shares nothing with the engine (allocation/engine.py) or the code that stores its result
+(mart/allocation.py): three sums straight from the tables, over every published month, so a fault in
+the engine, a lost write or a hand-edited row shows on the next run, not on an invoice.
+
+  1. per month and currency, the allocated view adds up to the published relevés;
+  2. per month, application, product and currency, the allocated table starts from the published
+     relevés (its direct_cost is fact_releve's);
+  3. per month, application, product and currency, what the allocation changed (total - direct) is
+     what the lineage (fact_allocation) says was received minus what was given away.
+"""
+
+from dataclasses import dataclass
+
+import psycopg
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    MetadataValue,
+    asset_check,
+)
+
+from finops_dagster.mart.assets import FACT_RELEVE
+from finops_dagster.resources.postgres import PostgresResource
+
+CHECK_NAME = "allocation_balances"
+SHOWN = 10
+
+MONTH_TOTALS = """
+WITH f AS (SELECT period_month, currency, sum(total_cost) AS total FROM finops.fact_releve GROUP BY 1, 2),
+     a AS (SELECT period_month, currency, sum(total_cost) AS total
+           FROM finops.fact_releve_allocated GROUP BY 1, 2)
+SELECT period_month, currency, coalesce(f.total, 0), coalesce(a.total, 0)
+FROM f FULL JOIN a USING (period_month, currency)
+WHERE coalesce(f.total, 0) <> coalesce(a.total, 0)
+ORDER BY 1, 2
+"""
+
+DIRECT_COSTS = """
+WITH f AS (SELECT period_month, application_id, product_id, currency, sum(total_cost) AS cost
+           FROM finops.fact_releve GROUP BY 1, 2, 3, 4),
+     a AS (SELECT period_month, application_id, product_id, currency, direct_cost AS cost
+           FROM finops.fact_releve_allocated)
+SELECT period_month, application_id || ' ' || product_id || ' ' || currency,
+       coalesce(f.cost, 0), coalesce(a.cost, 0)
+FROM f FULL JOIN a USING (period_month, application_id, product_id, currency)
+WHERE coalesce(f.cost, 0) <> coalesce(a.cost, 0)
+ORDER BY 1, 2
+"""
+
+LINEAGE = """
+WITH moved AS (
+    SELECT period_month, allocated_resource_id AS application_id, product_id, currency,
+           allocated_cost AS net
+    FROM finops.fact_allocation
+    UNION ALL
+    SELECT period_month, source_application_id, product_id, currency, -allocated_cost
+    FROM finops.fact_allocation
+),
+m AS (SELECT period_month, application_id, product_id, currency, sum(net) AS net
+      FROM moved GROUP BY 1, 2, 3, 4),
+a AS (SELECT period_month, application_id, product_id, currency, total_cost - direct_cost AS net
+      FROM finops.fact_releve_allocated)
+SELECT period_month, application_id || ' ' || product_id || ' ' || currency,
+       coalesce(m.net, 0), coalesce(a.net, 0)
+FROM m FULL JOIN a USING (period_month, application_id, product_id, currency)
+WHERE coalesce(m.net, 0) <> coalesce(a.net, 0)
+ORDER BY 1, 2
+"""
+
+
+@dataclass(frozen=True)
+class Imbalance:
+    what: str
+    month: object
+    key: str
+    expected: object
+    found: object
+
+    def shown(self) -> str:
+        return f"{self.what} {self.month:%Y-%m} {self.key}: expected {self.expected}, found {self.found}"
+
+
+def imbalances(conn: psycopg.Connection) -> list[Imbalance]:
+    """Every month, currency or line where the allocation does not balance (empty: it does)."""
+    found: list[Imbalance] = []
+    for what, query in (
+        ("month total", MONTH_TOTALS),
+        ("direct cost", DIRECT_COSTS),
+        ("lineage", LINEAGE),
+    ):
+        found.extend(Imbalance(what, *row) for row in conn.execute(query).fetchall())
+    return found
+
+
+@asset_check(
+    asset=FACT_RELEVE,
+    name=CHECK_NAME,
+    blocking=True,
+    description=(
+        "Allocation created and lost nothing: per month and currency the allocated view adds up to the "
+        "published relevés, and every allocated line is its direct cost plus what the lineage moved."
+    ),
+)
+def allocation_balances(context: AssetCheckExecutionContext, postgres: PostgresResource) -> AssetCheckResult:
+    with postgres.connect() as conn:
+        found = imbalances(conn)
+        lineage = conn.execute(
+            "SELECT count(DISTINCT period_month), count(*) FROM finops.fact_allocation"
+        ).fetchone()
+    month_count, moves = lineage if lineage else (0, 0)
+    for imbalance in found[:SHOWN]:
+        context.log.error(imbalance.shown())
+    return AssetCheckResult(
+        passed=not found,
+        severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"{len(found)} imbalance(s) between the allocation and the published relevés"
+            if found
+            else "the allocation balances with the published relevés"
+        ),
+        metadata={
+            "imbalances": MetadataValue.int(len(found)),
+            "shown": MetadataValue.text("; ".join(i.shown() for i in found[:SHOWN]) or "none"),
+            "months_with_moves": MetadataValue.int(int(month_count)),
+            "moves": MetadataValue.int(int(moves)),
+        },
+    )
