@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 
 from finops_dagster.demo.embedded_postgres import ensure_database, start_embedded
+from finops_dagster.demo.ledger_summary import close_first_month, print_allocation
 from finops_dagster.demo.months import demo_months
 from finops_dagster.demo.native_services import NativeServicesSimulator
 from finops_dagster.demo.native_services import RunningServer as NativeServer
@@ -260,6 +261,9 @@ def run_demo(*, cis: int, months: int, today: dt.date, keep_postgres: bool = Fal
     print(f"Done in {time.perf_counter() - started:.0f} s.\n")
     with psycopg.connect(env.postgres_url) as conn:
         print_run_summary(conn, result.run_id)
+        if result.success:
+            print_allocation(conn, dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+            close_first_month(conn, dt.date.fromisoformat(first), command("finops-dagster"))
     print_next_steps(env, keep_postgres=keep_postgres)
     return 0 if result.success else 1
 

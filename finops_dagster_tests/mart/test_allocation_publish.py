@@ -18,7 +18,7 @@ from finops_dagster.mart.assets import FACT_RELEVE, build_fact_releve
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.mart.publish import PublishError, publish_run
 from finops_dagster.resources.postgres import PostgresResource
-from finops_dagster_tests.mart.allocation_mart import add_applications, set_rules, stage
+from finops_dagster_tests.support.allocation_mart import add_applications, set_rules, stage
 
 MONTH = dt.date(2025, 3, 1)
 TODAY = dt.date(2025, 6, 15)

@@ -21,7 +21,7 @@ from finops_dagster.mart.publish import (
     publish_run,
 )
 from finops_dagster.mart.restatement import RestatementError
-from finops_dagster_tests.mart.allocation_mart import add_applications, set_rules, stage
+from finops_dagster_tests.support.allocation_mart import add_applications, set_rules, stage
 
 MARCH, APRIL = dt.date(2025, 3, 1), dt.date(2025, 4, 1)
 TODAY = dt.date(2025, 6, 15)
