@@ -41,22 +41,18 @@ from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
-from finops_dagster.domains.open_legacy.cmdb_client import CiMonth
+import psycopg
+
+from finops_dagster.domains.open_legacy.cmdb_client import CiMonth, CiSummary, summarize
 from finops_dagster.domains.open_legacy.servicenow import (
     QuantityError,
     application_code,
     parse_quantity,
     text_value,
 )
-from finops_dagster.pricing import PricingRun, price
+from finops_dagster.priced_usage import PricedUsageFold
 from finops_dagster.reference.snapshot import ReferenceSnapshot
-from finops_dagster.releve import (
-    UNALLOCATED_APPLICATION,
-    DomainLoad,
-    Reject,
-    Releve,
-    quantize_quantity,
-)
+from finops_dagster.releve import UNALLOCATED_APPLICATION, DomainLoad
 
 DOMAIN_ID = "open_legacy"
 SOURCE = "cmdb"
@@ -95,14 +91,9 @@ def measured_fields(catalog: dict[str, tuple[Measure, ...]]) -> list[str]:
 
 
 @dataclass
-class _Group:
-    quantity_sum: Decimal
-    observations: int
-
-
-@dataclass
 class _CiReading:
-    """What one CI's documents said over the month, before allocation."""
+    """What one CI's documents said over the month, before allocation: per product the sum of its
+    quantities over the dumps and how many readings made it."""
 
     sums: dict[str, Decimal]
     counts: Counter[str]
@@ -111,11 +102,14 @@ class _CiReading:
 
 
 class OpenLegacyFold:
-    """A streaming fold over the month's CIs: memory grows with applications × products and
-    with rejects, never with the number of CIs or documents."""
+    """The month's CIs, one summary at a time, into measures staged in PostgreSQL and priced there
+    (`priced_usage.py`): Python resolves each CI's application and reads each distinct state of
+    its documents once; the sums per application × product, the division by the month's dumps,
+    the rounding and the pricing are SQL. Memory grows with rejects, never with CIs or documents."""
 
     def __init__(
         self,
+        conn: psycopg.Connection,
         *,
         month: dt.date,
         run_id: str,
@@ -129,48 +123,53 @@ class OpenLegacyFold:
         self.run_id = run_id
         self.dump_days: set[dt.date] = set()
         self.classes = classes
+        self.measured = measured_fields(classes)
         self.snapshot = snapshot
-        self.pricing = PricingRun(snapshot, DOMAIN_ID, month, run_id, computed_at)
+        self.priced = PricedUsageFold(
+            conn, domain_id=DOMAIN_ID, month=month, run_id=run_id, snapshot=snapshot, computed_at=computed_at
+        )
         self.units = {product_id: product.usage_unit for product_id, product in snapshot.products.items()}
         self.application_sys_ids = application_sys_ids
         self.application_field = application_field
         self.computed_at = computed_at
-        self.groups: dict[tuple[str, str], _Group] = {}
-        self.source_sums: dict[str, Decimal] = {}
-        self.rejects: list[Reject] = []
-        self.quantity_rejects: list[tuple[Reject, Decimal]] = []
+        self.quantity_rejects: list[tuple[str, str, dict[str, Any], str, Decimal, int]] = []
         self.counters: Counter[str] = Counter()
         self.unknown_refs: Counter[str] = Counter()
         self._parsed: dict[tuple[str, Decimal], Decimal | str] = {}
 
-    def add_all(self, cis: Iterable[CiMonth]) -> None:
+    def add_dump_days(self, days: Iterable[dt.date]) -> None:
+        """The month's dumps counted apart from the summaries (`CmdbClient.dump_days`)."""
+        self.dump_days.update(days)
+
+    def add_all(self, cis: Iterable[CiSummary | CiMonth]) -> None:
         with localcontext() as ctx:
             ctx.prec = ARITHMETIC_PRECISION
             for ci in cis:
-                self._add(ci)
+                self._add(ci if isinstance(ci, CiSummary) else summarize(ci, self.measured))
 
-    def _add(self, ci: CiMonth) -> None:
+    def _add(self, ci: CiSummary) -> None:
         self.counters["documents_of_other_months"] += ci.other_months
-        if not ci.observations and not ci.undated:
+        if not ci.states and not ci.extras and not ci.undated:
             return
         self.counters["cis"] += 1
-        self.counters["documents"] += len(ci.observations) + len(ci.undated)
+        self.counters["documents"] += ci.documents
         self._reject_undated(ci)
-        if not ci.observations:
+        if ci.latest is None or (not ci.states and not ci.extras):
             return
-        self.dump_days.update(obs["at"].date() for obs in ci.observations)
-        kept, extras = self._split_duplicates(ci)
-        reading = self._read(kept)
-        extra_reading = self._read(extras)
-        application, method = self._resolve(ci, kept[-1] if kept else ci.observations[-1])
+        if ci.days is not None:
+            self.dump_days.update(ci.days)
+        reading = self._read(ci.states)
+        extra_reading = self._read(_distinct_documents(ci.extras, self.classes))
+        application, method = self._resolve(ci, ci.latest_counted or ci.latest)
         self.counters[f"resolved_by_{method}"] += 1
-        for product_id, quantity in reading.sums.items():
-            group = self.groups.setdefault((application, product_id), _Group(Decimal(0), 0))
-            group.quantity_sum += quantity
-            group.observations += reading.counts[product_id]
+        if ci.sys_id is not None:
+            for product_id, quantity in reading.sums.items():
+                self.priced.add_measure(
+                    SOURCE, _printable(ci.sys_id), product_id, quantity, application, records=reading.counts[product_id]
+                )
         ref = self._ref(ci)
-        latest = ci.observations[-1]
-        self._reject_extras(ci, ref, extras, extra_reading)
+        latest = ci.latest
+        self._reject_extras(ci, ref, extra_reading)
         self._reject_field_errors(ref, latest, reading.field_errors + extra_reading.field_errors)
         for cls, count in (reading.unknown_classes + extra_reading.unknown_classes).items():
             self._reject(
@@ -187,7 +186,7 @@ class OpenLegacyFold:
         cls = text_value(observation.get("cls"))
         return max(1, len(self.classes.get(cls, ()))) if cls is not None else 1
 
-    def _reject_undated(self, ci: CiMonth) -> None:
+    def _reject_undated(self, ci: CiSummary) -> None:
         """Documents whose dump time cannot be read: no dump to average them in, so rejects."""
         by_reason: dict[str, list[dict[str, Any]]] = {}
         for observation, reason in ci.undated:
@@ -201,24 +200,12 @@ class OpenLegacyFold:
                 records=sum(self._readings(observation) for observation in observations),
             )
 
-    def _split_duplicates(self, ci: CiMonth) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """First document of a CI in each dump counts; later ones (and all without sys_id) do not."""
-        if ci.sys_id is None:
-            return [], list(ci.observations)
-        kept: list[dict[str, Any]] = []
-        extras: list[dict[str, Any]] = []
-        seen_days: set[dt.date] = set()
-        for obs in ci.observations:
-            day = obs["at"].date()
-            (extras if day in seen_days else kept).append(obs)
-            seen_days.add(day)
-        return kept, extras
-
-    def _read(self, observations: list[dict[str, Any]]) -> _CiReading:
-        """What the documents say, each distinct document read once and counted as often as it
-        appears: a CI's dumps mostly repeat the same sizes night after night."""
+    def _read(self, states: Iterable[tuple[dict[str, Any], int]]) -> _CiReading:
+        """What the documents say, each distinct state read once and counted as often as dumps
+        said it: a CI's dumps mostly repeat the same sizes night after night."""
         reading = _CiReading({}, Counter(), Counter(), Counter())
-        for (cls, _), (obs, times) in _distinct_documents(observations, self.classes).items():
+        for state, times in states:
+            cls = text_value(state.get("cls"))
             if cls is None:
                 reading.field_errors[("sys_class_name", "missing")] += times
                 continue
@@ -227,15 +214,14 @@ class OpenLegacyFold:
                 reading.unknown_classes[cls] += times
                 continue
             for measure in measures:
-                value = self._quantity(obs.get(measure.key), measure)
+                value = self._quantity(state.get(measure.key), measure)
                 if isinstance(value, str):
                     reading.field_errors[(measure.field, value)] += times
                     continue
-                total = value * times
-                reading.sums[measure.product_id] = reading.sums.get(measure.product_id, Decimal(0)) + total
+                reading.sums[measure.product_id] = (
+                    reading.sums.get(measure.product_id, Decimal(0)) + value * times
+                )
                 reading.counts[measure.product_id] += times
-                unit = self.units[measure.product_id]
-                self.source_sums[unit] = self.source_sums.get(unit, Decimal(0)) + total
         return reading
 
     def _quantity(self, raw: Any, measure: Measure) -> Decimal | str:
@@ -252,7 +238,7 @@ class OpenLegacyFold:
             self._parsed[key] = parsed
         return parsed * measure.factor if isinstance(parsed, Decimal) else parsed
 
-    def _resolve(self, ci: CiMonth, latest: dict[str, Any]) -> tuple[str, str]:
+    def _resolve(self, ci: CiSummary, latest: dict[str, Any]) -> tuple[str, str]:
         code = application_code(latest.get("app"))
         if code and code in self.snapshot.applications:
             return code, "field"
@@ -273,14 +259,15 @@ class OpenLegacyFold:
             return by_rule, "rule"
         return UNALLOCATED_APPLICATION, "unallocated"
 
-    def _ref(self, ci: CiMonth) -> str:
-        latest = ci.observations[-1] if ci.observations else ci.undated[-1][0]
+    def _ref(self, ci: CiSummary) -> str:
+        latest = ci.latest or {}
         name = text_value(latest.get("name")) or "unnamed"
         return f"{ci.sys_id} ({name})" if ci.sys_id else f"no sys_id ({name})"
 
-    def _reject_extras(
-        self, ci: CiMonth, ref: str, extras: list[dict[str, Any]], reading: _CiReading
-    ) -> None:
+    def _reject_extras(self, ci: CiSummary, ref: str, reading: _CiReading) -> None:
+        """Duplicates (and documents without sys_id) with their quantities; the quantity rejects
+        are made at `finish`, once the month's dumps are known."""
+        extras = ci.extras
         if not extras:
             return
         if ci.sys_id is None:
@@ -295,33 +282,34 @@ class OpenLegacyFold:
             self._reject(ref, reason, extras[0], records=0)
         for product_id, quantity in sorted(reading.sums.items()):
             unit = self.snapshot.products[product_id].usage_unit
-            record = self._reject_record(ref, reason, extras[0], unit, reading.counts[product_id])
-            self.quantity_rejects.append((record, quantity))
+            self.quantity_rejects.append((ref, reason, extras[0], unit, quantity, reading.counts[product_id]))
 
     def _reject_field_errors(
-        self, ref: str, latest: dict[str, Any], errors: Counter[tuple[str, str]]
+        self, ref: str, latest: dict[str, Any] | None, errors: Counter[tuple[str, str]]
     ) -> None:
         for (field_name, problem), count in sorted(errors.items()):
-            self._reject(ref, f"{field_name}: {problem} in {count} document(s)", latest, records=count)
+            self._reject(ref, f"{field_name}: {problem} in {count} document(s)", latest or {}, records=count)
 
-    def _reject(self, ref: str, reason: str, payload: dict[str, Any], *, records: int) -> None:
-        self.rejects.append(self._reject_record(ref, reason, payload, None, records))
-
-    def _reject_record(
-        self, ref: str, reason: str, payload: dict[str, Any], unit: str | None, records: int
-    ) -> Reject:
+    def _reject(
+        self,
+        ref: str,
+        reason: str,
+        payload: dict[str, Any] | None,
+        *,
+        records: int,
+        unit: str | None = None,
+        quantity: Decimal | None = None,
+    ) -> None:
         """`records`: the readings the reject accounts for in the ledger (0 for a note on documents
-        whose readings are accounted for elsewhere)."""
-        return Reject(
-            domain_id=DOMAIN_ID,
-            period_month=self.month,
-            run_id=self.run_id,
-            source=SOURCE,
-            source_ref=_printable(ref),
-            reason=_printable(reason),
-            usage_unit=unit,
-            raw_payload=_jsonable(payload),
-            source_record_count=records,
+        whose readings are accounted for elsewhere); `quantity`: the sum over the dumps."""
+        self.priced.reject(
+            SOURCE,
+            _printable(ref),
+            _printable(reason),
+            _jsonable(payload),
+            unit=unit,
+            quantity=quantity,
+            records=records,
         )
 
     @property
@@ -329,54 +317,24 @@ class OpenLegacyFold:
         """How many nightly dumps the month holds (days seen in its documents)."""
         return len(self.dump_days)
 
-    def _monthly(self, quantity_sum: Decimal) -> Decimal:
-        return quantize_quantity(quantity_sum / self.dumps) if self.dumps else Decimal(0)
-
     def finish(self) -> DomainLoad:
-        with localcontext() as ctx:
-            ctx.prec = ARITHMETIC_PRECISION
-            self.rejects += [
-                replace(reject, usage_quantity=self._monthly(quantity_sum))
-                for reject, quantity_sum in self.quantity_rejects
-            ]
-            releves = [releve for key in sorted(self.groups) if (releve := self._price(*key)) is not None]
-            source_totals = {unit: self._monthly(total) for unit, total in sorted(self.source_sums.items())}
+        self.priced.divisor = max(self.dumps, 1)
+        for ref, reason, payload, unit, quantity, records in self.quantity_rejects:
+            self._reject(ref, reason, payload, records=records, unit=unit, quantity=quantity)
         details: dict[str, Any] = dict(sorted(self.counters.items()))
         details["dumps"] = self.dumps
         details["unknown_application_refs"] = sum(self.unknown_refs.values())
         details["unknown_application_examples"] = [
             _printable(code) for code, _ in self.unknown_refs.most_common(5)
         ]
-        return DomainLoad(
-            domain_id=DOMAIN_ID,
-            period_month=self.month,
-            releves=releves,
-            rejects=self.rejects,
-            source_totals=source_totals,
-            source_record_count=self.counters["documents"],
-            details=details,
-        )
-
-    def _price(self, application: str, product_id: str) -> Releve | None:
-        group = self.groups[(application, product_id)]
-        priced = price(
-            self.pricing,
-            application=application,
-            product_id=product_id,
-            source=SOURCE,
-            quantity=self._monthly(group.quantity_sum),
-            records=group.observations,
-        )
-        if isinstance(priced, Reject):
-            self.rejects.append(replace(priced, source_record_count=group.observations))
-            return None
-        return priced
+        load = self.priced.finish()
+        return replace(load, source_record_count=self.counters["documents"], details=details)
 
 
 def _distinct_documents(
     observations: list[dict[str, Any]], classes: dict[str, tuple[Measure, ...]]
-) -> dict[tuple[str | None, tuple[Any, ...]], list[Any]]:
-    """(class, measured values) → [one such document, how many]: identical documents read once."""
+) -> list[tuple[dict[str, Any], int]]:
+    """(one such document, how many) per class and measured values: identical documents read once."""
     distinct: dict[tuple[str | None, tuple[Any, ...]], list[Any]] = {}
     for obs in observations:
         cls = text_value(obs.get("cls"))
@@ -387,7 +345,7 @@ def _distinct_documents(
             distinct[key] = [obs, 1]
         else:
             entry[1] += 1
-    return distinct
+    return [(obs, times) for obs, times in distinct.values()]
 
 
 def _frozen(value: Any) -> Any:
