@@ -1,0 +1,197 @@
+"""The CMDB month summarised by MongoDB: the stand-in's stages against MongoDB's documented
+behaviour, the summaries against the documents they summarise, and malformed documents as rejects."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from bson import ObjectId
+
+from finops_dagster.domains.open_legacy.asset import read_month
+from finops_dagster.domains.open_legacy.cmdb_client import CiSummary, CmdbClient, CmdbLayout, summarize
+from finops_dagster.domains.open_legacy.mapping import DOMAIN_ID, load_class_catalog, measured_fields
+from finops_dagster.reference.loader import ApplicationRecord, load_applications_into_mart
+from finops_dagster.reference.snapshot import read_snapshot
+from finops_dagster.resources.mongo import MongoResource
+from finops_dagster_tests.cmdb_documents import vm
+
+MONTH = dt.date(2025, 5, 1)
+DAYS = [MONTH + dt.timedelta(days=offset) for offset in range(4)]
+
+
+def standin() -> Any:
+    return MongoResource(url=f"mongomock://{uuid.uuid4().hex}").db()
+
+
+# --------------------------------------------------------------------------------------------
+# the stand-in's stages, as MongoDB documents them
+# --------------------------------------------------------------------------------------------
+
+
+def test_first_and_last_follow_the_sort_and_push_keeps_its_order() -> None:
+    """$first/$last of a $group are the first/last documents in the order of the preceding $sort;
+    $push appends in that order."""
+    db = standin()
+    db["c"].insert_many([{"k": "a", "t": 3}, {"k": "a", "t": 1}, {"k": "b", "t": 5}, {"k": "a", "t": 2}])
+    rows = list(
+        db["c"].aggregate(
+            [
+                {"$sort": {"k": 1, "t": 1}},
+                {
+                    "$group": {
+                        "_id": "$k",
+                        "first": {"$first": "$t"},
+                        "last": {"$last": "$t"},
+                        "all": {"$push": "$t"},
+                    }
+                },
+                {"$sort": {"_id": 1}},
+            ]
+        )
+    )
+    assert [(row["_id"], row["first"], row["last"], row["all"]) for row in rows] == [
+        ("a", 1, 3, [1, 2, 3]),
+        ("b", 5, 5, [5]),
+    ]
+
+
+def test_sum_and_avg_ignore_missing_and_non_numeric_values() -> None:
+    """$sum and $avg ignore non-numeric and missing values; $avg of none is null, $sum of none 0.
+    This is why the summaries never let MongoDB read a size: "8" would vanish from the sum."""
+    db = standin()
+    db["c"].insert_many(
+        [{"g": 1, "v": 4}, {"g": 1, "v": "8"}, {"g": 1}, {"g": 1, "v": None}, {"g": 1, "v": 2.5}]
+    )
+    db["c"].insert_many([{"g": 2, "v": "8"}, {"g": 2}])
+    rows = {
+        row["_id"]: row
+        for row in db["c"].aggregate(
+            [{"$group": {"_id": "$g", "avg": {"$avg": "$v"}, "sum": {"$sum": "$v"}, "n": {"$sum": 1}}}]
+        )
+    }
+    assert (rows[1]["avg"], rows[1]["sum"], rows[1]["n"]) == (3.25, 6.5, 5)
+    assert (rows[2]["avg"], rows[2]["sum"]) == (None, 0)
+
+
+def test_expression_objects_leave_out_missing_fields_and_group_keys_compare_by_value() -> None:
+    """A field of an expression object that evaluates to missing is left out (so a key with a
+    missing field and one with the field null are different groups), as MongoDB does."""
+    db = standin()
+    db["c"].insert_many([{"k": "a"}, {"k": "a", "v": None}, {"k": "a", "v": "1"}, {"k": "a", "v": "1"}])
+    rows = list(db["c"].aggregate([{"$group": {"_id": {"k": "$k", "v": "$v"}, "n": {"$sum": 1}}}]))
+    groups = {repr(sorted(row["_id"].items())): row["n"] for row in rows}
+    assert groups == {
+        repr([("k", "a")]): 1,
+        repr([("k", "a"), ("v", None)]): 1,
+        repr([("k", "a"), ("v", "1")]): 2,
+    }
+
+
+def test_slice_reduce_and_date_to_string() -> None:
+    """$slice [array, position, n], $reduce with $concatArrays, $dateToString with a format."""
+    db = standin()
+    db["c"].insert_one({"a": [1, 2, 3], "b": [[1], [], [2, 3]], "d": dt.datetime(2025, 5, 3, 2, 0, 1)})
+    row = next(
+        db["c"].aggregate(
+            [
+                {
+                    "$project": {
+                        "_id": 0,
+                        "rest": {"$slice": ["$a", 1, 1000]},
+                        "none": {"$slice": [[1], 1, 1000]},
+                        "flat": {
+                            "$reduce": {
+                                "input": "$b",
+                                "initialValue": [],
+                                "in": {"$concatArrays": ["$$value", "$$this"]},
+                            }
+                        },
+                        "day": {"$dateToString": {"format": "%Y-%m-%d", "date": "$d"}},
+                    }
+                }
+            ]
+        )
+    )
+    assert row == {"rest": [2, 3], "none": [], "flat": [1, 2, 3], "day": "2025-05-03"}
+
+
+# --------------------------------------------------------------------------------------------
+# the summaries
+# --------------------------------------------------------------------------------------------
+
+
+def estate(db: Any) -> None:
+    """CIs of every shape the summaries must carry: steady, resized, duplicated within a dump,
+    dated by an ISO string on one night, without sys_id, malformed on some nights."""
+    docs: list[dict[str, Any]] = []
+    for index, day in enumerate(DAYS):
+        docs.append(vm("ci-steady", day=day, app="PAYMENTS"))
+        docs.append(vm("ci-resized", day=day, cpus="2" if index < 2 else "8", app="PAYMENTS"))
+        docs.append(vm("ci-twice", day=day, app="PAYMENTS"))
+        docs.append(vm("ci-malformed", day=day, cpus="abc" if index % 2 else "4", app="PAYMENTS"))
+    docs.append(vm("ci-twice", day=DAYS[1], second=30, cpus="16", app="PAYMENTS"))
+    docs.append(vm("ci-text-date", day=DAYS[0], app="PAYMENTS"))
+    docs.append({**vm("ci-text-date", day=DAYS[1], app="PAYMENTS"), "_ingested_at": "2025-05-02T02:00:01Z"})
+    docs.append({**vm("ignored", day=DAYS[2], name="orphan"), "sys_id": " "})
+    db["cmdb_ci"].insert_many(docs)
+
+
+def _comparable(summary: CiSummary) -> tuple[Any, ...]:
+    def state(raw: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(sorted((key, value) for key, value in raw.items() if value is not None))
+
+    return (
+        summary.sys_id,
+        sorted((state(raw), dumps) for raw, dumps in summary.states),
+        summary.latest_counted,
+        summary.latest,
+        summary.extras,
+        summary.undated,
+        summary.other_months,
+    )
+
+
+def test_the_summaries_say_what_the_documents_say() -> None:
+    db = standin()
+    estate(db)
+    client = CmdbClient(db, CmdbLayout())
+    measured = measured_fields(load_class_catalog())
+    summaries = list(client.ci_summaries(MONTH, measured, measured))
+    from_documents = [summarize(ci, measured) for ci in client.ci_months(MONTH, measured)]
+
+    assert sorted(map(_comparable, summaries), key=str) == sorted(map(_comparable, from_documents), key=str)
+    by_id = {summary.sys_id: summary for summary in summaries}
+    assert [dumps for _, dumps in by_id["ci-steady"].states] == [4]
+    assert sorted(dumps for _, dumps in by_id["ci-resized"].states) == [2, 2]
+    assert [extra["f_cpus"] for extra in by_id["ci-twice"].extras] == ["16"]
+    assert by_id["ci-text-date"].days == {DAYS[0], DAYS[1]}
+    assert client.dump_days(MONTH) == set(DAYS)
+
+
+def test_a_malformed_size_is_a_reject_counting_every_dump_that_said_it(mart: psycopg.Connection) -> None:
+    """Nothing is dropped: the nights a size could not be read are a reject with the reason and
+    their count, the other nights are averaged, and relevés + rejects account for every reading."""
+    db = standin()
+    estate(db)
+    load_applications_into_mart(
+        mart, [ApplicationRecord("PAYMENTS", "Payments Platform", "GRP-PAY", "Payments")], source="cmdb"
+    )
+    load = read_month(CmdbClient(db, CmdbLayout()), read_snapshot(mart, DOMAIN_ID), MONTH, "run-x", mart)
+
+    malformed = [reject for reject in load.rejects if reject.source_ref.startswith("ci-malformed")]
+    assert [(reject.reason, reject.source_record_count) for reject in malformed] == [
+        ("cpus: not a number ('abc') in 2 document(s)", 2)
+    ]
+    vcpu = next(r for r in load.releves if r.application_id == "PAYMENTS" and r.product_id == "OL_VCPU")
+    # steady 4×4, resized 2+2+8+8, twice 4×4 (its duplicate a reject), malformed 4+4, text-date 4+4; 4 dumps
+    assert vcpu.usage_quantity == Decimal("17.000000")
+    readings = load.details["record_ledger"]["cmdb"]
+    accounted = sum(r.source_record_count for r in load.releves) + sum(
+        r.source_record_count for r in load.rejects
+    )
+    assert accounted == readings
+    assert isinstance(db["cmdb_ci"].find_one({"sys_id": " "})["_id"], ObjectId)
