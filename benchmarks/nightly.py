@@ -347,7 +347,7 @@ def cmdb_fold(server: str, cis: int, applications: int, seed: int) -> dict[str, 
     estate = build_estate(applications, catalog, seed)
     with bench_database(server) as (_, url):
         snapshot, _, _ = prepare(url, catalog, estate)
-        bench = Bench(argparse.Namespace(dumps=CMDB_DUMPS, seed=seed), snapshot, estate)
+        bench = Bench(argparse.Namespace(dumps=CMDB_DUMPS, seed=seed), snapshot, estate, url)
         run = MappingRun(cis=cis)
         bench.time_generator(run)
         bench.map_and_price(run, "nightly-cmdb-fold")

@@ -36,7 +36,7 @@ import datetime as dt
 import math
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
@@ -90,15 +90,29 @@ def measured_fields(catalog: dict[str, tuple[Measure, ...]]) -> list[str]:
     return sorted({measure.field for measures in catalog.values() for measure in measures})
 
 
+@dataclass(frozen=True)
+class _StateReading:
+    """What one distinct state of a document says: each product's quantity for one dump, the
+    fields that could not be read (field, why) and, for a class not measured, the class."""
+
+    quantities: tuple[tuple[str, Decimal], ...]
+    field_errors: tuple[tuple[str, str], ...] = ()
+    unknown_class: str | None = None
+
+
 @dataclass
 class _CiReading:
     """What one CI's documents said over the month, before allocation: per product the sum of its
-    quantities over the dumps and how many readings made it."""
+    quantities over the dumps and how many readings made it; the problems, when there are any."""
 
-    sums: dict[str, Decimal]
-    counts: Counter[str]
-    field_errors: Counter[tuple[str, str]]
-    unknown_classes: Counter[str]
+    sums: dict[str, Decimal] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    field_errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+    unknown_classes: Counter[str] = field(default_factory=Counter)
+
+
+NOTHING_READ = _CiReading()
+"""The reading of no documents (shared: never written to)."""
 
 
 class OpenLegacyFold:
@@ -136,6 +150,8 @@ class OpenLegacyFold:
         self.counters: Counter[str] = Counter()
         self.unknown_refs: Counter[str] = Counter()
         self._parsed: dict[tuple[str, Decimal], Decimal | str] = {}
+        self.state_keys = [f"f_{name}" for name in self.measured]
+        self._states: dict[Any, _StateReading] = {}
 
     def add_dump_days(self, days: Iterable[dt.date]) -> None:
         """The month's dumps counted apart from the summaries (`CmdbClient.dump_days`)."""
@@ -159,14 +175,19 @@ class OpenLegacyFold:
         if ci.days is not None:
             self.dump_days.update(ci.days)
         reading = self._read(ci.states)
-        extra_reading = self._read(_distinct_documents(ci.extras, self.classes))
+        extra_reading = (
+            self._read(_distinct_documents(ci.extras, self.classes)) if ci.extras else NOTHING_READ
+        )
         application, method = self._resolve(ci, ci.latest_counted or ci.latest)
         self.counters[f"resolved_by_{method}"] += 1
         if ci.sys_id is not None:
+            consumer = _printable(ci.sys_id)
             for product_id, quantity in reading.sums.items():
                 self.priced.add_measure(
-                    SOURCE, _printable(ci.sys_id), product_id, quantity, application, records=reading.counts[product_id]
+                    SOURCE, consumer, product_id, quantity, application, records=reading.counts[product_id]
                 )
+        if not (ci.extras or reading.field_errors or reading.unknown_classes):
+            return
         ref = self._ref(ci)
         latest = ci.latest
         self._reject_extras(ci, ref, extra_reading)
@@ -201,28 +222,50 @@ class OpenLegacyFold:
             )
 
     def _read(self, states: Iterable[tuple[dict[str, Any], int]]) -> _CiReading:
-        """What the documents say, each distinct state read once and counted as often as dumps
-        said it: a CI's dumps mostly repeat the same sizes night after night."""
-        reading = _CiReading({}, Counter(), Counter(), Counter())
+        """What the documents say, each distinct state read once per month and counted as often as
+        dumps said it: a CI's dumps mostly repeat the same sizes night after night, and CIs of a
+        size share it."""
+        reading = _CiReading()
+        sums, counts = reading.sums, reading.counts
         for state, times in states:
-            cls = text_value(state.get("cls"))
-            if cls is None:
-                reading.field_errors[("sys_class_name", "missing")] += times
-                continue
-            measures = self.classes.get(cls)
-            if measures is None:
-                reading.unknown_classes[cls] += times
-                continue
-            for measure in measures:
-                value = self._quantity(state.get(measure.key), measure)
-                if isinstance(value, str):
-                    reading.field_errors[(measure.field, value)] += times
-                    continue
-                reading.sums[measure.product_id] = (
-                    reading.sums.get(measure.product_id, Decimal(0)) + value * times
-                )
-                reading.counts[measure.product_id] += times
+            said = self._state_reading(state)
+            for product_id, quantity in said.quantities:
+                sums[product_id] = sums.get(product_id, Decimal(0)) + quantity * times
+                counts[product_id] = counts.get(product_id, 0) + times
+            for error in said.field_errors:
+                reading.field_errors[error] += times
+            if said.unknown_class is not None:
+                reading.unknown_classes[said.unknown_class] += times
         return reading
+
+    def _state_reading(self, state: dict[str, Any]) -> _StateReading:
+        """A state's reading, cached by its raw class and measured values."""
+        key: Any = (state.get("cls"), *(state.get(name) for name in self.state_keys))
+        try:
+            cached = self._states.get(key)
+        except TypeError:  # references are dicts
+            key = _frozen(list(key))
+            cached = self._states.get(key)
+        if cached is None:
+            cached = self._states[key] = self._parse_state(state)
+        return cached
+
+    def _parse_state(self, state: dict[str, Any]) -> _StateReading:
+        cls = text_value(state.get("cls"))
+        if cls is None:
+            return _StateReading((), (("sys_class_name", "missing"),))
+        measures = self.classes.get(cls)
+        if measures is None:
+            return _StateReading((), (), cls)
+        quantities: list[tuple[str, Decimal]] = []
+        errors: list[tuple[str, str]] = []
+        for measure in measures:
+            value = self._quantity(state.get(measure.key), measure)
+            if isinstance(value, str):
+                errors.append((measure.field, value))
+            else:
+                quantities.append((measure.product_id, value))
+        return _StateReading(tuple(quantities), tuple(errors))
 
     def _quantity(self, raw: Any, measure: Measure) -> Decimal | str:
         """The product quantity of a raw field, or the reason it has none (cached: dumps repeat)."""
