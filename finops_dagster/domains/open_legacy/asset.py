@@ -45,8 +45,8 @@ def read_month(
     fold.add_dump_days(client.dump_days(month))
     fold.add_all(client.ci_summaries(month, sorted({*measured, *rule_fields}), measured))
     load = fold.finish()
-    measured = {cls: len(measures) for cls, measures in classes.items()}
-    ledger = count_month(client.db, client.layout, measured, month)
+    products = {cls: len(measures) for cls, measures in classes.items()}
+    ledger = count_month(client.db, client.layout, products, month)
     load.details["record_ledger"] = {SOURCE: ledger.readings}
     load.details["ledger_documents"] = ledger.documents
     return load

@@ -107,8 +107,17 @@ class _CiReading:
 
     sums: dict[str, Decimal] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    problems: _Problems | None = None
+
+
+@dataclass
+class _Problems:
     field_errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     unknown_classes: Counter[str] = field(default_factory=Counter)
+
+
+NO_PROBLEMS = _Problems()
+"""(shared: never written to)"""
 
 
 NOTHING_READ = _CiReading()
@@ -116,10 +125,11 @@ NOTHING_READ = _CiReading()
 
 
 class OpenLegacyFold:
-    """The month's CIs, one summary at a time, into measures staged in PostgreSQL and priced there
-    (`priced_usage.py`): Python resolves each CI's application and reads each distinct state of
-    its documents once; the sums per application × product, the division by the month's dumps,
-    the rounding and the pricing are SQL. Memory grows with rejects, never with CIs or documents."""
+    """The month's CIs, one summary at a time (one row per CI from MongoDB's aggregation): each
+    CI's application resolved and each distinct state of its documents read once, its quantities
+    added to its application × product; those sums are staged in PostgreSQL and divided by the
+    month's dumps, rounded and priced there (`priced_usage.py`). Memory grows with applications ×
+    products and with rejects, never with CIs or documents."""
 
     def __init__(
         self,
@@ -147,6 +157,8 @@ class OpenLegacyFold:
         self.application_field = application_field
         self.computed_at = computed_at
         self.quantity_rejects: list[tuple[str, str, dict[str, Any], str, Decimal, int]] = []
+        self.groups: dict[tuple[str, str], list[Any]] = {}
+        """(application, product) → [sum of the CIs' quantities over the dumps, readings]."""
         self.counters: Counter[str] = Counter()
         self.unknown_refs: Counter[str] = Counter()
         self._parsed: dict[tuple[str, Decimal], Decimal | str] = {}
@@ -181,18 +193,22 @@ class OpenLegacyFold:
         application, method = self._resolve(ci, ci.latest_counted or ci.latest)
         self.counters[f"resolved_by_{method}"] += 1
         if ci.sys_id is not None:
-            consumer = _printable(ci.sys_id)
+            groups, counts = self.groups, reading.counts
             for product_id, quantity in reading.sums.items():
-                self.priced.add_measure(
-                    SOURCE, consumer, product_id, quantity, application, records=reading.counts[product_id]
-                )
-        if not (ci.extras or reading.field_errors or reading.unknown_classes):
+                group = groups.get((application, product_id))
+                if group is None:
+                    groups[(application, product_id)] = [quantity, counts[product_id]]
+                else:
+                    group[0] += quantity
+                    group[1] += counts[product_id]
+        if not ci.extras and reading.problems is None:
             return
         ref = self._ref(ci)
         latest = ci.latest
         self._reject_extras(ci, ref, extra_reading)
-        self._reject_field_errors(ref, latest, reading.field_errors + extra_reading.field_errors)
-        for cls, count in (reading.unknown_classes + extra_reading.unknown_classes).items():
+        problems, extra_problems = reading.problems or NO_PROBLEMS, extra_reading.problems or NO_PROBLEMS
+        self._reject_field_errors(ref, latest, problems.field_errors + extra_problems.field_errors)
+        for cls, count in (problems.unknown_classes + extra_problems.unknown_classes).items():
             self._reject(
                 ref,
                 f"unknown CI class {cls!r} in {count} document(s): not billable "
@@ -232,15 +248,17 @@ class OpenLegacyFold:
             for product_id, quantity in said.quantities:
                 sums[product_id] = sums.get(product_id, Decimal(0)) + quantity * times
                 counts[product_id] = counts.get(product_id, 0) + times
-            for error in said.field_errors:
-                reading.field_errors[error] += times
-            if said.unknown_class is not None:
-                reading.unknown_classes[said.unknown_class] += times
+            if said.field_errors or said.unknown_class is not None:
+                problems = reading.problems = reading.problems or _Problems()
+                for error in said.field_errors:
+                    problems.field_errors[error] += times
+                if said.unknown_class is not None:
+                    problems.unknown_classes[said.unknown_class] += times
         return reading
 
     def _state_reading(self, state: dict[str, Any]) -> _StateReading:
         """A state's reading, cached by its raw class and measured values."""
-        key: Any = (state.get("cls"), *(state.get(name) for name in self.state_keys))
+        key: Any = (state.get("cls"), *map(state.get, self.state_keys))
         try:
             cached = self._states.get(key)
         except TypeError:  # references are dicts
@@ -361,6 +379,10 @@ class OpenLegacyFold:
         return len(self.dump_days)
 
     def finish(self) -> DomainLoad:
+        """Stage the month's sums per application × product (COPY) and price them in SQL: divided
+        by the month's dumps, rounded and priced there, as every metered domain is."""
+        for (application, product_id), (quantity, readings) in self.groups.items():
+            self.priced.add_measure(SOURCE, application, product_id, quantity, application, records=readings)
         self.priced.divisor = max(self.dumps, 1)
         for ref, reason, payload, unit, quantity, records in self.quantity_rejects:
             self._reject(ref, reason, payload, records=records, unit=unit, quantity=quantity)
