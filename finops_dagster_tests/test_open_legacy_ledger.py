@@ -359,7 +359,9 @@ LATER_ON_NIGHT_3 = dt.datetime(2026, 9, 3, 5, 0)
 def _mutated(monkeypatch: pytest.MonkeyPatch, change: Any) -> None:
     original = CmdbClient.ci_summaries
 
-    def reader(self: CmdbClient, month: dt.date, fields: list[str], measured: list[str]) -> Iterator[CiSummary]:
+    def reader(
+        self: CmdbClient, month: dt.date, fields: list[str], measured: list[str]
+    ) -> Iterator[CiSummary]:
         for index, ci in enumerate(original(self, month, fields, measured)):
             yield change(ci) if index == 0 else ci
 
