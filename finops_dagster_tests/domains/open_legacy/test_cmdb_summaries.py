@@ -195,3 +195,69 @@ def test_a_malformed_size_is_a_reject_counting_every_dump_that_said_it(mart: psy
     )
     assert accounted == readings
     assert isinstance(db["cmdb_ci"].find_one({"sys_id": " "})["_id"], ObjectId)
+
+
+# --------------------------------------------------------------------------------------------
+# the stand-in's compiled stages answer as mongomock-ng's interpreter does
+# --------------------------------------------------------------------------------------------
+
+MIXED = [
+    {
+        "_id": ObjectId("6a98d4a00000000000000003"),
+        "s": "b",
+        "v": 2,
+        "d": dt.datetime(2025, 5, 2, 2),
+        "r": {"value": "x"},
+    },
+    {"_id": ObjectId("6a98d4a00000000000000001"), "s": "a", "v": 1.0, "d": dt.datetime(2025, 5, 1, 2)},
+    {"_id": ObjectId("6a98d4a00000000000000002"), "s": None, "v": "true", "d": dt.datetime(2025, 5, 1, 3)},
+    {"_id": ObjectId("6a98d4a00000000000000004"), "v": "7", "d": dt.datetime(2025, 5, 3, 2), "r": "x"},
+    {"_id": ObjectId("6a98d4a00000000000000005"), "s": 3, "v": 1, "d": dt.datetime(2025, 5, 3, 4)},
+]
+
+
+def test_the_compiled_stages_answer_as_the_interpreter() -> None:
+    from mongomock_ng import aggregate as mongomock_aggregate
+
+    from finops_dagster.resources import mongo_standin_stages as stages
+
+    sort = {"s": 1, "d": -1, "_id": 1}
+    assert stages.sort(MIXED, sort) == mongomock_aggregate._handle_sort_stage(MIXED, None, sort, None)
+    project = {
+        "_id": 0,
+        "ci": {"$ifNull": ["$r.value", "$r", {"none": "$_id"}]},
+        "day": {"$dateToString": {"format": "%Y-%m-%d", "date": "$d"}},
+        "obs": {"v": "$v", "missing": "$nothing", "s": "$s"},
+    }
+    projected = stages.project(MIXED, project)
+    assert projected == mongomock_aggregate._handle_project_stage(MIXED, None, project, None)
+    group = {
+        "_id": {"day": "$day"},
+        "n": {"$sum": 1},
+        "values": {"$push": "$obs.v"},
+        "sum": {"$sum": "$obs.v"},
+    }
+    assert stages.group(projected, group) == mongomock_aggregate._handle_group_stage(
+        projected, None, group, None
+    )
+
+
+def test_a_stage_the_compiled_handlers_do_not_know_goes_to_the_interpreter() -> None:
+    db = standin()
+    db["c"].insert_many([{"k": {"a": 2}, "v": 3}, {"k": {"a": 1}, "v": 5}, {"k": {"a": 1}, "v": 7}])
+    rows = list(db["c"].aggregate([{"$group": {"_id": "$k", "avg": {"$avg": "$v"}}}, {"$sort": {"_id": 1}}]))
+    assert [(row["_id"], row["avg"]) for row in rows] == [({"a": 1}, 6), ({"a": 2}, 3)]
+
+
+def test_sum_ignores_booleans_as_in_mongodb() -> None:
+    """MongoDB's $sum adds numbers only; a boolean is no number (mongomock-ng's interpreter adds it)."""
+    db = standin()
+    db["c"].insert_many([{"k": 1, "v": True}, {"k": 1, "v": 2}])
+    assert next(db["c"].aggregate([{"$group": {"_id": "$k", "sum": {"$sum": "$v"}}}]))["sum"] == 2
+
+
+def test_first_of_a_missing_field_is_null_as_in_mongodb() -> None:
+    db = standin()
+    db["c"].insert_many([{"k": 1, "t": 1}, {"k": 1, "t": 2, "v": "x"}])
+    row = next(db["c"].aggregate([{"$sort": {"t": 1}}, {"$group": {"_id": "$k", "first": {"$first": "$v"}}}]))
+    assert row["first"] is None
