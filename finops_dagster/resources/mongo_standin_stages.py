@@ -28,6 +28,7 @@ from typing import Any
 
 from bson import ObjectId
 from mongomock_ng import aggregate as mongomock_aggregate
+from mongomock_ng import collection as mongomock_collection
 from mongomock_ng import filtering
 from sentinels import NOTHING
 
@@ -303,12 +304,32 @@ FAST_STAGES = {"$project": project, "$group": group, "$sort": sort}
 
 
 def install() -> None:
-    """Route the three stages through the handlers here, falling back to mongomock-ng's."""
+    """Route the three stages and the collections' queries through the handlers here, falling back
+    to mongomock-ng's."""
+    original_documents = mongomock_collection.Collection._iter_documents
+
+    def iter_documents(self: Any, query: Any) -> Any:
+        try:
+            matches = compile_filter(query or {})
+        except Unsupported:
+            return original_documents(self, query)
+        if self._store.is_empty:
+            return iter(())
+        return (doc for doc in list(self._store.documents) if _matches(matches, query, doc))
+
+    mongomock_collection.Collection._iter_documents = iter_documents  # type: ignore[method-assign]
     handlers = mongomock_aggregate._PIPELINE_HANDLERS
     for name, fast in FAST_STAGES.items():
         original = handlers[name]
         assert original is not None
         handlers[name] = _with_fallback(fast, original)
+
+
+def _matches(predicate: Predicate, query: dict[str, Any], doc: dict[str, Any]) -> bool:
+    try:
+        return predicate(doc)
+    except Unsupported:
+        return bool(filtering.filter_applies(query, doc))
 
 
 def _with_fallback(fast: Callable[..., Any], original: Callable[..., Any]) -> Callable[..., Any]:
@@ -322,3 +343,133 @@ def _with_fallback(fast: Callable[..., Any], original: Callable[..., Any]) -> Ca
             return original(documents, database, options, user_vars)
 
     return handler
+
+
+# --------------------------------------------------------------------------- query filters
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+def compile_filter(query: dict[str, Any]) -> Predicate:
+    """A predicate for a query of field conditions, `$and` and `$or`, with the comparison operators,
+    `$in`, `$nin`, `$ne`, `$not`, `$exists` and `$type`, comparing within a BSON type as MongoDB
+    does (a range of strings matches strings only). A document whose path meets an array raises
+    Unsupported: `install` sends that document to mongomock-ng's matcher."""
+    parts: list[Predicate] = []
+    for key, condition in query.items():
+        if key in ("$and", "$or"):
+            if not isinstance(condition, list) or not condition:
+                raise Unsupported(key)
+            branches = [compile_filter(branch) for branch in condition]
+            parts.append(_all(branches) if key == "$and" else _any(branches))
+        elif key.startswith("$"):
+            raise Unsupported(key)
+        else:
+            parts.append(_field(key.split("."), condition))
+    return _all(parts)
+
+
+def _all(parts: list[Predicate]) -> Predicate:
+    return lambda doc: all(part(doc) for part in parts)
+
+
+def _any(parts: list[Predicate]) -> Predicate:
+    return lambda doc: any(part(doc) for part in parts)
+
+
+def _field(path: list[str], condition: Any) -> Predicate:
+    get = _path(path)
+
+    def value_of(doc: dict[str, Any]) -> Any:
+        value = get(doc)
+        if isinstance(value, list):
+            raise Unsupported("an array value")
+        return value
+
+    test = _condition(condition)
+    return lambda doc: test(value_of(doc))
+
+
+def _condition(condition: Any) -> Callable[[Any], bool]:
+    if isinstance(condition, dict) and condition and all(key.startswith("$") for key in condition):
+        tests = [_operator_test(operator, argument) for operator, argument in condition.items()]
+        return lambda value: all(test(value) for test in tests)
+    return _equals(condition)
+
+
+def _type_class(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dt.datetime):
+        return "date"
+    if isinstance(value, ObjectId):
+        return "objectId"
+    if isinstance(value, dict):
+        return "object"
+    raise Unsupported(type(value).__name__)
+
+
+def _equals(bound: Any) -> Callable[[Any], bool]:
+    if isinstance(bound, dict | list):
+        raise Unsupported("equality with a document or an array")
+    if bound is None:
+        return lambda value: value is NOTHING or value is None
+    kind = _type_class(bound)
+    return lambda value: value is not NOTHING and _type_class(value) == kind and value == bound
+
+
+RANGES: dict[str, Callable[[Any, Any], bool]] = {
+    "$gt": lambda value, bound: value > bound,
+    "$gte": lambda value, bound: value >= bound,
+    "$lt": lambda value, bound: value < bound,
+    "$lte": lambda value, bound: value <= bound,
+}
+
+TYPES: dict[str, Callable[[Any], bool]] = {
+    "date": lambda value: isinstance(value, dt.datetime),
+    "string": lambda value: isinstance(value, str),
+    "object": lambda value: isinstance(value, dict),
+    "array": lambda value: False,  # an array value raised Unsupported before
+    "null": lambda value: value is None,
+    "bool": lambda value: isinstance(value, bool),
+    "objectId": lambda value: isinstance(value, ObjectId),
+}
+
+
+def _operator_test(operator: str, argument: Any) -> Callable[[Any], bool]:
+    if operator in RANGES:
+        if isinstance(argument, dict | list) or argument is None:
+            raise Unsupported(operator)
+        kind, compare = _type_class(argument), RANGES[operator]
+        return lambda value: value is not NOTHING and _type_class(value) == kind and compare(value, argument)
+    if operator == "$eq":
+        return _equals(argument)
+    if operator == "$ne":
+        equal = _equals(argument)
+        return lambda value: not equal(value)
+    if operator in ("$in", "$nin") and isinstance(argument, list):
+        members = [_equals(member) for member in argument]
+        if operator == "$in":
+            return lambda value: any(member(value) for member in members)
+        return lambda value: not any(member(value) for member in members)
+    if operator == "$exists":
+        present = bool(argument)
+        return lambda value: (value is not NOTHING) == present
+    if operator == "$type" and isinstance(argument, str) and argument in TYPES:
+        is_type = TYPES[argument]
+        return lambda value: value is not NOTHING and is_type(value)
+    if (
+        operator == "$not"
+        and isinstance(argument, dict)
+        and argument
+        and all(k.startswith("$") for k in argument)
+    ):
+        test = _condition(argument)
+        return lambda value: not test(value)
+    raise Unsupported(operator)

@@ -261,3 +261,38 @@ def test_first_of_a_missing_field_is_null_as_in_mongodb() -> None:
     db["c"].insert_many([{"k": 1, "t": 1}, {"k": 1, "t": 2, "v": "x"}])
     row = next(db["c"].aggregate([{"$sort": {"t": 1}}, {"$group": {"_id": "$k", "first": {"$first": "$v"}}}]))
     assert row["first"] is None
+
+
+def test_compiled_queries_match_what_the_interpreter_matches() -> None:
+    """Ranges compare within a BSON type (a range of strings matches strings only), $ne and $nin
+    match missing fields, $not negates, arrays go to the interpreter."""
+    from mongomock_ng import filtering
+
+    from finops_dagster.resources import mongo_standin_stages as stages
+
+    documents: list[dict[str, Any]] = [
+        {"_id": ObjectId("6a98d4a00000000000000001"), "t": dt.datetime(2025, 5, 2), "c": "vm"},
+        {"_id": ObjectId("6a98d4a00000000000000002"), "t": "2025-05-02T02:00:00Z", "c": {"value": "vm"}},
+        {"_id": ObjectId("6a98d4a00000000000000003"), "t": None, "c": "app"},
+        {"_id": ObjectId("6a98d4a00000000000000004"), "c": 42},
+        {"_id": ObjectId("6a98d4a00000000000000005"), "t": [dt.datetime(2025, 5, 2)], "c": "vm"},
+        {"_id": ObjectId("6a98d4a00000000000000006"), "t": 1714608000, "c": "x"},
+        {"_id": ObjectId("6a98d4a00000000000000007"), "t": {"$date": "2025-05-02"}, "c": 1},
+    ]
+    queries: list[dict[str, Any]] = [
+        {"t": {"$gte": dt.datetime(2025, 5, 1), "$lt": dt.datetime(2025, 6, 1), "$not": {"$type": "array"}}},
+        {"t": {"$gte": "2025-04-30", "$lt": "2025-06-02"}},
+        {"c": {"$ne": "app"}, "$or": [{"t": {"$type": "object"}}, {"t": {"$not": {"$type": "date"}}}]},
+        {"c": {"$nin": ["vm", 42]}},
+        {"c": {"$in": [1, None]}},
+        {"t": None},
+        {"t": {"$exists": False}},
+        {"_id": {"$gte": ObjectId("6a98d4a00000000000000003"), "$lt": ObjectId("6a98d4a00000000000000006")}},
+        {"$and": [{"c": "vm"}, {"t": {"$type": "date"}}]},
+    ]
+    for query in queries:
+        matches = stages.compile_filter(query)
+        for doc in documents:
+            assert stages._matches(matches, query, doc) == filtering.filter_applies(query, doc), (query, doc)
+    # MongoDB compares within a type: true is not 1 (mongomock-ng's interpreter says it is)
+    assert not stages.compile_filter({"c": {"$in": [1]}})({"c": True})
