@@ -10,12 +10,14 @@ What it does, in order (everything but step 6 is set-up, timed and printed on it
    FOCUS exports (Parquet) of two providers for the previous and the current month, the simulated
    private cloud (OpenStack, OpenCost, usage API) and native services (GitLab, Artifactory, Cube)
    served over HTTP on localhost by this process, and the native services' past nights of the two
-   months replayed into the mart (their snapshots are the domain's only history);
+   months saved into the mart (their snapshots are the domain's only history; the services are
+   asked on each month's first night and what they said is saved for every night of the month);
 3. MongoDB: no MongoDB server can run on this machine and the in-memory stand-in cannot hold a
    million CIs with their nightly dumps, so the Dagster run reads the stand-in at --standin-cis
    CIs (all the estate's application records, every nightly dump of the two months), and the
    open_legacy mapping and pricing of the scale's CIs over 30 dumps is timed apart, on
-   pre-aggregated input, by the open_legacy benchmark's generator and fold (step 8);
+   what MongoDB's aggregation yields (one summary per CI), by the open_legacy benchmark's
+   generator and fold, the pricing in SQL (step 8);
 4. a first nightly run over the previous and current month (its publish populates the aggregates),
    then the aggregates step alone with 2 months in the mart (the run's months recomputed in a
    transaction rolled back);
@@ -82,7 +84,8 @@ from finops_dagster.mart.aggregates import AGGREGATES, maintain_aggregates, rebu
 from finops_dagster.releve import RELEVE_COLUMNS, month_start, next_month
 from finops_dagster.settings import anomaly_min_cost
 
-TARGET_RUN_S = 300.0
+TARGET_RUN_S = 120.0
+TARGET_RUN_WITH_CMDB_S = 150.0
 TARGET_PEAK_MIB = 2048.0
 TARGET_READ_S = 1.0
 TARGET_PRICING_PEAK_MIB = 1536.0
@@ -347,7 +350,7 @@ def cmdb_fold(server: str, cis: int, applications: int, seed: int) -> dict[str, 
     estate = build_estate(applications, catalog, seed)
     with bench_database(server) as (_, url):
         snapshot, _, _ = prepare(url, catalog, estate)
-        bench = Bench(argparse.Namespace(dumps=CMDB_DUMPS, seed=seed), snapshot, estate)
+        bench = Bench(argparse.Namespace(dumps=CMDB_DUMPS, seed=seed), snapshot, estate, url)
         run = MappingRun(cis=cis)
         bench.time_generator(run)
         bench.map_and_price(run, "nightly-cmdb-fold")
@@ -406,6 +409,31 @@ class Setup:
     rebuild_s: float = 0.0
     aggregates_2_months: dict[str, float] | None = None
     aggregates_with_history: dict[str, float] | None = None
+
+
+def replay_nights(environment: Any, first: dt.date, today: dt.date) -> int:
+    """The native services' nights since `first`, saved as the nightly runs would have saved them
+    (`save_snapshot`, which keeps the month's figures): the services are asked on the first night
+    of each month only, and what they said is saved for each night until the next month's, so the
+    mart holds every night's rows without 30 rounds of HTTP and parsing per month."""
+    from finops_dagster.domains.native.resource import native_from_env
+    from finops_dagster.domains.native.snapshots import save_snapshot
+    from finops_dagster.resources.postgres import PostgresResource
+
+    if environment.native is None:
+        return 0
+    nights = [first + dt.timedelta(days=offset) for offset in range((today - first).days)]
+    said: list[Any] = []
+    postgres = PostgresResource(url=environment.postgres_url)
+    with postgres.connect() as conn, native_from_env().connected() as sources:
+        for night in nights:
+            if night == first or night.day == 1:
+                environment.native.simulator.night = night
+                said = [snapshot for source in sources for snapshot in source.snapshot(night)]
+            for snapshot in said:
+                save_snapshot(conn, replace(snapshot, night=night), "bench-replay")
+    environment.native.simulator.night = today
+    return len(nights)
 
 
 def analyze(url: str) -> None:
@@ -702,7 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.standin_cis:,} CIs\n"
         f"         (with all {scale.applications:,} application records, every dump of the two months); "
         f"the mapping and pricing\n"
-        f"         of {scale.cis:,} CIs × {CMDB_DUMPS} dumps is timed apart on pre-aggregated input "
+        f"         of {scale.cis:,} CIs × {CMDB_DUMPS} dumps is timed apart on what the aggregation yields "
         "(MongoDB's aggregation NOT measured)."
     )
     setup = Setup()
@@ -723,7 +751,6 @@ def run(
     from finops_dagster.demo.run import (
         DemoEnvironment,
         cmdb_standin_url,
-        replay_native_nights,
         start_simulated_native,
         start_simulated_private_cloud,
         write_demo_focus_exports,
@@ -757,7 +784,7 @@ def run(
 
     progress(f"replaying the native services' nights since {previous}")
     started = time.perf_counter()
-    setup.replayed_nights = replay_native_nights(environment, previous, today)
+    setup.replayed_nights = replay_nights(environment, previous, today)
     setup.replay_s = time.perf_counter() - started
 
     run_role = ["run", previous.isoformat(), current.isoformat()]
@@ -848,7 +875,8 @@ def report(
         f"simulated services started in {s(setup.simulators_s)} s"
     )
     print(
-        f"  native services: {setup.replayed_nights} past nights replayed over HTTP in {s(setup.replay_s)} s"
+        f"  native services: {setup.replayed_nights} past nights saved in {s(setup.replay_s)} s "
+        "(asked over HTTP on each month's first night)"
     )
     if setup.warmup is not None:
         print(
@@ -936,7 +964,8 @@ def report(
         print()
         fold_s = fold["mapping_s"] + fold["pricing_s"]
         print(
-            f"open_legacy at scale, apart (pre-aggregated input, no MongoDB): {n(fold['cis'])} CIs × "
+            "open_legacy at scale, apart (one summary per CI, as MongoDB's aggregation yields them; "
+            f"no MongoDB): {n(fold['cis'])} CIs × "
             f"{CMDB_DUMPS} dumps ({n(fold['documents'])} documents) → {n(fold['releves'])} relevés, "
             f"{n(fold['rejects'])} rejects;\n"
             f"  mapping {s(fold['mapping_s'])} s + pricing {s(fold['pricing_s'])} s = {s(fold_s)} s "
@@ -951,7 +980,7 @@ def report(
     else:
         estimate = measured["wall_s"]
     print()
-    met_run = measured["wall_s"] < TARGET_RUN_S and estimate < TARGET_RUN_S
+    met_run = measured["wall_s"] <= TARGET_RUN_S and estimate <= TARGET_RUN_WITH_CMDB_S
     met_peak = peak < TARGET_PEAK_MIB
     met_reads = reads["over_1s"] == 0 and reads["errors"] == 0
     two = (setup.aggregates_2_months or {}).get("total", 0.0)
@@ -962,8 +991,10 @@ def report(
     save("aggregates_growth", {"two_months_s": two, "with_history_s": full, "ratio": growth})
     print("targets:")
     print(
-        f"  whole run < {TARGET_RUN_S:.0f} s: {s(measured['wall_s'])} s "
-        f"(with the CMDB fold at scale {s(estimate)} s) — {'met' if met_run else 'NOT met'}"
+        f"  whole run ≤ {TARGET_RUN_S:.0f} s with the stand-in CMDB: {s(measured['wall_s'])} s; "
+        f"≤ {TARGET_RUN_WITH_CMDB_S:.0f} s with the CMDB mapping at scale instead of its step: "
+        f"{s(estimate)} s "
+        f"— {'met' if met_run else 'NOT met'}"
     )
     print(
         f"  peak memory < {TARGET_PEAK_MIB:.0f} MiB: {mib(peak)} MiB — {'met' if met_peak else 'NOT met'} "
@@ -989,6 +1020,27 @@ def report(
     )
     print_pricing_targets(steps, peak, fold)
     print(f"load average now: {load_average()}")
+    save(
+        "summary",
+        {
+            "scale": scale.name,
+            "steps_s": steps,
+            "run_wall_s": measured["wall_s"],
+            "run_with_cmdb_mapping_at_scale_s": estimate,
+            "native_releves_s": steps.get("native_releves", 0.0),
+            "open_legacy_releves_s": steps.get("open_legacy_releves", 0.0),
+            "cmdb_mapping_s": None if fold is None else fold["mapping_s"] + fold["pricing_s"],
+            "cmdb_mapping_cis": None if fold is None else fold["cis"],
+            "aggregates_2_months_s": two,
+            "aggregates_with_history_s": full,
+            "aggregates_growth": growth,
+            "peak_mib": peak,
+            "reads_max_s": reads["max_s"],
+            "reads_p99_s": reads["p99_s"],
+            "reads_over_1s": reads["over_1s"],
+            "load_average_end": load_average(),
+        },
+    )
 
 
 def print_pricing_targets(steps: dict[str, float], peak: float, fold: dict[str, Any] | None) -> None:

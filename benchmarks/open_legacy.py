@@ -5,10 +5,12 @@
 
 What is measured, and what is not:
 
-- No MongoDB server can run on this machine, so `CmdbClient.ci_months` (MongoDB's $sort/$group
+- No MongoDB server can run on this machine, so `CmdbClient.ci_summaries` (MongoDB's $sort/$group
   aggregation and the cursor transfer) is NOT measured. The fold is fed what that aggregation
-  yields, `CiMonth` objects, from a lazy generator seeded with `random.Random(seed)`. The generator
-  alone is timed over the same CIs and subtracted, so the mapping figure is the fold's own cost.
+  yields, one `CiSummary` per CI (its distinct states with their dumps), from a lazy generator
+  seeded with `random.Random(seed)`. The generator alone is timed over the same CIs and
+  subtracted, so the mapping figure is the fold's own cost: application resolution, the staging
+  of the measures (COPY) and the pricing in SQL (`finish`).
 - Timed passes run without tracemalloc (it slows allocation-heavy code several times); the
   tracemalloc peaks come from separate, identical passes. Max RSS is the process high-water mark
   (`getrusage`), read after the untraced passes, which run first.
@@ -28,6 +30,7 @@ import collections
 import cProfile
 import csv
 import datetime as dt
+import itertools
 import pstats
 import random
 import re
@@ -63,7 +66,7 @@ from benchmarks.harness import (
     table,
 )
 from finops_dagster.domains.open_legacy import DOMAIN_ID
-from finops_dagster.domains.open_legacy.cmdb import CiMonth, CmdbLayout
+from finops_dagster.domains.open_legacy.cmdb import CiSummary, CmdbLayout
 from finops_dagster.domains.open_legacy.mapping import OpenLegacyFold, load_class_catalog
 from finops_dagster.mart.migrations import apply_migrations
 from finops_dagster.mart.publish import publish_run
@@ -217,10 +220,11 @@ def _application(
     return f"tmp-{index:07d}", None, []
 
 
-def generate_ci_months(
+def generate_ci_summaries(
     count: int, *, dumps: int, month: dt.date, estate: Estate, seed: int
-) -> Iterator[CiMonth]:
-    """`count` CIs over `dumps` nightly dumps of `month`, lazily, identical for a given seed."""
+) -> Iterator[CiSummary]:
+    """`count` CIs over `dumps` nightly dumps of `month` as MongoDB summarises them (one row per
+    CI), lazily, identical for a given seed."""
     rng = random.Random(seed)
     nights = [dt.datetime(month.year, month.month, day, DUMP_HOUR) for day in range(1, dumps + 1)]
     last_night = dumps - 1
@@ -264,20 +268,45 @@ def generate_ci_months(
         duplicates: set[int] = set()
         if rng.random() < DUPLICATE_SHARE:
             duplicates = set(rng.sample(range(first, last + 1), min(last - first + 1, rng.randint(1, 2))))
-        observations: list[dict[str, Any]] = []
-        for night in range(first, last + 1):
-            doc = {"at": nights[night], **base}
-            for start, end, key, value in changes:
-                if start <= night <= end:
-                    if value is MISSING:
-                        doc.pop(key, None)
-                    else:
-                        doc[key] = value
-            observations.append(doc)
-            if night in duplicates:
-                observations.append({**doc, "at": nights[night] + DUPLICATE_DELAY})
         sys_id = f"{rng.getrandbits(128):032x}"
-        yield CiMonth(sys_id=sys_id, observations=observations, relation_parents=parents)
+        yield _summary(sys_id, base, nights, first, last, changes, duplicates, parents)
+
+
+def _summary(
+    sys_id: str,
+    base: dict[str, Any],
+    nights: list[dt.datetime],
+    first: int,
+    last: int,
+    changes: list[tuple[int, int, str, Any]],
+    duplicates: set[int],
+    parents: list[str],
+) -> CiSummary:
+    """What MongoDB's aggregation yields for the CI (`CmdbClient.ci_summaries`): its nights cut
+    where a change starts or ends, each stretch one state with its nights."""
+
+    def document(night: int) -> dict[str, Any]:
+        doc = {"at": nights[night], **base}
+        for start, end, key, value in changes:
+            if start <= night <= end:
+                if value is MISSING:
+                    doc.pop(key, None)
+                else:
+                    doc[key] = value
+        return doc
+
+    cuts = sorted({first, last + 1, *(n for start, end, _, _ in changes for n in (start, end + 1))})
+    states: dict[str, list[Any]] = {}
+    for begin, end in itertools.pairwise(cuts):
+        if first <= begin <= last:
+            state = {key: value for key, value in document(begin).items() if key not in ("at", "name", "app")}
+            states.setdefault(repr(sorted(state.items(), key=str)), [state, 0])[1] += end - begin
+    extras = [{**document(night), "at": nights[night] + DUPLICATE_DELAY} for night in sorted(duplicates)]
+    counted = document(last)
+    latest = extras[-1] if last in duplicates else counted
+    return CiSummary(
+        sys_id, [(state, dumps) for state, dumps in states.values()], counted, latest, extras, parents
+    )
 
 
 # --------------------------------------------------------------------------- measurements
@@ -309,23 +338,30 @@ class MappingRun:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, snapshot: ReferenceSnapshot, estate: Estate) -> None:
+    def __init__(
+        self, args: argparse.Namespace, snapshot: ReferenceSnapshot, estate: Estate, url: str
+    ) -> None:
         self.args = args
         self.snapshot = snapshot
         self.estate = estate
+        self.url = url
         self.classes = load_class_catalog()
         self.application_sys_ids = {sys_id: code for code, sys_id in estate.sys_ids.items()}
 
-    def cis(self, count: int) -> Iterator[CiMonth]:
-        return generate_ci_months(count, dumps=self.args.dumps, month=MONTH, estate=self.estate,
-                                  seed=self.args.seed)
+    def cis(self, count: int) -> Iterator[CiSummary]:
+        return generate_ci_summaries(count, dumps=self.args.dumps, month=MONTH, estate=self.estate,
+                                     seed=self.args.seed)
 
-    def fold(self, run_id: str) -> OpenLegacyFold:
-        return OpenLegacyFold(
-            month=MONTH, run_id=run_id, classes=self.classes, snapshot=self.snapshot,
+    def fold(self, conn: psycopg.Connection, run_id: str) -> OpenLegacyFold:
+        """The fold, pricing in `conn`'s session; the month's dumps are known apart (as
+        `CmdbClient.dump_days` tells the asset)."""
+        fold = OpenLegacyFold(
+            conn, month=MONTH, run_id=run_id, classes=self.classes, snapshot=self.snapshot,
             application_sys_ids=self.application_sys_ids, application_field=CmdbLayout().application_field,
             computed_at=dt.datetime.now(dt.UTC),
         )
+        fold.add_dump_days(MONTH + dt.timedelta(days=night) for night in range(self.args.dumps))
+        return fold
 
     def time_generator(self, run: MappingRun) -> None:
         start = time.perf_counter()
@@ -335,16 +371,17 @@ class Bench:
     def map_and_price(self, run: MappingRun, run_id: str) -> DomainLoad:
         """The timed pass: add_all over the generator, then finish (pricing)."""
         run.rss_before_mib = max_rss_mib()
-        fold = self.fold(run_id)
-        start = time.perf_counter()
-        fold.add_all(self.cis(run.cis))
-        run.add_all_s = time.perf_counter() - start
-        start = time.perf_counter()
-        load = fold.finish()
-        run.finish_s = time.perf_counter() - start
+        with psycopg.connect(self.url) as conn:
+            fold = self.fold(conn, run_id)
+            start = time.perf_counter()
+            fold.add_all(self.cis(run.cis))
+            run.add_all_s = time.perf_counter() - start
+            start = time.perf_counter()
+            load = fold.finish()
+            run.finish_s = time.perf_counter() - start
         run.rss_after_mib = max_rss_mib()
         run.documents = load.details["documents"]
-        run.releves, run.rejects, run.groups = len(load.releves), len(load.rejects), len(fold.groups)
+        run.releves, run.rejects, run.groups = len(load.releves), len(load.rejects), len(load.releves)
         run.parse_cache = len(fold._parsed)
         run.total_cost = load.total_cost
         run.resolved = ", ".join(f"{key.removeprefix('resolved_by_')} {value:,}"
@@ -357,9 +394,10 @@ class Bench:
         try:
             tracemalloc.reset_peak()
             start = time.perf_counter()
-            fold = self.fold("bench-traced")
-            fold.add_all(self.cis(run.cis))
-            load = fold.finish()
+            with psycopg.connect(self.url) as conn:
+                fold = self.fold(conn, "bench-traced")
+                fold.add_all(self.cis(run.cis))
+                load = fold.finish()
             run.traced_s = time.perf_counter() - start
             retained, peak = tracemalloc.get_traced_memory()
             run.traced_peak_mib, run.traced_retained_mib = peak / MIB, retained / MIB
@@ -368,12 +406,13 @@ class Bench:
             tracemalloc.stop()
 
     def profile(self, count: int) -> str:
-        fold = self.fold("bench-profile")
-        profiler = cProfile.Profile()
-        profiler.enable()
-        fold.add_all(self.cis(count))
-        fold.finish()
-        profiler.disable()
+        with psycopg.connect(self.url) as conn:
+            fold = self.fold(conn, "bench-profile")
+            profiler = cProfile.Profile()
+            profiler.enable()
+            fold.add_all(self.cis(count))
+            fold.finish()
+            profiler.disable()
         out = _StringSink()
         stats = pstats.Stats(profiler, stream=out)  # type: ignore[arg-type]
         stats.strip_dirs().sort_stats("tottime").print_stats(22)
@@ -599,17 +638,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     estate = build_estate(args.applications, catalog, args.seed)
     print(f"open_legacy benchmark — month {MONTH:%Y-%m}, {args.cis:,} CIs × {args.dumps} dumps, "
           f"{len(estate.records):,} applications, seed {args.seed}")
-    print("MongoDB: no MongoDB server can run on this machine, so CmdbClient.ci_months (the $sort/$group\n"
-          "         aggregation and cursor transfer) is NOT measured. The mapping is timed on\n"
-          "         pre-aggregated input: CiMonth objects from a lazy seeded generator, timed alone\n"
-          "         and subtracted.")
+    print("MongoDB: no MongoDB server can run on this machine, so CmdbClient.ci_summaries (the\n"
+          "         $sort/$group aggregation and cursor transfer) is NOT measured. The mapping is timed\n"
+          "         on what it yields: one CiSummary per CI from a lazy seeded generator, timed alone\n"
+          "         and subtracted; the pricing is SQL in the bench database.")
     with bench_database(args.postgres_url) as (name, url):
         snapshot, server_version, setup = prepare(url, catalog, estate)
         print(machine(server_version))
         print(f"database {name}: migrations {s(setup['migrations'])} s, catalog {s(setup['catalog'])} s, "
               f"{len(estate.records):,} applications {s(setup['applications'])} s, "
               f"snapshot {s(setup['snapshot'])} s")
-        bench = Bench(args, snapshot, estate)
+        bench = Bench(args, snapshot, estate, url)
         run(bench, args, url, psql)
     return 0
 

@@ -107,22 +107,39 @@ class PricedUsageFold:
         self._sequence = 0
         self._pending: list[tuple[Any, ...]] = []
         self.key = rule_key(sorted({rule.field for rule in snapshot.rules}))
+        self.divisor = 1
+        """What the month's quantities are divided by once summed (the CMDB's dumps: a source whose
+        measures are sums over the month's nights); set before `finish`, before quantity rejects."""
         conn.execute(query("create_usage"))
 
     def add(self, usage: MeteredUsage) -> None:
         """Stage one measure (an unknown product becomes a reject with its quantity at finish)."""
+        self.add_measure(
+            usage.source,
+            usage.consumer,
+            usage.product_id,
+            usage.quantity,
+            usage.application,
+            records=usage.records,
+            fields=json.dumps(usage.fields),
+        )
+
+    def add_measure(
+        self,
+        source: str,
+        consumer: str,
+        product_id: str,
+        quantity: Decimal,
+        application: str | None,
+        *,
+        records: int = 1,
+        fields: str = "{}",
+    ) -> None:
+        """`add` without a `MeteredUsage` per measure, for sources that stage millions of them;
+        `fields`: the measure's fields as a JSON object."""
         self._sequence += 1
         self._pending.append(
-            (
-                self._sequence,
-                usage.source,
-                usage.consumer,
-                usage.product_id,
-                usage.quantity,
-                usage.application,
-                json.dumps(usage.fields),
-                usage.records,
-            )
+            (self._sequence, source, consumer, product_id, quantity, application, fields, records)
         )
         if len(self._pending) >= COPY_BATCH:
             self._flush()
@@ -152,13 +169,16 @@ class PricedUsageFold:
         records: int = 1,
     ) -> None:
         """Record what could not be metered (`code` the cause, `reason` its details); a quantity with
-        its unit also counts in the source totals. `records`: the source records it stands for."""
+        its unit also counts in the source totals (a quantity is divided by `divisor`, like the
+        measures). `records`: the source records it stands for."""
         self._sequence += 1
         self.records += 1
+        shown = quantity
         if unit is not None and quantity is not None:
             with localcontext() as ctx:
                 ctx.prec = PRECISION
                 self.reject_totals[unit] = self.reject_totals.get(unit, Decimal(0)) + quantity
+                shown = quantity / self.divisor
         self.rejects.append(
             (
                 self._sequence,
@@ -171,7 +191,7 @@ class PricedUsageFold:
                     reason_code=code,
                     reason=reason,
                     usage_unit=unit,
-                    usage_quantity=None if quantity is None else quantize_quantity(quantity),
+                    usage_quantity=None if shown is None else quantize_quantity(shown),
                     raw_payload=raw,
                     source_record_count=records,
                 ),
@@ -286,7 +306,7 @@ class PricedUsageFold:
         releves: list[Releve] = []
         unpriced: list[Reject] = []
         for application, product_id, source, quantity, total, records in self.conn.execute(
-            query("priced_groups")
+            query("priced_groups"), {"divisor": self.divisor}
         ).fetchall():
             product = self.snapshot.products[product_id]
             rate = self.snapshot.rate_for(product_id, self.month)
@@ -335,7 +355,7 @@ class PricedUsageFold:
             totals = dict(self.reject_totals)
             for unit, quantity in self.conn.execute(query("source_totals")).fetchall():
                 totals[unit] = totals.get(unit, Decimal(0)) + quantity
-            return {unit: quantize_quantity(total) for unit, total in sorted(totals.items())}
+            return {unit: quantize_quantity(total / self.divisor) for unit, total in sorted(totals.items())}
 
 
 def rule_key(names: Iterable[str]) -> sql.Composable:

@@ -91,14 +91,17 @@ ORDER BY seq
 SELECT method, count(*) FROM resolved_usage GROUP BY method
 
 -- name: priced_groups
--- one row per application × product × source, in Python's string order; the quantity rounded
--- half-even to the mart's scale, then priced and rounded half-even (NULL: no rate for the month)
+-- one row per application × product × source, in Python's string order; the quantity (divided by
+-- the divisor, at 40 decimals so no digit the rounding reads is lost) rounded half-even to the
+-- mart's scale, then priced and rounded half-even (NULL: no rate for the month)
 SELECT g.application_id, g.product_id, g.source, g.quantity,
        finops.round_half_even(g.quantity * p.unit_cost, 6) AS total_cost,
        g.records
 FROM (
     SELECT application_id, product_id, source,
-           finops.round_half_even(sum(quantity), 6) AS quantity,
+           finops.round_half_even(
+               CASE WHEN %(divisor)s = 1 THEN sum(quantity)
+                    ELSE round(sum(quantity), 40) / %(divisor)s END, 6) AS quantity,
            sum(records) AS records
     FROM resolved_usage
     GROUP BY application_id, product_id, source

@@ -1,9 +1,11 @@
 """The in-memory MongoDB stand-in (mongomock-ng) used where no MongoDB server can run.
 
-Two fixes make it usable at demo size without changing any result:
+Three fixes make it usable at demo size without changing any result:
 - its cursor re-slices the whole result list for every document it yields (quadratic);
-- its `aggregate` copies the whole collection before applying a leading `$match`.
-Both are patched once, here, for the stand-in only; production uses pymongo and a real server.
+- its `aggregate` copies the whole collection before applying a leading `$match`;
+- its `$project`, `$group` and `$sort` interpret every expression of every document
+  (`mongo_standin_stages.py` compiles the ones the CMDB pipelines use).
+All are patched once, here, for the stand-in only; production uses pymongo and a real server.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 import mongomock_ng
 from mongomock_ng import aggregate as mongomock_aggregate
 from mongomock_ng import collection as mongomock_collection
+
+from finops_dagster.resources import mongo_standin_stages
 
 _patched = False
 _patch_lock = threading.Lock()
@@ -51,6 +55,7 @@ def _patch() -> None:
         mongomock_collection.Cursor.__next__ = _cursor_next  # type: ignore[method-assign]
         mongomock_collection.Cursor.next = _cursor_next
         mongomock_collection.Collection.aggregate = _aggregate  # type: ignore[method-assign]
+        mongo_standin_stages.install()
         _patched = True
 
 

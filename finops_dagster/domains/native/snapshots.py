@@ -72,8 +72,17 @@ class Snapshot:
 
 
 def save_snapshot(conn: psycopg.Connection, snapshot: Snapshot, run_id: str) -> None:
-    """Replace the source's snapshot of that night (a second run the same night supersedes the first)."""
+    """Replace the source's snapshot of that night (a second run the same night supersedes the first),
+    and the month's figures with it (`finops.native_snapshot_month`, see `month_figures`)."""
+    night = {"source": snapshot.source, "month": snapshot.period_month, "night": snapshot.night}
     with conn.transaction(), conn.cursor() as cur:
+        replaced = cur.execute(
+            "SELECT 1 FROM finops.native_snapshot_night "
+            "WHERE source = %(source)s AND period_month = %(month)s AND night = %(night)s",
+            night,
+        ).fetchone()
+        if replaced:
+            cur.execute(MONTH_WITHOUT_NIGHT, night)
         cur.execute(
             "DELETE FROM finops.native_snapshot_night WHERE source = %s AND period_month = %s AND night = %s",
             (snapshot.source, snapshot.period_month, snapshot.night),
@@ -110,6 +119,19 @@ def save_snapshot(conn: psycopg.Connection, snapshot: Snapshot, run_id: str) -> 
                         reading.records,
                     )
                 )
+        cur.execute(MONTH_WITH_NIGHT, night)
+        gone = cur.execute(NO_LONGER_LISTED, night).fetchall() if replaced else []
+        if gone:
+            consumers, products, kinds = (list(column) for column in zip(*gone, strict=True))
+            cur.execute(
+                LATEST_BEFORE_NIGHT, {**night, "consumers": consumers, "products": products, "kinds": kinds}
+            )
+        if replaced:
+            cur.execute(
+                "DELETE FROM finops.native_snapshot_month "
+                "WHERE source = %(source)s AND period_month = %(month)s AND nights = 0",
+                night,
+            )
 
 
 def _problem_json(problem: Problem) -> dict[str, Any]:
@@ -138,20 +160,81 @@ def _merged(readings: Iterable[Reading]) -> Iterator[Reading]:
     yield from merged.values()
 
 
+MONTH_WITHOUT_NIGHT = """
+UPDATE finops.native_snapshot_month m
+SET quantity_sum = m.quantity_sum - s.quantity, records = m.records - s.records, nights = m.nights - 1
+FROM finops.native_snapshot s
+WHERE s.source = %(source)s AND s.period_month = %(month)s AND s.night = %(night)s
+  AND m.period_month = s.period_month AND m.source = s.source AND m.consumer = s.consumer
+  AND m.product_id = s.product_id AND m.kind = s.kind
+"""
+"""A night about to be replaced taken out of its month's figures (its latest values stay until
+the new night is in: `LATEST_BEFORE_NIGHT` corrects those the new night no longer lists)."""
+
+MONTH_WITH_NIGHT = """
+INSERT INTO finops.native_snapshot_month AS m (source, period_month, consumer, product_id, kind, quantity_sum,
+    records, nights, latest_night, latest_quantity, latest_application, latest_attributes)
+SELECT source, period_month, consumer, product_id, kind, quantity, records, 1, night, quantity, application,
+       attributes
+FROM finops.native_snapshot
+WHERE source = %(source)s AND period_month = %(month)s AND night = %(night)s
+ON CONFLICT (period_month, source, consumer, product_id, kind) DO UPDATE SET
+    quantity_sum = m.quantity_sum + excluded.quantity_sum,
+    records = m.records + excluded.records,
+    nights = m.nights + 1,
+    latest_night = CASE WHEN excluded.latest_night >= m.latest_night THEN excluded.latest_night
+                        ELSE m.latest_night END,
+    latest_quantity = CASE WHEN excluded.latest_night >= m.latest_night THEN excluded.latest_quantity
+                           ELSE m.latest_quantity END,
+    latest_application = CASE WHEN excluded.latest_night >= m.latest_night THEN excluded.latest_application
+                              ELSE m.latest_application END,
+    latest_attributes = CASE WHEN excluded.latest_night >= m.latest_night THEN excluded.latest_attributes
+                             ELSE m.latest_attributes END
+"""
+"""The saved night added to its month's figures (the latest values are the latest night's)."""
+
+NO_LONGER_LISTED = """
+SELECT m.consumer, m.product_id, m.kind
+FROM finops.native_snapshot_month m
+WHERE m.source = %(source)s AND m.period_month = %(month)s AND m.latest_night = %(night)s AND m.nights > 0
+  AND NOT EXISTS (SELECT 1 FROM finops.native_snapshot t
+                  WHERE t.source = m.source AND t.period_month = m.period_month AND t.night = %(night)s
+                    AND t.consumer = m.consumer AND t.product_id = m.product_id AND t.kind = m.kind)
+"""
+"""After a night was replaced: the figures whose latest night it was that the new night no longer
+lists (rare: a consumer gone between two runs of one night)."""
+
+LATEST_BEFORE_NIGHT = """
+UPDATE finops.native_snapshot_month m
+SET latest_night = l.night, latest_quantity = l.quantity, latest_application = l.application,
+    latest_attributes = l.attributes
+FROM (
+    SELECT DISTINCT ON (s.consumer, s.product_id, s.kind)
+           s.consumer, s.product_id, s.kind, s.night, s.quantity, s.application, s.attributes
+    FROM finops.native_snapshot s
+    JOIN unnest(%(consumers)s::text[], %(products)s::text[], %(kinds)s::text[])
+         AS gone (consumer, product_id, kind)
+      ON gone.consumer = s.consumer AND gone.product_id = s.product_id AND gone.kind = s.kind
+    WHERE s.source = %(source)s AND s.period_month = %(month)s
+    ORDER BY s.consumer, s.product_id, s.kind, s.night DESC
+) l
+WHERE m.source = %(source)s AND m.period_month = %(month)s AND m.consumer = l.consumer
+  AND m.product_id = l.product_id AND m.kind = l.kind
+"""
+"""Those figures take their latest values from their latest remaining night."""
+
 MONTH_QUERY = """
 WITH nights AS (
     SELECT source, count(*) AS nights
     FROM finops.native_snapshot_night WHERE period_month = %(month)s GROUP BY source
 )
-SELECT s.source, s.consumer, s.product_id, s.kind,
-       CASE s.kind WHEN 'gauge' THEN sum(s.quantity) / n.nights
-                   ELSE (array_agg(s.quantity ORDER BY s.night DESC))[1] END AS quantity,
-       (array_agg(s.application ORDER BY s.night DESC))[1] AS application,
-       (array_agg(s.attributes ORDER BY s.night DESC))[1] AS attributes,
-       sum(s.records) AS readings
-FROM finops.native_snapshot s JOIN nights n USING (source)
-WHERE s.period_month = %(month)s
-GROUP BY s.source, s.consumer, s.product_id, s.kind, n.nights
+SELECT m.source, m.consumer, m.product_id, m.kind,
+       CASE m.kind WHEN 'gauge' THEN m.quantity_sum / n.nights ELSE m.latest_quantity END AS quantity,
+       m.latest_application AS application,
+       m.latest_attributes AS attributes,
+       m.records AS readings
+FROM finops.native_snapshot_month m JOIN nights n USING (source)
+WHERE m.period_month = %(month)s
 ORDER BY 1, 2, 3
 """
 

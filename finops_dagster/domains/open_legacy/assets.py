@@ -2,6 +2,7 @@
 
 import datetime as dt
 
+import psycopg
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, asset
 
 from finops_dagster.domains.open_legacy import DOMAIN_ID
@@ -22,12 +23,17 @@ from finops_dagster.resources.mongo import MongoResource
 from finops_dagster.resources.postgres import PostgresResource
 
 
-def read_month(client: CmdbClient, snapshot: ReferenceSnapshot, month: dt.date, run_id: str) -> DomainLoad:
-    """Map and price one month of CMDB dumps, with the month's ledger counted apart from the
-    reading (`details.record_ledger`), which the reconciliation balances the load's records against."""
+def read_month(
+    client: CmdbClient, snapshot: ReferenceSnapshot, month: dt.date, run_id: str, conn: psycopg.Connection
+) -> DomainLoad:
+    """Map and price one month of CMDB dumps (summarised per CI by MongoDB, priced in `conn`'s
+    session), with the month's ledger counted apart from the reading (`details.record_ledger`),
+    which the reconciliation balances the load's records against."""
     classes = load_class_catalog()
     rule_fields = [rule.field for rule in snapshot.rules if rule.field != "name"]
+    measured = measured_fields(classes)
     fold = OpenLegacyFold(
+        conn,
         month=month,
         run_id=run_id,
         classes=classes,
@@ -36,10 +42,11 @@ def read_month(client: CmdbClient, snapshot: ReferenceSnapshot, month: dt.date, 
         application_field=client.layout.application_field,
         computed_at=utc_now(),
     )
-    fold.add_all(client.ci_months(month, sorted({*measured_fields(classes), *rule_fields})))
+    fold.add_dump_days(client.dump_days(month))
+    fold.add_all(client.ci_summaries(month, sorted({*measured, *rule_fields}), measured))
     load = fold.finish()
-    measured = {cls: len(measures) for cls, measures in classes.items()}
-    ledger = count_month(client.db, client.layout, measured, month)
+    products = {cls: len(measures) for cls, measures in classes.items()}
+    ledger = count_month(client.db, client.layout, products, month)
     load.details["record_ledger"] = {SOURCE: ledger.readings}
     load.details["ledger_documents"] = ledger.documents
     return load
@@ -79,7 +86,7 @@ def open_legacy_releves(
     client = CmdbClient(cmdb.db(), layout_from_env())
 
     def read_dumps(target: MonthToLoad) -> DomainLoad:
-        load = read_month(client, target.snapshot, target.month, target.run_id)
+        load = read_month(client, target.snapshot, target.month, target.run_id, target.conn)
         if not load.details.get("dumps"):
             _no_dumps(context, cmdb, target.month)
         return load

@@ -21,9 +21,19 @@ BSON dates in the month, ISO strings dated from the day before to the day after 
 an instant by less than a day), every `{"$date"}` wrapper, and the documents created in the month
 whose `_ingested_at` is not a plain date; what it finds of other months is left to them.
 
-The heavy lifting runs in MongoDB: one aggregation selects the month's dumps, sorts and groups the
-documents by CI (allowDiskUse), and another groups the month's relations by child; both come sorted
-by sys_id through batched cursors and are merge-joined, so Python holds one CI at a time. Recommended indexes:
+The heavy lifting runs in MongoDB (`ci_summaries`): the month's documents dated by a BSON date are
+sorted by CI and dump time, grouped per CI and dump (the first document of a dump counts, the later
+ones are duplicates), then per CI and *state* (its class and measured fields as the dump stored
+them) with how many dumps said it, then per CI: Python receives one row per CI, whose states are
+nearly always one, never its thirty documents. MongoDB does not parse the values: ServiceNow sizes
+are strings (`"16384"`, `" 4 "`, `{"value": "4"}`), and a value MongoDB cannot read would vanish
+from a `$sum` or `$avg` (both ignore what is not a number), so a malformed size would be dropped
+silently. The domain parses each distinct state once, with its own rules, and a state it cannot
+read becomes a reject counting every dump that said it (`mapping.py`). The CIs with a document
+whose `_ingested_at` is no BSON date (an ISO string, a `{"$date"}` wrapper, missing, another type)
+are few; they are read document by document as before (`ci_months`), since only Python can date
+such a document. Relations are grouped by child in MongoDB; both streams come sorted by CI through
+batched cursors and are merge-joined, so Python holds one CI at a time. Recommended indexes:
 `cmdb_ci {sys_id: 1, _ingested_at: 1}`, `cmdb_ci {_ingested_at: 1, _id: 1}` (the month's dates and
 strings by range, the documents without a date by type then creation), `cmdb_rel_ci {_ingested_at: 1}`.
 """
@@ -32,8 +42,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from bson import ObjectId
@@ -50,6 +61,11 @@ from finops_dagster.reference.loader import ApplicationRecord
 from finops_dagster.releve import month_start, next_month
 
 CURSOR_BATCH = 2_000
+MAX_DOCUMENTS_PER_DUMP = 1_000_000
+"""Bound of `$slice` when keeping the duplicates of a CI in one dump (MongoDB requires one)."""
+CI_KEY: dict[str, Any] = {"$ifNull": ["$sys_id.value", "$sys_id", {"no_sys_id": "$_id"}]}
+"""A document's CI: its sys_id (plain or a reference); one without sys_id is a CI of its own."""
+DAY_FORMAT = "%Y-%m-%d"
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,78 @@ class CiMonth:
     """Documents the month's query found that belong to another month (dated next to it)."""
 
 
+@dataclass(frozen=True)
+class CiSummary:
+    """One CI over one month as the fold reads it: what its counted documents said, each distinct
+    state once with how many dumps said it, and the documents that do not count.
+
+    `states`: (an observation with `cls` and the measured `f_*` fields, dumps that said it), one
+    counted document per dump. `latest_counted`: the last counted document in dump order (the
+    application is resolved on it); `latest`: the last document of all (reject payloads, the name).
+    `extras`: the later documents of a dump (duplicates) in dump order, and for a CI without sys_id
+    its document. `days`: the dumps its documents were seen in, when the summary was made from the
+    documents (None when the month's dumps are counted apart, `CmdbClient.dump_days`).
+    """
+
+    sys_id: str | None
+    states: list[tuple[dict[str, Any], int]]
+    latest_counted: dict[str, Any] | None
+    latest: dict[str, Any] | None
+    extras: list[dict[str, Any]]
+    relation_parents: list[str]
+    undated: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    other_months: int = 0
+    days: frozenset[dt.date] | None = None
+
+    @property
+    def documents(self) -> int:
+        """The month's documents of the CI (counted, duplicates and undated)."""
+        return sum(dumps for _, dumps in self.states) + len(self.extras) + len(self.undated)
+
+
+def dump_order(observation: dict[str, Any]) -> tuple[Any, str]:
+    """Documents of a CI in dump order, then `_id` order (ObjectIds sort as their hex text)."""
+    return observation["at"], str(observation.get("id"))
+
+
+def summarize(ci: CiMonth, measured: Iterable[str]) -> CiSummary:
+    """The summary of a CI read document by document: what `ci_summaries` computes in MongoDB."""
+    keys = [f"f_{name}" for name in measured]
+    counted: list[dict[str, Any]] = []
+    extras: list[dict[str, Any]] = []
+    seen: set[dt.date] = set()
+    for observation in ci.observations:
+        day = observation["at"].date()
+        (extras if ci.sys_id is None or day in seen else counted).append(observation)
+        seen.add(day)
+    states: dict[Any, list[Any]] = {}
+    for observation in counted:
+        state = {"cls": observation.get("cls"), **{key: observation.get(key) for key in keys}}
+        entry = states.setdefault(_frozen(state), [state, 0])
+        entry[1] += 1
+    latest = ci.observations[-1] if ci.observations else (ci.undated[-1][0] if ci.undated else None)
+    return CiSummary(
+        sys_id=ci.sys_id,
+        states=[(state, dumps) for state, dumps in states.values()],
+        latest_counted=counted[-1] if counted else None,
+        latest=latest,
+        extras=extras,
+        relation_parents=ci.relation_parents,
+        undated=ci.undated,
+        other_months=ci.other_months,
+        days=frozenset(seen),
+    )
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a raw value (references are dicts)."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_frozen(item) for item in value)
+    return value
+
+
 def _window(month: dt.date) -> dict[str, dt.datetime]:
     start = dt.datetime(month.year, month.month, 1)
     end = dt.datetime.combine(next_month(month), dt.time())
@@ -110,8 +198,12 @@ def month_documents(month: dt.date) -> dict[str, Any]:
     return {
         "$or": [
             {"_ingested_at": window},
-            {"_ingested_at": {"$gte": f"{month - dt.timedelta(days=1):%Y-%m-%d}",
-                              "$lt": f"{next_month(month) + dt.timedelta(days=1):%Y-%m-%d}"}},
+            {
+                "_ingested_at": {
+                    "$gte": f"{month - dt.timedelta(days=1):%Y-%m-%d}",
+                    "$lt": f"{next_month(month) + dt.timedelta(days=1):%Y-%m-%d}",
+                }
+            },
             {"_ingested_at": {"$type": "object"}},
             {"_id": created, "_ingested_at": {"$not": {"$type": "date"}}},
             {"_id": created, "_ingested_at": {"$type": "array"}},
@@ -186,12 +278,8 @@ class CmdbClient:
             )
         return [records[code] for code in sorted(records)]
 
-    def ci_months(self, month: dt.date, fields: list[str]) -> Iterator[CiMonth]:
-        """Every infrastructure CI seen in the month's dumps, streamed, grouped by MongoDB.
-
-        CIs and relations come as two cursors grouped and sorted by sys_id, merge-joined here,
-        so neither side is ever held in memory.
-        """
+    def _observation(self, fields: Iterable[str]) -> dict[str, Any]:
+        """What the fold reads of a document: dump time, `_id`, class, name, application, fields."""
         observation = {
             "at": "$_ingested_at",
             "id": "$_id",
@@ -200,19 +288,125 @@ class CmdbClient:
             "app": f"${self.layout.application_field}",
         }
         observation.update({f"f_{name}": f"${name}" for name in fields})
+        return observation
+
+    def _infrastructure(self) -> dict[str, Any]:
+        return {"sys_class_name": {"$ne": self.layout.application_class}}
+
+    def ci_summaries(self, month: dt.date, fields: list[str], measured: list[str]) -> Iterator[CiSummary]:
+        """Every infrastructure CI seen in the month's dumps, one summary each (see the module
+        docstring): the CIs whose documents all carry a BSON date summarised by MongoDB, then the
+        few others read document by document and summarised here. `measured`: the fields whose
+        values make a CI's state (the fields priced); `fields`: every field the fold reads."""
+        odd = self._undated_cis(month)
+        unnamed: list[Any] = []
+        yield from self._dated_summaries(month, fields, measured, odd, unnamed)
+        if odd or unnamed:
+            for ci in self.ci_months(month, fields, only=odd + unnamed):
+                yield summarize(ci, measured)
+
+    def _undated_cis(self, month: dt.date) -> list[Any]:
+        """The CI keys of the month's documents whose `_ingested_at` is no BSON date."""
+        not_a_date = {
+            "$or": [{"_ingested_at": {"$not": {"$type": "date"}}}, {"_ingested_at": {"$type": "array"}}]
+        }
         pipeline: list[dict[str, Any]] = [
-            {"$match": {**month_documents(month), "sys_class_name": {"$ne": self.layout.application_class}}},
-            {"$sort": {"sys_id": 1}},
-            # a document without sys_id groups alone (keyed by its _id), never with all the others
+            {"$match": {"$and": [month_documents(month), self._infrastructure(), not_a_date]}},
+            {"$group": {"_id": CI_KEY}},
+        ]
+        return [doc["_id"] for doc in self._cis.aggregate(pipeline, allowDiskUse=True)]
+
+    def dump_days(self, month: dt.date) -> set[dt.date]:
+        """The days of the month's dumps dated by a BSON date (the documents `ci_summaries` has
+        MongoDB summarise); the other documents' days come with their summaries."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {**self._infrastructure(), "_ingested_at": _dated_in(month)}},
+            {"$group": {"_id": {"$dateToString": {"format": DAY_FORMAT, "date": "$_ingested_at"}}}},
+        ]
+        return {dt.date.fromisoformat(doc["_id"]) for doc in self._cis.aggregate(pipeline, allowDiskUse=True)}
+
+    def _dated_summaries(
+        self, month: dt.date, fields: list[str], measured: list[str], odd: list[Any], unnamed: list[Any]
+    ) -> Iterator[CiSummary]:
+        """The summaries MongoDB makes, but for the keys that name no CI (no sys_id, a blank one):
+        those are added to `unnamed`, every document of theirs being a reject of its own."""
+        state = {"cls": "$first.cls", **{f"f_{name}": f"$first.f_{name}" for name in measured}}
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {**self._infrastructure(), "_ingested_at": _dated_in(month)}},
+            {
+                "$project": {
+                    "_id": 0,
+                    "ci": CI_KEY,
+                    "day": {"$dateToString": {"format": DAY_FORMAT, "date": "$_ingested_at"}},
+                    "obs": self._observation(fields),
+                }
+            },
+            *([{"$match": {"ci": {"$nin": odd}}}] if odd else []),
+            {"$sort": {"ci": 1, "obs.at": 1, "obs.id": 1}},
+            # one row per CI and dump: its first document counts, the later ones are duplicates
             {
                 "$group": {
-                    "_id": {"$ifNull": ["$sys_id.value", "$sys_id", {"no_sys_id": "$_id"}]},
-                    "obs": {"$push": observation},
+                    "_id": {"ci": "$ci", "day": "$day"},
+                    "first": {"$first": "$obs"},
+                    "last": {"$last": "$obs"},
+                    "docs": {"$push": "$obs"},
+                }
+            },
+            {"$project": {"first": 1, "last": 1, "extras": {"$slice": ["$docs", 1, MAX_DOCUMENTS_PER_DUMP]}}},
+            {"$sort": {"_id.ci": 1, "_id.day": 1}},
+            # one row per CI and state, with how many dumps said it
+            {
+                "$group": {
+                    "_id": {"ci": "$_id.ci", "state": state},
+                    "dumps": {"$sum": 1},
+                    "counted": {"$last": "$first"},
+                    "last": {"$last": "$last"},
+                    "extras": {"$push": "$extras"},
+                }
+            },
+            {
+                "$project": {
+                    "dumps": 1,
+                    "counted": 1,
+                    "last": 1,
+                    "extras": {
+                        "$reduce": {
+                            "input": "$extras",
+                            "initialValue": [],
+                            "in": {"$concatArrays": ["$$value", "$$this"]},
+                        }
+                    },
+                }
+            },
+            # one row per CI
+            {
+                "$group": {
+                    "_id": "$_id.ci",
+                    "states": {
+                        "$push": {
+                            "state": "$_id.state",
+                            "dumps": "$dumps",
+                            "counted": "$counted",
+                            "last": "$last",
+                            "extras": "$extras",
+                        }
+                    },
                 }
             },
             {"$sort": {"_id": 1}},
         ]
         cis = self._cis.aggregate(pipeline, allowDiskUse=True, batchSize=CURSOR_BATCH)
+        for doc, parents in self._with_relations(month, cis):
+            sys_id = text_value(doc["_id"])
+            if sys_id is None:
+                unnamed.append(doc["_id"])
+            else:
+                yield _summary(sys_id, doc["states"], parents)
+
+    def _with_relations(
+        self, month: dt.date, cis: Iterable[dict[str, Any]]
+    ) -> Iterator[tuple[dict[str, Any], list[str]]]:
+        """Each CI row (sorted by CI) with the parents of its relations: a merge join."""
         relations = self._relation_parents(month)
         pending = next(relations, None)
         for doc in cis:
@@ -220,7 +414,32 @@ class CmdbClient:
             while pending is not None and sys_id is not None and pending[0] < sys_id:
                 pending = next(relations, None)
             parents = pending[1] if pending is not None and pending[0] == sys_id else []
-            yield _of_month(month, sys_id, doc["obs"], parents)
+            yield doc, parents
+
+    def ci_months(
+        self, month: dt.date, fields: list[str], only: list[Any] | None = None
+    ) -> Iterator[CiMonth]:
+        """Infrastructure CIs seen in the month's dumps with all their documents, streamed, grouped
+        by MongoDB (`only`: the CI keys to read, default all).
+
+        CIs and relations come as two cursors grouped and sorted by sys_id, merge-joined here,
+        so neither side is ever held in memory.
+        """
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {**month_documents(month), **self._infrastructure()}},
+            *(
+                [{"$addFields": {"_ci": CI_KEY}}, {"$match": {"_ci": {"$in": only}}}]
+                if only is not None
+                else []
+            ),
+            {"$sort": {"sys_id": 1}},
+            # a document without sys_id groups alone (keyed by its _id), never with all the others
+            {"$group": {"_id": CI_KEY, "obs": {"$push": self._observation(fields)}}},
+            {"$sort": {"_id": 1}},
+        ]
+        cis = self._cis.aggregate(pipeline, allowDiskUse=True, batchSize=CURSOR_BATCH)
+        for doc, parents in self._with_relations(month, cis):
+            yield _of_month(month, text_value(doc["_id"]), doc["obs"], parents)
 
     def _relation_parents(self, month: dt.date) -> Iterator[tuple[str, list[str]]]:
         """(child sys_id, parent sys_ids) of the month's relations, sorted by child."""
@@ -240,6 +459,22 @@ class CmdbClient:
             child = text_value(doc["_id"])
             if child is not None:
                 yield child, [parent for raw in doc["parents"] if (parent := text_value(raw))]
+
+
+def _dated_in(month: dt.date) -> dict[str, Any]:
+    """A BSON date in the month (an array holding one is not: it is no dump time)."""
+    return {**_window(month), "$not": {"$type": "array"}}
+
+
+def _summary(sys_id: str, rows: list[dict[str, Any]], parents: list[str]) -> CiSummary:
+    """A CI's row of the aggregation as a summary (its few states ordered here)."""
+    counted = max((row["counted"] for row in rows), key=dump_order)
+    latest = max((row["last"] for row in rows), key=dump_order)
+    extras = sorted(chain.from_iterable(row["extras"] for row in rows), key=dump_order)
+    states = [
+        (row["state"], row["dumps"]) for row in sorted(rows, key=lambda row: dump_order(row["counted"]))
+    ]
+    return CiSummary(sys_id, states, counted, latest, extras, parents)
 
 
 def _of_month(month: dt.date, sys_id: str | None, found: list[dict[str, Any]], parents: list[str]) -> CiMonth:

@@ -36,29 +36,25 @@ import datetime as dt
 import math
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from finops_dagster.domains.open_legacy import DOMAIN_ID
-from finops_dagster.domains.open_legacy.cmdb import CiMonth
+from finops_dagster.domains.open_legacy.cmdb import CiMonth, CiSummary, summarize
 from finops_dagster.domains.open_legacy.cmdb_payloads import (
     QuantityError,
     application_code,
     parse_quantity,
     text_value,
 )
-from finops_dagster.pricing import PricingRun, price
+from finops_dagster.priced_usage import PricedUsageFold
 from finops_dagster.reference.snapshot import ReferenceSnapshot
 from finops_dagster.reject_reasons import RejectReason
-from finops_dagster.releve import (
-    UNALLOCATED_APPLICATION,
-    DomainLoad,
-    Reject,
-    Releve,
-    quantize_quantity,
-)
+from finops_dagster.releve import UNALLOCATED_APPLICATION, DomainLoad
 
 SOURCE = "cmdb"
 CLASSES_FILE = Path(__file__).resolve().parent / "cmdb_classes.csv"
@@ -95,28 +91,50 @@ def measured_fields(catalog: dict[str, tuple[Measure, ...]]) -> list[str]:
     return sorted({measure.field for measures in catalog.values() for measure in measures})
 
 
-@dataclass
-class _Group:
-    quantity_sum: Decimal
-    observations: int
+@dataclass(frozen=True)
+class _StateReading:
+    """What one distinct state of a document says: each product's quantity for one dump, the
+    fields that could not be read (field, why) and, for a class not measured, the class."""
+
+    quantities: tuple[tuple[str, Decimal], ...]
+    field_errors: tuple[tuple[str, str], ...] = ()
+    unknown_class: str | None = None
 
 
 @dataclass
 class _CiReading:
-    """What one CI's documents said over the month, before allocation."""
+    """What one CI's documents said over the month, before allocation: per product the sum of its
+    quantities over the dumps and how many readings made it; the problems, when there are any."""
 
-    sums: dict[str, Decimal]
-    counts: Counter[str]
-    field_errors: Counter[tuple[str, str]]
-    unknown_classes: Counter[str]
+    sums: dict[str, Decimal] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: _Problems | None = None
+
+
+@dataclass
+class _Problems:
+    field_errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+    unknown_classes: Counter[str] = field(default_factory=Counter)
+
+
+NO_PROBLEMS = _Problems()
+"""(shared: never written to)"""
+
+
+NOTHING_READ = _CiReading()
+"""The reading of no documents (shared: never written to)."""
 
 
 class OpenLegacyFold:
-    """A streaming fold over the month's CIs: memory grows with applications × products and
-    with rejects, never with the number of CIs or documents."""
+    """The month's CIs, one summary at a time (one row per CI from MongoDB's aggregation): each
+    CI's application resolved and each distinct state of its documents read once, its quantities
+    added to its application × product; those sums are staged in PostgreSQL and divided by the
+    month's dumps, rounded and priced there (`priced_usage.py`). Memory grows with applications ×
+    products and with rejects, never with CIs or documents."""
 
     def __init__(
         self,
+        conn: psycopg.Connection,
         *,
         month: dt.date,
         run_id: str,
@@ -130,50 +148,68 @@ class OpenLegacyFold:
         self.run_id = run_id
         self.dump_days: set[dt.date] = set()
         self.classes = classes
+        self.measured = measured_fields(classes)
         self.snapshot = snapshot
-        self.pricing = PricingRun(snapshot, DOMAIN_ID, month, run_id, computed_at)
+        self.priced = PricedUsageFold(
+            conn, domain_id=DOMAIN_ID, month=month, run_id=run_id, snapshot=snapshot, computed_at=computed_at
+        )
         self.units = {product_id: product.usage_unit for product_id, product in snapshot.products.items()}
         self.application_sys_ids = application_sys_ids
         self.application_field = application_field
         self.computed_at = computed_at
-        self.groups: dict[tuple[str, str], _Group] = {}
-        self.source_sums: dict[str, Decimal] = {}
-        self.rejects: list[Reject] = []
-        self.quantity_rejects: list[tuple[Reject, Decimal]] = []
+        self.quantity_rejects: list[tuple[str, RejectReason, str, dict[str, Any], str, Decimal, int]] = []
+        self.groups: dict[tuple[str, str], list[Any]] = {}
+        """(application, product) → [sum of the CIs' quantities over the dumps, readings]."""
         self.counters: Counter[str] = Counter()
         self.unknown_refs: Counter[str] = Counter()
         self._parsed: dict[tuple[str, Decimal], Decimal | str] = {}
+        self.state_keys = [f"f_{name}" for name in self.measured]
+        self._states: dict[Any, _StateReading] = {}
 
-    def add_all(self, cis: Iterable[CiMonth]) -> None:
+    def add_dump_days(self, days: Iterable[dt.date]) -> None:
+        """The month's dumps counted apart from the summaries (`CmdbClient.dump_days`)."""
+        self.dump_days.update(days)
+
+    def add_all(self, cis: Iterable[CiSummary | CiMonth]) -> None:
         with localcontext() as ctx:
             ctx.prec = ARITHMETIC_PRECISION
             for ci in cis:
-                self._add(ci)
+                self._add(ci if isinstance(ci, CiSummary) else summarize(ci, self.measured))
 
-    def _add(self, ci: CiMonth) -> None:
+    def _add(self, ci: CiSummary) -> None:
         self.counters["documents_of_other_months"] += ci.other_months
-        if not ci.observations and not ci.undated:
+        if not ci.states and not ci.extras and not ci.undated:
             return
         self.counters["cis"] += 1
-        self.counters["documents"] += len(ci.observations) + len(ci.undated)
+        self.counters["documents"] += ci.documents
         self._reject_undated(ci)
-        if not ci.observations:
+        if ci.latest is None or (not ci.states and not ci.extras):
             return
-        self.dump_days.update(obs["at"].date() for obs in ci.observations)
-        kept, extras = self._split_duplicates(ci)
-        reading = self._read(kept)
-        extra_reading = self._read(extras)
-        application, method = self._resolve(ci, kept[-1] if kept else ci.observations[-1])
+        if ci.days is not None:
+            self.dump_days.update(ci.days)
+        reading = self._read(ci.states)
+        extra_reading = (
+            self._read(_distinct_documents(ci.extras, self.classes)) if ci.extras else NOTHING_READ
+        )
+        application, method = self._resolve(ci, ci.latest_counted or ci.latest)
         self.counters[f"resolved_by_{method}"] += 1
-        for product_id, quantity in reading.sums.items():
-            group = self.groups.setdefault((application, product_id), _Group(Decimal(0), 0))
-            group.quantity_sum += quantity
-            group.observations += reading.counts[product_id]
+        if ci.sys_id is not None:
+            groups, counts = self.groups, reading.counts
+            for product_id, quantity in reading.sums.items():
+                group = groups.get((application, product_id))
+                if group is None:
+                    groups[(application, product_id)] = [quantity, counts[product_id]]
+                else:
+                    group[0] += quantity
+                    group[1] += counts[product_id]
+        if not ci.extras and reading.problems is None:
+            return
         ref = self._ref(ci)
-        latest = ci.observations[-1]
-        self._reject_extras(ci, ref, extras, extra_reading)
-        self._reject_field_errors(ref, latest, reading.field_errors + extra_reading.field_errors)
-        for cls, count in (reading.unknown_classes + extra_reading.unknown_classes).items():
+        latest = ci.latest
+        self._reject_extras(ci, ref, extra_reading)
+        problems, extra_problems = reading.problems or NO_PROBLEMS, extra_reading.problems or NO_PROBLEMS
+        self._reject_field_errors(ref, latest, problems.field_errors + extra_problems.field_errors)
+        for cls, count in (problems.unknown_classes + extra_problems.unknown_classes).items():
             self._reject(
                 ref,
                 RejectReason.UNKNOWN_CI_CLASS,
@@ -189,7 +225,7 @@ class OpenLegacyFold:
         cls = text_value(observation.get("cls"))
         return max(1, len(self.classes.get(cls, ()))) if cls is not None else 1
 
-    def _reject_undated(self, ci: CiMonth) -> None:
+    def _reject_undated(self, ci: CiSummary) -> None:
         """Documents whose dump time cannot be read: no dump to average them in, so rejects."""
         by_reason: dict[str, list[dict[str, Any]]] = {}
         for observation, reason in ci.undated:
@@ -204,42 +240,53 @@ class OpenLegacyFold:
                 records=sum(self._readings(observation) for observation in observations),
             )
 
-    def _split_duplicates(self, ci: CiMonth) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """First document of a CI in each dump counts; later ones (and all without sys_id) do not."""
-        if ci.sys_id is None:
-            return [], list(ci.observations)
-        kept: list[dict[str, Any]] = []
-        extras: list[dict[str, Any]] = []
-        seen_days: set[dt.date] = set()
-        for obs in ci.observations:
-            day = obs["at"].date()
-            (extras if day in seen_days else kept).append(obs)
-            seen_days.add(day)
-        return kept, extras
-
-    def _read(self, observations: list[dict[str, Any]]) -> _CiReading:
-        """What the documents say, each distinct document read once and counted as often as it
-        appears: a CI's dumps mostly repeat the same sizes night after night."""
-        reading = _CiReading({}, Counter(), Counter(), Counter())
-        for (cls, _), (obs, times) in _distinct_documents(observations, self.classes).items():
-            if cls is None:
-                reading.field_errors[("sys_class_name", "missing")] += times
-                continue
-            measures = self.classes.get(cls)
-            if measures is None:
-                reading.unknown_classes[cls] += times
-                continue
-            for measure in measures:
-                value = self._quantity(obs.get(measure.key), measure)
-                if isinstance(value, str):
-                    reading.field_errors[(measure.field, value)] += times
-                    continue
-                total = value * times
-                reading.sums[measure.product_id] = reading.sums.get(measure.product_id, Decimal(0)) + total
-                reading.counts[measure.product_id] += times
-                unit = self.units[measure.product_id]
-                self.source_sums[unit] = self.source_sums.get(unit, Decimal(0)) + total
+    def _read(self, states: Iterable[tuple[dict[str, Any], int]]) -> _CiReading:
+        """What the documents say, each distinct state read once per month and counted as often as
+        dumps said it: a CI's dumps mostly repeat the same sizes night after night, and CIs of a
+        size share it."""
+        reading = _CiReading()
+        sums, counts = reading.sums, reading.counts
+        for state, times in states:
+            said = self._state_reading(state)
+            for product_id, quantity in said.quantities:
+                sums[product_id] = sums.get(product_id, Decimal(0)) + quantity * times
+                counts[product_id] = counts.get(product_id, 0) + times
+            if said.field_errors or said.unknown_class is not None:
+                problems = reading.problems = reading.problems or _Problems()
+                for error in said.field_errors:
+                    problems.field_errors[error] += times
+                if said.unknown_class is not None:
+                    problems.unknown_classes[said.unknown_class] += times
         return reading
+
+    def _state_reading(self, state: dict[str, Any]) -> _StateReading:
+        """A state's reading, cached by its raw class and measured values."""
+        key: Any = (state.get("cls"), *map(state.get, self.state_keys))
+        try:
+            cached = self._states.get(key)
+        except TypeError:  # references are dicts
+            key = _frozen(list(key))
+            cached = self._states.get(key)
+        if cached is None:
+            cached = self._states[key] = self._parse_state(state)
+        return cached
+
+    def _parse_state(self, state: dict[str, Any]) -> _StateReading:
+        cls = text_value(state.get("cls"))
+        if cls is None:
+            return _StateReading((), (("sys_class_name", "missing"),))
+        measures = self.classes.get(cls)
+        if measures is None:
+            return _StateReading((), (), cls)
+        quantities: list[tuple[str, Decimal]] = []
+        errors: list[tuple[str, str]] = []
+        for measure in measures:
+            value = self._quantity(state.get(measure.key), measure)
+            if isinstance(value, str):
+                errors.append((measure.field, value))
+            else:
+                quantities.append((measure.product_id, value))
+        return _StateReading(tuple(quantities), tuple(errors))
 
     def _quantity(self, raw: Any, measure: Measure) -> Decimal | str:
         """The product quantity of a raw field, or the reason it has none (cached: dumps repeat)."""
@@ -255,7 +302,7 @@ class OpenLegacyFold:
             self._parsed[key] = parsed
         return parsed * measure.factor if isinstance(parsed, Decimal) else parsed
 
-    def _resolve(self, ci: CiMonth, latest: dict[str, Any]) -> tuple[str, str]:
+    def _resolve(self, ci: CiSummary, latest: dict[str, Any]) -> tuple[str, str]:
         code = application_code(latest.get("app"))
         if code and code in self.snapshot.applications:
             return code, "field"
@@ -276,14 +323,15 @@ class OpenLegacyFold:
             return by_rule, "rule"
         return UNALLOCATED_APPLICATION, "unallocated"
 
-    def _ref(self, ci: CiMonth) -> str:
-        latest = ci.observations[-1] if ci.observations else ci.undated[-1][0]
+    def _ref(self, ci: CiSummary) -> str:
+        latest = ci.latest or {}
         name = text_value(latest.get("name")) or "unnamed"
         return f"{ci.sys_id} ({name})" if ci.sys_id else f"no sys_id ({name})"
 
-    def _reject_extras(
-        self, ci: CiMonth, ref: str, extras: list[dict[str, Any]], reading: _CiReading
-    ) -> None:
+    def _reject_extras(self, ci: CiSummary, ref: str, reading: _CiReading) -> None:
+        """Duplicates (and documents without sys_id) with their quantities; the quantity rejects
+        are made at `finish`, once the month's dumps are known."""
+        extras = ci.extras
         if not extras:
             return
         code = RejectReason.DUPLICATE_DOCUMENT if ci.sys_id else RejectReason.MISSING_CI_ID
@@ -299,43 +347,40 @@ class OpenLegacyFold:
             self._reject(ref, code, reason, extras[0], records=0)
         for product_id, quantity in sorted(reading.sums.items()):
             unit = self.snapshot.products[product_id].usage_unit
-            record = self._reject_record(ref, code, reason, extras[0], unit, reading.counts[product_id])
-            self.quantity_rejects.append((record, quantity))
+            self.quantity_rejects.append(
+                (ref, code, reason, extras[0], unit, quantity, reading.counts[product_id])
+            )
 
     def _reject_field_errors(
-        self, ref: str, latest: dict[str, Any], errors: Counter[tuple[str, str]]
+        self, ref: str, latest: dict[str, Any] | None, errors: Counter[tuple[str, str]]
     ) -> None:
         for (field_name, problem), count in sorted(errors.items()):
             code = _field_error_code(field_name, problem)
-            self._reject(ref, code, f"{field_name}: {problem} in {count} document(s)", latest, records=count)
+            reason = f"{field_name}: {problem} in {count} document(s)"
+            self._reject(ref, code, reason, latest or {}, records=count)
 
     def _reject(
-        self, ref: str, code: RejectReason, reason: str, payload: dict[str, Any], *, records: int
-    ) -> None:
-        self.rejects.append(self._reject_record(ref, code, reason, payload, None, records))
-
-    def _reject_record(
         self,
         ref: str,
         code: RejectReason,
         reason: str,
-        payload: dict[str, Any],
-        unit: str | None,
+        payload: dict[str, Any] | None,
+        *,
         records: int,
-    ) -> Reject:
+        unit: str | None = None,
+        quantity: Decimal | None = None,
+    ) -> None:
         """`records`: the readings the reject accounts for in the ledger (0 for a note on documents
-        whose readings are accounted for elsewhere)."""
-        return Reject(
-            domain_id=DOMAIN_ID,
-            period_month=self.month,
-            run_id=self.run_id,
-            source=SOURCE,
-            source_ref=_printable(ref),
-            reason_code=code,
-            reason=_printable(reason),
-            usage_unit=unit,
-            raw_payload=_jsonable(payload),
-            source_record_count=records,
+        whose readings are accounted for elsewhere); `quantity`: the sum over the dumps."""
+        self.priced.reject(
+            SOURCE,
+            _printable(ref),
+            _printable(reason),
+            _jsonable(payload),
+            code=code,
+            unit=unit,
+            quantity=quantity,
+            records=records,
         )
 
     @property
@@ -343,48 +388,22 @@ class OpenLegacyFold:
         """How many nightly dumps the month holds (days seen in its documents)."""
         return len(self.dump_days)
 
-    def _monthly(self, quantity_sum: Decimal) -> Decimal:
-        return quantize_quantity(quantity_sum / self.dumps) if self.dumps else Decimal(0)
-
     def finish(self) -> DomainLoad:
-        with localcontext() as ctx:
-            ctx.prec = ARITHMETIC_PRECISION
-            self.rejects += [
-                replace(reject, usage_quantity=self._monthly(quantity_sum))
-                for reject, quantity_sum in self.quantity_rejects
-            ]
-            releves = [releve for key in sorted(self.groups) if (releve := self._price(*key)) is not None]
-            source_totals = {unit: self._monthly(total) for unit, total in sorted(self.source_sums.items())}
+        """Stage the month's sums per application × product (COPY) and price them in SQL: divided
+        by the month's dumps, rounded and priced there, as every metered domain is."""
+        for (application, product_id), (quantity, readings) in self.groups.items():
+            self.priced.add_measure(SOURCE, application, product_id, quantity, application, records=readings)
+        self.priced.divisor = max(self.dumps, 1)
+        for ref, code, reason, payload, unit, quantity, records in self.quantity_rejects:
+            self._reject(ref, code, reason, payload, records=records, unit=unit, quantity=quantity)
         details: dict[str, Any] = dict(sorted(self.counters.items()))
         details["dumps"] = self.dumps
         details["unknown_application_refs"] = sum(self.unknown_refs.values())
         details["unknown_application_examples"] = [
             _printable(code) for code, _ in self.unknown_refs.most_common(5)
         ]
-        return DomainLoad(
-            domain_id=DOMAIN_ID,
-            period_month=self.month,
-            releves=releves,
-            rejects=self.rejects,
-            source_totals=source_totals,
-            source_record_count=self.counters["documents"],
-            details=details,
-        )
-
-    def _price(self, application: str, product_id: str) -> Releve | None:
-        group = self.groups[(application, product_id)]
-        priced = price(
-            self.pricing,
-            application=application,
-            product_id=product_id,
-            source=SOURCE,
-            quantity=self._monthly(group.quantity_sum),
-            records=group.observations,
-        )
-        if isinstance(priced, Reject):
-            self.rejects.append(replace(priced, source_record_count=group.observations))
-            return None
-        return priced
+        load = self.priced.finish()
+        return replace(load, source_record_count=self.counters["documents"], details=details)
 
 
 def _field_error_code(field_name: str, problem: str) -> RejectReason:
@@ -399,8 +418,8 @@ def _field_error_code(field_name: str, problem: str) -> RejectReason:
 
 def _distinct_documents(
     observations: list[dict[str, Any]], classes: dict[str, tuple[Measure, ...]]
-) -> dict[tuple[str | None, tuple[Any, ...]], list[Any]]:
-    """(class, measured values) → [one such document, how many]: identical documents read once."""
+) -> list[tuple[dict[str, Any], int]]:
+    """(one such document, how many) per class and measured values: identical documents read once."""
     distinct: dict[tuple[str | None, tuple[Any, ...]], list[Any]] = {}
     for obs in observations:
         cls = text_value(obs.get("cls"))
@@ -411,7 +430,7 @@ def _distinct_documents(
             distinct[key] = [obs, 1]
         else:
             entry[1] += 1
-    return distinct
+    return [(obs, times) for obs, times in distinct.values()]
 
 
 def _frozen(value: Any) -> Any:

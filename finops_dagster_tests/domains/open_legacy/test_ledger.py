@@ -15,7 +15,7 @@ import datetime as dt
 import itertools
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -25,7 +25,7 @@ from bson import ObjectId
 from dagster import AssetCheckSeverity, DagsterInstance, ExecuteInProcessResult, instance_for_test
 from psycopg import sql
 
-from finops_dagster.domains.open_legacy.cmdb import CiMonth, CmdbClient, CmdbLayout
+from finops_dagster.domains.open_legacy.cmdb import CiSummary, CmdbClient, CmdbLayout
 from finops_dagster.domains.open_legacy.cmdb_payloads import DumpTimeError, ingested_instant
 from finops_dagster.domains.open_legacy.ledger import count_month, instant_month
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG, RunLedger
@@ -357,23 +357,24 @@ LATER_ON_NIGHT_3 = dt.datetime(2026, 9, 3, 5, 0)
 
 
 def _mutated(monkeypatch: pytest.MonkeyPatch, change: Any) -> None:
-    original = CmdbClient.ci_months
+    original = CmdbClient.ci_summaries
 
-    def reader(self: CmdbClient, month: dt.date, fields: list[str]) -> Iterator[CiMonth]:
-        for index, ci in enumerate(original(self, month, fields)):
+    def reader(
+        self: CmdbClient, month: dt.date, fields: list[str], measured: list[str]
+    ) -> Iterator[CiSummary]:
+        for index, ci in enumerate(original(self, month, fields, measured)):
             yield change(ci) if index == 0 else ci
 
-    monkeypatch.setattr(CmdbClient, "ci_months", reader)
+    monkeypatch.setattr(CmdbClient, "ci_summaries", reader)
 
 
 @pytest.mark.parametrize(
     ("mutation", "expected"),
     [
-        (lambda ci: CiMonth(ci.sys_id, ci.observations[1:], ci.relation_parents),
+        (lambda ci: replace(ci, states=[(ci.states[0][0], ci.states[0][1] - 1), *ci.states[1:]]),
          "2026-09 open_legacy cmdb: 18 records in the source, 15 in relevés + 0 in rejects "
          "(3 unaccounted for)"),
-        (lambda ci: CiMonth(ci.sys_id, [*ci.observations, {**ci.observations[0], "at": LATER_ON_NIGHT_3}],
-                            ci.relation_parents),
+        (lambda ci: replace(ci, extras=[*ci.extras, {**ci.latest_counted, "at": LATER_ON_NIGHT_3}]),
          "2026-09 open_legacy cmdb: 18 records in the source, 18 in relevés + 3 in rejects "
          "(3 counted twice or invented)"),
     ],

@@ -11,7 +11,7 @@ import copy
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -165,6 +165,21 @@ def days(month: dt.date, count: int) -> list[dt.date]:
     return [month + dt.timedelta(days=offset) for offset in range(count)]
 
 
+_SESSION: list[psycopg.Connection] = []
+
+
+@pytest.fixture(autouse=True)
+def _fold_prices_in_the_mart(mart: psycopg.Connection) -> Iterator[None]:
+    """The fold prices in PostgreSQL: it gets the test's mart as its session."""
+    _SESSION.append(mart)
+    yield
+    _SESSION.remove(mart)
+
+
+def _pricing_session() -> psycopg.Connection:
+    return _SESSION[-1]
+
+
 def fold(
     cis: list[CiMonth],
     *,
@@ -173,6 +188,7 @@ def fold(
     snapshot: ReferenceSnapshot | None = None,
 ) -> DomainLoad:
     folder = OpenLegacyFold(
+        _pricing_session(),
         month=month,
         run_id="run-1",
         classes=load_class_catalog(),
@@ -559,7 +575,7 @@ def test_sample_records_are_read_into_exact_releves(mart: psycopg.Connection, cm
     }
     assert seen == {SERVER_SYS_ID: (2, [PAYMENTS_SYS_ID, PAYMENTS_SYS_ID]), VM_SYS_ID: (2, [])}
 
-    load = read_month(client, sample_snapshot(mart), SAMPLE_MONTH, "run-sample")
+    load = read_month(client, sample_snapshot(mart), SAMPLE_MONTH, "run-sample", mart)
 
     assert load.rejects == []
     assert load.details["dumps"] == 2
@@ -639,7 +655,7 @@ def test_each_sample_record_alone_is_the_linux_server(
     db["cmdb_ci"].insert_many([*documents, application("PAYMENTS", day=night.date(), sys_id=PAYMENTS_SYS_ID)])
     db["cmdb_rel_ci"].insert_one({**relation, "child": child, "_ingested_at": night})
 
-    load = read_month(CmdbClient(db, CmdbLayout()), sample_snapshot(mart), SAMPLE_MONTH, "run-sample")
+    load = read_month(CmdbClient(db, CmdbLayout()), sample_snapshot(mart), SAMPLE_MONTH, "run-sample", mart)
 
     assert load.rejects == []
     assert load.details["resolved_by_relation"] == 1
@@ -660,7 +676,8 @@ def test_sample_vmware_record_without_its_class_is_rejected(
     record["_ingested_at"] = dt.datetime(2025, 5, 15, 2, 0, 0)
     cmdb.db()["cmdb_ci"].insert_one(record)
 
-    load = read_month(CmdbClient(cmdb.db(), CmdbLayout()), sample_snapshot(mart), SAMPLE_MONTH, "run-sample")
+    client = CmdbClient(cmdb.db(), CmdbLayout())
+    load = read_month(client, sample_snapshot(mart), SAMPLE_MONTH, "run-sample", mart)
 
     assert load.releves == []
     assert [(r.source_ref, r.reason) for r in load.rejects] == [
@@ -701,7 +718,7 @@ def test_client_orders_duplicates_of_one_dump_by_id_and_groups_sys_id_shapes(
         ]
     )
 
-    load = read_month(CmdbClient(cmdb.db(), CmdbLayout()), sample_snapshot(mart), SAMPLE_MONTH, "run-x")
+    load = read_month(CmdbClient(cmdb.db(), CmdbLayout()), sample_snapshot(mart), SAMPLE_MONTH, "run-x", mart)
 
     assert load.details["cis"] == 1
     assert by_key(load)[("PAYMENTS", "OL_VCPU")].usage_quantity == Decimal("2.000000")
@@ -736,7 +753,7 @@ def test_client_keeps_documents_without_sys_id_apart(mart: psycopg.Connection, c
         ("-", 1),
         ("ci-ok", 1),
     ]
-    load = read_month(CmdbClient(cmdb.db(), CmdbLayout()), sample_snapshot(mart), SAMPLE_MONTH, "run-x")
+    load = read_month(CmdbClient(cmdb.db(), CmdbLayout()), sample_snapshot(mart), SAMPLE_MONTH, "run-x", mart)
     assert sorted(
         r.source_ref for r in load.rejects if "without sys_id" in r.reason and r.usage_unit == "vCPU-month"
     ) == ["no sys_id (vm-anonymous-1)", "no sys_id (vm-anonymous-2)"]
