@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import re
-from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -27,17 +25,23 @@ from finops_dagster.domains.open_legacy.cmdb_payloads import (
     application_code,
     parse_quantity,
 )
-from finops_dagster.domains.open_legacy.mapping import (
-    OpenLegacyFold,
-    load_class_catalog,
-)
-from finops_dagster.reference.catalog import load_catalog
 from finops_dagster.reference.loader import ApplicationRecord, load_applications_into_mart
-from finops_dagster.reference.snapshot import CompiledRule, ReferenceSnapshot, read_snapshot
+from finops_dagster.reference.snapshot import ReferenceSnapshot, read_snapshot
 from finops_dagster.releve import UNALLOCATED_APPLICATION, DomainLoad, Releve
 from finops_dagster.resources.mongo import MongoResource
 from finops_dagster_tests.support.cmdb_documents import application
+from finops_dagster_tests.support.open_legacy_fold import (
+    DEC_2025,
+    JAN_2026,
+    MONTH,
+    days,
+    fold,
+    obs,
+    shipped_snapshot,
+)
 from finops_dagster_tests.support.samples import SAMPLES
+
+pytestmark = pytest.mark.usefixtures("fold_session")
 
 SAMPLE = SAMPLES / "servicenow" / "SYNTHETIC_cmdb_table_api_and_mongo_dump.json"
 MAX = Decimal(4096)
@@ -111,95 +115,6 @@ def test_application_code_normalises_references(raw: Any, code: str | None) -> N
 # --------------------------------------------------------------------------------------------
 # The fold
 # --------------------------------------------------------------------------------------------
-
-DEC_2025 = dt.date(2025, 12, 1)
-JAN_2026 = dt.date(2026, 1, 1)
-MONTH = dt.date(2025, 3, 1)
-KNOWN_APPS = ("PAYMENTS", "BILLING", "BACKUP")
-VM_CLASS = "cmdb_ci_vmware_instance"
-
-
-def shipped_snapshot(applications: Iterable[str] = KNOWN_APPS) -> ReferenceSnapshot:
-    """The snapshot a run would read after loading the shipped reference files."""
-    catalog = load_catalog()
-    rates: dict[str, list[Any]] = {}
-    for rate in sorted(catalog.rates, key=lambda rate: (rate.product_id, rate.valid_from)):
-        rates.setdefault(rate.product_id, []).append(rate)
-    rules = sorted(
-        (rule for rule in catalog.rules if rule.domain_id == DOMAIN_ID),
-        key=lambda rule: (rule.priority, rule.rule_id),
-    )
-    return ReferenceSnapshot(
-        products={product.product_id: product for product in catalog.products},
-        family_domains={family.family_id: family.domain_id for family in catalog.families},
-        rates={product: tuple(items) for product, items in rates.items()},
-        rules=tuple(CompiledRule(r.rule_id, r.field, re.compile(r.pattern), r.application_id) for r in rules),
-        applications=frozenset({*applications, UNALLOCATED_APPLICATION}),
-    )
-
-
-def obs(
-    day: dt.date,
-    *,
-    cls: Any = VM_CLASS,
-    app: Any = None,
-    name: str = "vm",
-    cpus: Any = "4",
-    memory: Any = "8192",
-    disks_size: Any = "100",
-    second: int = 0,
-) -> dict[str, Any]:
-    """One document of a CI as the client's aggregation yields it."""
-    return {
-        "at": dt.datetime.combine(day, dt.time(2, 0, second)),
-        "cls": cls,
-        "name": name,
-        "app": app,
-        "f_cpus": cpus,
-        "f_memory": memory,
-        "f_disks_size": disks_size,
-    }
-
-
-def days(month: dt.date, count: int) -> list[dt.date]:
-    return [month + dt.timedelta(days=offset) for offset in range(count)]
-
-
-_SESSION: list[psycopg.Connection] = []
-
-
-@pytest.fixture(autouse=True)
-def _fold_prices_in_the_mart(mart: psycopg.Connection) -> Iterator[None]:
-    """The fold prices in PostgreSQL: it gets the test's mart as its session."""
-    _SESSION.append(mart)
-    yield
-    _SESSION.remove(mart)
-
-
-def _pricing_session() -> psycopg.Connection:
-    return _SESSION[-1]
-
-
-def fold(
-    cis: list[CiMonth],
-    *,
-    month: dt.date = MONTH,
-    app_sys_ids: dict[str, str] | None = None,
-    snapshot: ReferenceSnapshot | None = None,
-) -> DomainLoad:
-    folder = OpenLegacyFold(
-        _pricing_session(),
-        month=month,
-        run_id="run-1",
-        classes=load_class_catalog(),
-        snapshot=snapshot or shipped_snapshot(),
-        application_sys_ids=app_sys_ids or {},
-        application_field="u_application",
-        computed_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    )
-    folder.add_all(cis)
-    return folder.finish()
-
 
 def quantities(load: DomainLoad) -> dict[tuple[str, str], Decimal]:
     return {(r.application_id, r.product_id): r.usage_quantity for r in load.releves}

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from finops_dagster.domains.open_legacy.cmdb import CiMonth
 from finops_dagster.reject_reasons import RejectReason as R
-from finops_dagster_tests.domains.open_legacy.test_mapping import MONTH, days, fold, obs
+from finops_dagster_tests.support.open_legacy_fold import MONTH, days, fold, obs
+
+pytestmark = pytest.mark.usefixtures("fold_session")
 
 
 def codes(cis: list[CiMonth], month: dt.date = MONTH) -> set[tuple[str, R, str]]:
