@@ -462,7 +462,8 @@ def progress(text: str) -> None:
 def fill_history(url: str, previous: dt.date, months: int, seed: int) -> int:
     """`months` published months before `previous`, derived from what the first run published for
     `previous`: per month back, about 3% of the relevés drop out, cost and usage shrink by the
-    trend and vary ±10% per relevé. Each month gets its etl_runs and domain_load records."""
+    trend and vary ±10% per relevé. Each month gets its etl_runs and domain_load records, and an
+    allocated view equal to its direct one (no rule applied)."""
     from finops_dagster.mart.publish import ensure_month_partition
 
     columns = ", ".join(RELEVE_COLUMNS)
@@ -522,6 +523,16 @@ def fill_history(url: str, previous: dt.date, months: int, seed: int) -> int:
                 ).rowcount
                 conn.execute(
                     "UPDATE finops.etl_runs SET records_inserted = %s WHERE run_id = %s", (inserted, run_id)
+                )
+                # a month published without allocation rules: its allocated view is its direct one, as
+                # migration 017 leaves the months published before it
+                conn.execute(
+                    "INSERT INTO finops.fact_releve_allocated "
+                    "SELECT period_month, application_id, product_id, family_id, domain_id, min(usage_unit), "
+                    "currency, sum(usage_quantity), sum(total_cost), 0, 0, sum(total_cost), max(run_id) "
+                    "FROM finops.fact_releve WHERE period_month = %s "
+                    "GROUP BY period_month, application_id, product_id, family_id, domain_id, currency",
+                    (month,),
                 )
                 conn.execute(
                     "INSERT INTO finops.domain_load (domain_id, period_month, run_id, loaded_at, "

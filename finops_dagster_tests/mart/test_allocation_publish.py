@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from dagster import AssetCheckKey, AssetSelection, Definitions, define_asset_job, in_process_executor
 
-from finops_dagster.checks.allocation import CHECK_NAME, allocation_balances, imbalances
+from finops_dagster.checks.allocation import CHECK_NAME, allocation_balances, imbalance_count, imbalances
 from finops_dagster.checks.views import MONTHLY_VIEWS, QUARTER_VIEW, view_mismatches
 from finops_dagster.mart.assets import FACT_RELEVE, build_fact_releve
 from finops_dagster.mart.etl_runs import RunLedger
@@ -188,6 +188,9 @@ def test_the_blocking_check_passes_then_fails_when_a_row_is_tampered_with(
     passed, metadata = run_check(mart_url)
     assert not passed
     assert "month total 2025-03 EUR: expected 590.000001, found 591.000001" in str(metadata["shown"])
+    # the month total and the lineage of that line: counted in PostgreSQL, only the first shown
+    assert metadata["imbalances"] == imbalance_count(published) == len(imbalances(published)) == 2
+    assert [i.what for i in imbalances(published, shown=1)] == ["month total", "lineage"]
 
 
 def test_the_allocated_aggregates_add_up_to_the_published_relevés(published: psycopg.Connection) -> None:
