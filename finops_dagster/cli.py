@@ -26,17 +26,24 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 
 def cmd_rebuild_aggregates(_: argparse.Namespace) -> int:
-    """Recompute every aggregate from fact_releve (a new mart, or history rewritten)."""
-    from finops_dagster.mart.aggregates import rebuild_aggregates
+    """Recompute every aggregate from fact_releve (a new mart, or history rewritten), then check
+    every month of them against it."""
+    from finops_dagster.mart.rebuild import RebuildMismatch, rebuild_and_check
     from finops_dagster.resources.postgres import postgres_from_env
-    from finops_dagster.settings import anomaly_min_cost
 
     postgres = postgres_from_env().process_config_and_initialize()
     with postgres._open(autocommit=True) as conn:
-        timings = rebuild_aggregates(conn, today=dt.datetime.now(dt.UTC).date(), min_cost=anomaly_min_cost())
+        try:
+            timings = rebuild_and_check(conn)
+        except RebuildMismatch as mismatch:
+            print(f"{postgres.describe()}: {mismatch}", file=sys.stderr)
+            return 1
     tables = len({name.removeprefix("allocated.") for name in timings})
     seconds = sum(timings.values())
-    print(f"{postgres.describe()}: {tables} aggregates rebuilt in {seconds:.1f} s (direct and allocated)")
+    print(
+        f"{postgres.describe()}: {tables} aggregates rebuilt in {seconds:.1f} s (direct and allocated); "
+        "every month matches fact_releve"
+    )
     return 0
 
 

@@ -13,6 +13,7 @@ import pytest
 from dagster import AssetCheckKey, AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from finops_dagster.checks.allocation import CHECK_NAME, allocation_balances, imbalance_count, imbalances
+from finops_dagster.checks.checked_months import EVERY_MONTH, CheckedMonths, published_by_run
 from finops_dagster.checks.views import MONTHLY_VIEWS, QUARTER_VIEW, view_mismatches
 from finops_dagster.mart.assets import FACT_RELEVE, build_fact_releve
 from finops_dagster.mart.etl_runs import RunLedger
@@ -191,6 +192,23 @@ def test_the_blocking_check_passes_then_fails_when_a_row_is_tampered_with(
     # the month total and the lineage of that line: counted in PostgreSQL, only the first shown
     assert metadata["imbalances"] == imbalance_count(published) == len(imbalances(published)) == 2
     assert [i.what for i in imbalances(published, shown=1)] == ["month total", "lineage"]
+
+
+def test_a_run_checks_the_months_it_published_and_a_run_that_published_none_checks_every_month(
+    published: psycopg.Connection,
+) -> None:
+    assert published_by_run(published, "run-1") == CheckedMonths([MONTH])
+    assert published_by_run(published, "a-run-that-published-nothing") == EVERY_MONTH
+    published.execute(
+        "UPDATE finops.fact_releve_allocated SET total_cost = total_cost + 1, "
+        "allocated_in = allocated_in + 1 WHERE application_id = 'APP-C' AND product_id = 'OL_RAM_GB'"
+    )
+    another_month = CheckedMonths([dt.date(2025, 4, 1)])
+    assert imbalances(published, months=another_month) == []
+    assert imbalance_count(published, another_month) == 0
+    tampered = imbalances(published, months=CheckedMonths([MONTH]))
+    assert [i.what for i in tampered] == ["month total", "lineage"]
+    assert imbalance_count(published, CheckedMonths([MONTH])) == imbalance_count(published) == 2
 
 
 def test_the_allocated_aggregates_add_up_to_the_published_relevés(published: psycopg.Connection) -> None:

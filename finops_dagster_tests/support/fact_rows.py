@@ -40,3 +40,15 @@ def insert_fact(
                 for index in range(rows)
             ],
         )
+
+
+def allocate_nothing(conn: psycopg.Connection) -> None:
+    """The allocated view of every fact written so far, with no rule applied (each line its direct
+    cost), as migration 017 gives the months published before it."""
+    conn.execute(
+        "INSERT INTO finops.fact_releve_allocated "
+        "SELECT period_month, application_id, product_id, family_id, domain_id, min(usage_unit), currency, "
+        "sum(usage_quantity), sum(total_cost), 0, 0, sum(total_cost), max(run_id) "
+        "FROM finops.fact_releve "
+        "GROUP BY period_month, application_id, product_id, family_id, domain_id, currency"
+    )
