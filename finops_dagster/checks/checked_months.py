@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from finops_dagster.mart.aggregates import quarter_months
+
 RUN_MONTHS = """
 SELECT DISTINCT period_month FROM finops.domain_load
 WHERE run_id = %s AND published_at IS NOT NULL
@@ -37,10 +39,7 @@ class CheckedMonths:
         quarter's first month is among them, so it also selects the quarter aggregate's rows)."""
         if self.months is None:
             return self
-        quarters = {dt.date(month.year, month.month - (month.month - 1) % 3, 1) for month in self.months}
-        return CheckedMonths(
-            sorted(dt.date(q.year, q.month + offset, 1) for q in quarters for offset in range(3))
-        )
+        return CheckedMonths(quarter_months(set(self.months)))
 
     def describe(self) -> str:
         if self.months is None:

@@ -271,7 +271,8 @@ def _shift(month: dt.date, months: int) -> dt.date:
     return dt.date(index // 12, index % 12 + 1, 1)
 
 
-def _quarter_months(months: set[dt.date]) -> list[dt.date]:
+def quarter_months(months: set[dt.date]) -> list[dt.date]:
+    """Every month of the quarters holding `months`."""
     starts = {_shift(dt.date(m.year, 1, 1), (m.month - 1) // 3 * 3) for m in months}
     return sorted({_shift(start, k) for start in starts for k in range(3)})
 
@@ -321,14 +322,14 @@ def _maintain_view(
 
     for table, insert in PER_MONTH_FROM_FACTS.items():
         timed(table, "period_month", published, insert)
-    quarter_months = set(_quarter_months(published))
+    in_quarters = set(quarter_months(published))
     started = time.perf_counter()
-    quarters = sorted(m for m in quarter_months if m.month in (1, 4, 7, 10))
+    quarters = sorted(m for m in in_quarters if m.month in (1, 4, 7, 10))
     conn.execute(
         view.statement("DELETE FROM {mv}.mv_cost_app_quarter WHERE period_quarter = ANY(%(months)s)"),
         {"months": quarters},
     )
-    conn.execute(view.statement(QUARTER), {"months": sorted(quarter_months)})
+    conn.execute(view.statement(QUARTER), {"months": sorted(in_quarters)})
     timings["mv_cost_app_quarter"] = round(time.perf_counter() - started, 3)
     timed("mv_rank_app_month", "period_month", published | {_shift(m, 1) for m in published}, RANKING)
     timed("mv_anomalies_month", "period_month", published | following, ANOMALIES)
