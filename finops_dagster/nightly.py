@@ -26,6 +26,7 @@ from dagster import DagsterInstance
 
 from finops_dagster.mart.etl_runs import RANGE_END_TAG, RANGE_START_TAG, TRIGGER_TAG
 from finops_dagster.mart.publish import CLOSED_MONTHS_TAG, RESTATE, SKIP
+from finops_dagster.mart.restatement import Restatement, skipped_announcement
 from finops_dagster.observe.logs import json_logs
 from finops_dagster.partitions import monthly_partitions
 from finops_dagster.schedules import nightly_months
@@ -146,24 +147,13 @@ def print_closed_months(conn: psycopg.Connection, run_id: str, months: MonthRang
         },
     ).fetchall()
     for month, version, closed_by, lines, changed, before, after in rows:
+        closed = f"{month:%Y-%m} is closed (version {version}, by {closed_by})"
         if lines is None:
-            _say(
-                f"{month:%Y-%m} is closed (version {version}, by {closed_by}): skipped, not rewritten; "
-                f"`finops-dagster restate {month:%Y-%m}` computes a restatement",
-                level=logging.WARNING,
-                run_id=run_id,
-                month=f"{month:%Y-%m}",
-            )
-            continue
-        _say(
-            f"{month:%Y-%m} is closed (version {version}): restatement computed, not published — {lines} "
-            f"line(s) change, direct total {_money(before)} → {_money(after)}, changed inputs: "
-            f"{', '.join(changed) or 'none'}. Review it (GET /api/v1/months/{month:%Y-%m}/restatements/"
-            f"{run_id}), then: finops-dagster restate {month:%Y-%m} --approve {run_id} --by NAME",
-            level=logging.WARNING,
-            run_id=run_id,
-            month=f"{month:%Y-%m}",
-        )
+            said = skipped_announcement(closed, month)
+        else:
+            restatement = Restatement(month, run_id, version, tuple(changed), lines, before, after)
+            said = restatement.announcement(closed)
+        _say(said, level=logging.WARNING, run_id=run_id, month=f"{month:%Y-%m}")
 
 
 def print_run_summary(conn: psycopg.Connection, run_id: str) -> tuple[str | None, str | None]:

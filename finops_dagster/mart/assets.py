@@ -26,6 +26,7 @@ from finops_dagster.mart.publish import (
     PublishedMonth,
     publish_run,
 )
+from finops_dagster.mart.restatement import skipped_announcement
 from finops_dagster.mart.run_selection import refuse_without_domains
 from finops_dagster.partitions import RUNS_WITH_MONTHS, monthly_partitions
 from finops_dagster.resources.postgres import PostgresResource
@@ -89,19 +90,9 @@ def _say_closed(context: AssetExecutionContext, month: PublishedMonth) -> None:
     if month.closed is None:
         return
     if month.outcome == RESTATED and month.restatement is not None:
-        restatement = month.restatement
-        context.log.warning(
-            f"{month.closed.describe()}: restatement computed, not published — "
-            f"{restatement.lines_changed} line(s) change, direct total {restatement.direct_before} → "
-            f"{restatement.direct_after}, changed inputs: {', '.join(restatement.changed_inputs) or 'none'}. "
-            f"Approve it with: finops-dagster restate {month.period_month:%Y-%m} --approve {context.run_id} "
-            "--by NAME (or the job approve_restatement)"
-        )
+        context.log.warning(month.restatement.announcement(month.closed.describe()))
         return
-    context.log.warning(
-        f"{month.closed.describe()}: skipped, not rewritten. A restatement is computed by an explicit run "
-        f"over it: finops-dagster restate {month.period_month:%Y-%m} (or the job restate_months)"
-    )
+    context.log.warning(skipped_announcement(month.closed.describe(), month.period_month))
 
 
 @multi_asset(

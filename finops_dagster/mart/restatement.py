@@ -55,6 +55,26 @@ class Restatement:
     direct_before: Decimal
     direct_after: Decimal
 
+    def announcement(self, closed: str) -> str:
+        """What a run says of the closed month it computed this restatement for (`closed`: how the
+        month was closed): what changes, why, where to review it and how to approve it."""
+        month = f"{self.period_month:%Y-%m}"
+        return (
+            f"{closed}: restatement computed, not published — {self.lines_changed} line(s) change, direct "
+            f"total {self.direct_before:f} → {self.direct_after:f}, changed inputs: "
+            f"{', '.join(self.changed_inputs) or 'none'}. Review it (GET /api/v1/months/{month}/restatements/"
+            f"{self.run_id}), then approve it: finops-dagster restate {month} --approve {self.run_id} "
+            "--by NAME (or the job approve_restatement)"
+        )
+
+
+def skipped_announcement(closed: str, month: dt.date) -> str:
+    """What a run says of a closed month it left alone (`closed`: how the month was closed)."""
+    return (
+        f"{closed}: skipped, not rewritten. A restatement is computed by an explicit run over it: "
+        f"finops-dagster restate {month:%Y-%m} (or the job restate_months)"
+    )
+
 
 def month_lines(conn: psycopg.Connection, month: dt.date) -> Lines:
     """The month's direct and allocated cost per application × product × currency, as stored."""

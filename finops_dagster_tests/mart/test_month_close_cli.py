@@ -96,7 +96,7 @@ def test_the_headless_nightly_skips_a_closed_month_and_says_so(
     done = cli(mart_url, rules, "nightly")
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{previous} is closed (version 1, by alice): skipped, not rewritten" in done.stdout
-    assert f"finops-dagster restate {previous}` computes a restatement" in done.stdout
+    assert f"computed by an explicit run over it: finops-dagster restate {previous}" in done.stdout
     assert (
         mart.execute(
             "SELECT DISTINCT run_id FROM finops.fact_releve WHERE period_month = %s", (months.first,)
