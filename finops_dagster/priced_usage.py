@@ -106,6 +106,7 @@ class PricedUsageFold:
         self.records = 0
         self._sequence = 0
         self._pending: list[tuple[Any, ...]] = []
+        self._copied = False
         self.key = rule_key(sorted({rule.field for rule in snapshot.rules}))
         self.divisor = 1
         """What the month's quantities are divided by once summed (the CMDB's dumps: a source whose
@@ -151,9 +152,8 @@ class PricedUsageFold:
         records) in the order the measures count in; it may read `%(month)s` from `params`.
         """
         self._flush()
-        count = self.conn.execute(
-            query("insert_usage").format(measures=statement), {**params, "after": self._sequence}
-        ).rowcount
+        insert = query("insert_usage").format(measures=statement, key=self.key)
+        count = self.conn.execute(insert, {**params, "after": self._sequence}).rowcount
         self._sequence += max(count, 0)
 
     def reject(
@@ -202,14 +202,17 @@ class PricedUsageFold:
         if self._pending:
             self._copy(query("copy_usage"), self._pending)
             self._pending.clear()
+            self._copied = True
 
     def finish(self, details: dict[str, Any] | None = None) -> DomainLoad:
         """Resolve, sum, price and round in SQL; the load of the month."""
         self._flush()
+        if self._copied:
+            self.conn.execute(query("key_copied_usage").format(key=self.key))
         self._stage_reference()
         unknown = self._resolve_applications()
         self.conn.execute(
-            query("resolve_usage").format(key=self.key), {"unallocated": UNALLOCATED_APPLICATION}
+            query("resolve_usage"), {"unallocated": UNALLOCATED_APPLICATION}
         )
         self._reject_unknown_products()
         counters: dict[str, int] = dict(self.conn.execute(query("resolution_counts")).fetchall())
@@ -266,7 +269,7 @@ class PricedUsageFold:
 
     def _stage_rule_answers(self) -> None:
         """Each distinct combination of the fields the rules read, with the rules' answer."""
-        keys = self.conn.execute(query("rule_keys").format(key=self.key)).fetchall()
+        keys = self.conn.execute(query("rule_keys")).fetchall()
         answers = [
             (json.dumps(values), application)
             for (values,) in keys

@@ -2,9 +2,12 @@
 -- temporary table of the run's session: one month of one domain at a time.
 
 -- name: create_usage
+-- JIT compilation costs more than it saves on these statements (a few hundred thousand rows each)
+SELECT set_config('jit', 'off', true);
 DROP TABLE IF EXISTS pg_temp.metered_usage, pg_temp.usage_product, pg_temp.source_application,
     pg_temp.rule_answer, pg_temp.resolved_usage;
--- seq: the order the measures and the rejects were met in, which the rejects keep
+-- seq: the order the measures and the rejects were met in, which the rejects keep;
+-- rule_key: the fields the mapping rules read, computed once per measure (rule_key in priced_usage.py)
 CREATE TEMP TABLE metered_usage (
     seq         bigint  NOT NULL,
     source      text    NOT NULL,
@@ -13,17 +16,26 @@ CREATE TEMP TABLE metered_usage (
     quantity    numeric NOT NULL,
     application text,
     fields      jsonb   NOT NULL,
-    records     integer NOT NULL
+    records     integer NOT NULL,
+    rule_key    jsonb
 );
 
 -- name: copy_usage
 COPY metered_usage (seq, source, consumer, product_id, quantity, application, fields, records) FROM STDIN
 
 -- name: insert_usage
-INSERT INTO metered_usage (seq, source, consumer, product_id, quantity, application, fields, records)
+INSERT INTO metered_usage (seq, source, consumer, product_id, quantity, application, fields, records, rule_key)
 SELECT %(after)s + row_number() OVER (), source, consumer, product_id, coalesce(quantity, 0), application,
-       coalesce(fields, '{{}}'::jsonb), records
-FROM ({measures}) AS measures (source, consumer, product_id, quantity, application, fields, records)
+       fields, records, {key}
+FROM (
+    SELECT source, consumer, product_id, quantity, application, coalesce(fields, '{{}}'::jsonb) AS fields,
+           records
+    FROM ({measures}) AS measures (source, consumer, product_id, quantity, application, fields, records)
+) AS measures
+
+-- name: key_copied_usage
+-- the rule key of the measures staged by COPY
+UPDATE metered_usage SET rule_key = {key} WHERE rule_key IS NULL
 
 -- name: create_reference
 -- statistics of the staged measures, so the joins below are planned for their real size
@@ -63,23 +75,27 @@ GROUP BY m.application
 
 -- name: rule_keys
 -- the distinct field combinations of the measures the source's code did not resolve
-SELECT DISTINCT {key}
+SELECT DISTINCT m.rule_key
 FROM metered_usage m JOIN usage_product USING (product_id)
 WHERE NOT EXISTS (SELECT 1 FROM source_application a WHERE a.raw = m.application)
 
 -- name: resolve_usage
+-- the measures resolved to applications and summed per source, product, application and how it was
+-- resolved: every later step reads these sums, not the measures
 CREATE TEMP TABLE resolved_usage AS
-SELECT m.seq, m.source, m.product_id, p.usage_unit, m.quantity, m.records,
+SELECT m.source, m.product_id, p.usage_unit,
        coalesce(a.application_id, r.application_id, %(unallocated)s) AS application_id,
        CASE
            WHEN a.application_id IS NOT NULL THEN 'source'
            WHEN r.application_id IS NOT NULL THEN 'rule'
            ELSE 'unallocated'
-       END AS method
+       END AS method,
+       sum(m.quantity) AS quantity, sum(m.records) AS records, count(*) AS measures
 FROM metered_usage m
 JOIN usage_product p USING (product_id)
 LEFT JOIN source_application a ON a.raw = m.application
-LEFT JOIN rule_answer r ON a.raw IS NULL AND r.key = {key}
+LEFT JOIN rule_answer r ON a.raw IS NULL AND r.key = m.rule_key
+GROUP BY 1, 2, 3, 4, 5
 
 -- name: unknown_products
 SELECT seq, source, consumer, product_id, quantity, fields, records
@@ -88,7 +104,7 @@ WHERE NOT EXISTS (SELECT 1 FROM usage_product p WHERE p.product_id = m.product_i
 ORDER BY seq
 
 -- name: resolution_counts
-SELECT method, count(*) FROM resolved_usage GROUP BY method
+SELECT method, sum(measures) FROM resolved_usage GROUP BY method
 
 -- name: priced_groups
 -- one row per application × product × source, in Python's string order; the quantity (divided by
