@@ -97,3 +97,23 @@ def test_a_night_saved_again_replaces_its_figures(mart: psycopg.Connection) -> N
     save(mart, 1, [])
     assert kept(mart) == recomputed(mart)
     assert {(row[1], row[3]) for row in kept(mart)} == {("p1", "gauge"), ("p2", "gauge")}
+
+
+def test_the_month_table_does_not_grow_with_its_nights(mart: psycopg.Connection) -> None:
+    """Each night updates every row: with room on the pages those updates reuse them (HOT), so the
+    table holds about two versions of each row whatever the number of nights, with no VACUUM."""
+    mart.execute("ALTER TABLE finops.native_snapshot_month SET (autovacuum_enabled = false)")
+    readings = [gauge(f"project-{index:04d}", "1.5") for index in range(2_000)]
+
+    def pages() -> int:
+        row = mart.execute("SELECT pg_relation_size('finops.native_snapshot_month') / 8192").fetchone()
+        return int(row[0]) if row else 0
+
+    save(mart, 1, readings)
+    first = pages()
+    for day in range(2, 16):
+        save(mart, day, readings)
+    assert pages() <= 3 * first, (first, pages())
+    assert mart.execute(
+        "SELECT sum(nights), sum(quantity_sum) FROM finops.native_snapshot_month"
+    ).fetchone() == (15 * 2_000, Decimal("45000.0"))
