@@ -286,11 +286,16 @@ def _replace(
     insert: str,
     params: dict[str, object],
 ) -> None:
-    """Delete the table's rows of `months` and insert them again with `insert` (the same months)."""
-    delete = sql.SQL("DELETE FROM {}.{} WHERE {} = ANY(%(months)s)").format(
+    """Delete the table's rows of `months` and insert them again with `insert` (the same months).
+
+    One DELETE per month: the month is the first column of every aggregate's key, and for one month
+    of a long history the planner finds its rows through that index, where for several months at
+    once it may choose to read the whole table, every month of history, each night."""
+    delete = sql.SQL("DELETE FROM {}.{} WHERE {} = %s").format(
         view.schema_sql, sql.Identifier(table), sql.Identifier(key)
     )
-    conn.execute(delete, {"months": months})
+    for month in months:
+        conn.execute(delete, (month,))
     conn.execute(view.statement(insert), {**params, "months": months})
 
 
