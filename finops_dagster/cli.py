@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
@@ -141,6 +140,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     """`dagster dev` on the demo's data: the embedded server is started again if needed, and the
     simulated private cloud and native services are served from this process while the UI runs."""
     set_demo_first_month(args)
+    from finops_dagster.demo.foreground import run_in_foreground
     from finops_dagster.demo.run import prepare_environment
 
     env = prepare_environment(
@@ -152,9 +152,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     child_env = {**os.environ, "PYTHONWARNINGS": warning_filters}
     print(f"Dagster UI on the demo's data: http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
     try:
-        return subprocess.call(command, env=child_env)
-    except KeyboardInterrupt:
-        return 130
+        return run_in_foreground(command, child_env)
     finally:
         if env.private_cloud is not None:
             env.private_cloud.close()
