@@ -7,7 +7,9 @@ import logging
 import pytest
 
 from finops_dagster.api.access_log import redact_path
-from finops_dagster_tests.api.conftest import Issuer, Published, live_api, settings_for
+from finops_dagster_tests.support.api_mart import Published
+from finops_dagster_tests.support.live_api import live_api, settings_for
+from finops_dagster_tests.support.oidc_issuer import Issuer
 
 
 class Collect(logging.Handler):

@@ -19,19 +19,17 @@ from finops_dagster.api.routes import PAGES
 from finops_dagster.mart.etl_runs import RunLedger
 from finops_dagster.resources.mongo import MongoResource
 from finops_dagster.resources.postgres import PostgresResource
-from finops_dagster_tests.api.conftest import (
+from finops_dagster_tests.conftest import database_url
+from finops_dagster_tests.support.api_mart import (
     APRIL,
     ESTATE,
     JANUARY,
-    LiveApi,
     Published,
-    _pipeline_settings,
-    _run,
-    live_api,
     month_documents,
-    settings_for,
+    pipeline_settings,
+    run_nightly,
 )
-from finops_dagster_tests.conftest import database_url
+from finops_dagster_tests.support.live_api import LiveApi, live_api, settings_for
 
 RULES = (
     # the orphan VM's cost (UNALLOCATED) to every application of the domain, by its own cost
@@ -62,9 +60,9 @@ def allocated_mart(
     resources = {"postgres": postgres, "cmdb": cmdb, "run_ledger": RunLedger(postgres=postgres)}
     try:
         with pytest.MonkeyPatch.context() as patch:
-            _pipeline_settings(patch)
+            pipeline_settings(patch)
             patch.setenv("FINOPS_ALLOCATION_RULES", str(rules))
-            runs = [_run(resources, JANUARY, APRIL)]
+            runs = [run_nightly(resources, JANUARY, APRIL)]
         yield Published(url, runs, resources)
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:

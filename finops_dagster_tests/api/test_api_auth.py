@@ -18,7 +18,9 @@ from pytest_httpserver import HTTPServer
 
 from finops_dagster.api.app import create_app
 from finops_dagster.api.settings import ApiSettings, SettingError, api_settings
-from finops_dagster_tests.api.conftest import Issuer, LiveApi, Published, live_api, new_key, settings_for
+from finops_dagster_tests.support.api_mart import Published
+from finops_dagster_tests.support.live_api import LiveApi, live_api, settings_for
+from finops_dagster_tests.support.oidc_issuer import Issuer, new_key
 
 DATA = "/api/v1/costs/domains"
 

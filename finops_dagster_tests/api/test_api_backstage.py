@@ -11,7 +11,8 @@ import pytest
 import finops_dagster.api.backstage as backstage
 import finops_dagster.api.response_cache as response_cache
 from finops_dagster.api.models import BackstageAlert, BackstageCost, BackstageEntity, BackstageGroup
-from finops_dagster_tests.api.conftest import LiveApi, Published
+from finops_dagster_tests.support.api_mart import Published
+from finops_dagster_tests.support.live_api import LiveApi
 
 MONTHS = [dt.date(2025, month, 1) for month in (1, 2, 3, 4)]
 

@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from finops_dagster_tests.api.conftest import LiveApi
+from finops_dagster_tests.support.live_api import LiveApi
 
 CLIENT = Path(__file__).resolve().parents[2] / "clients" / "backstage"
 INTERVALS = ["R2/P1M/2025-05-01", "R2/P3M/2025-04-01", "R2/P30D/2025-05-01", "R2/P90D/2025-05-01"]

@@ -11,7 +11,8 @@ import pytest
 from finops_dagster.api import listings as L
 from finops_dagster.api.db import check_access
 from finops_dagster.api.periods import PeriodRange
-from finops_dagster_tests.api.conftest import LiveApi, Published, live_api, settings_for
+from finops_dagster_tests.support.api_mart import Published
+from finops_dagster_tests.support.live_api import LiveApi, live_api, settings_for
 
 INJECTIONS = [
     "x' OR '1'='1",

@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from finops_dagster.api.settings import ConnectionLimits
-from finops_dagster_tests.api.conftest import LiveApi, Published, free_port, live_api, settings_for
+from finops_dagster_tests.support.api_mart import Published
+from finops_dagster_tests.support.live_api import LiveApi, live_api, settings_for
+from finops_dagster_tests.support.ports import free_port
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from finops_dagster.api.routes import PAGES
-from finops_dagster_tests.api.conftest import LiveApi, Published
+from finops_dagster_tests.support.api_mart import Published
+from finops_dagster_tests.support.live_api import LiveApi
 
 MONTH = "to_char(period_month, 'YYYY-MM')"
 QUARTER = """to_char(date_trunc('quarter', period_month), 'YYYY-"Q"Q')"""

@@ -13,7 +13,8 @@ import finops_dagster.api.backstage as backstage
 import finops_dagster.api.response_cache as response_cache
 import finops_dagster.api.routes as routes
 from finops_dagster.api.models import Freshness
-from finops_dagster_tests.api.conftest import APRIL, LiveApi, Published
+from finops_dagster_tests.support.api_mart import APRIL, Published
+from finops_dagster_tests.support.live_api import LiveApi
 
 # straight from the base tables, as the superuser: what the reader's narrow view must reproduce
 LAST_PUBLISH_PER_MONTH = """

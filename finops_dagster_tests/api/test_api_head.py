@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from finops_dagster_tests.api.conftest import LiveApi
+from finops_dagster_tests.support.live_api import LiveApi
 
 
 def test_head_is_get_without_the_body(api: LiveApi) -> None:

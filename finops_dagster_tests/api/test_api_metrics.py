@@ -9,8 +9,11 @@ import httpx
 import pytest
 
 from finops_dagster.api.settings import SettingError
-from finops_dagster_tests.api.conftest import Issuer, Published, free_port, live_api, settings_for
+from finops_dagster_tests.support.api_mart import Published
+from finops_dagster_tests.support.live_api import live_api, settings_for
 from finops_dagster_tests.support.metric_samples import samples
+from finops_dagster_tests.support.oidc_issuer import Issuer
+from finops_dagster_tests.support.ports import free_port
 
 DATA = "/api/v1/costs/domains"
 BREAKDOWN = "/api/v1/applications/{application_id}/breakdown"

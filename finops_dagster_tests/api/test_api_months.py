@@ -23,20 +23,18 @@ from finops_dagster.mart.publish import CLOSED_MONTHS_TAG, RESTATE, approve_rest
 from finops_dagster.pipeline import build_definitions
 from finops_dagster.resources.mongo import MongoResource
 from finops_dagster.resources.postgres import PostgresResource
-from finops_dagster_tests.api.conftest import (
+from finops_dagster_tests.api.test_api_metrics import samples
+from finops_dagster_tests.conftest import database_url
+from finops_dagster_tests.support.api_mart import (
     ESTATE,
     FEBRUARY,
     JANUARY,
-    Issuer,
-    LiveApi,
     Published,
-    _pipeline_settings,
-    live_api,
     month_documents,
-    settings_for,
+    pipeline_settings,
 )
-from finops_dagster_tests.api.test_api_metrics import samples
-from finops_dagster_tests.conftest import database_url
+from finops_dagster_tests.support.live_api import LiveApi, live_api, settings_for
+from finops_dagster_tests.support.oidc_issuer import Issuer
 
 EVEN = "IDLE,v1,10,2025-01-01,,UNALLOCATED,open_legacy,,,domain,open_legacy,even,"
 PROPORTIONAL = "IDLE,v2,10,2025-01-01,,UNALLOCATED,open_legacy,,,domain,open_legacy,proportional,"
@@ -64,7 +62,7 @@ def restated(
     runs = []
     try:
         with pytest.MonkeyPatch.context() as patch, instance_for_test() as instance:
-            _pipeline_settings(patch)
+            pipeline_settings(patch)
             patch.setenv("FINOPS_ALLOCATION_RULES", str(rules))
             job = build_definitions(resources).resolve_job_def("finops_nightly")
             for rule, first, last, tags in (

@@ -16,8 +16,10 @@ from finops_dagster.api.db import Mart, check_access
 from finops_dagster.api.settings import SettingError
 from finops_dagster.mart.aggregates import AGGREGATES
 from finops_dagster.mart.migrations import apply_migrations
-from finops_dagster_tests.api.conftest import Issuer, Published, live_api, settings_for
 from finops_dagster_tests.conftest import database_url
+from finops_dagster_tests.support.api_mart import Published
+from finops_dagster_tests.support.live_api import live_api, settings_for
+from finops_dagster_tests.support.oidc_issuer import Issuer
 
 READABLE = {
     *AGGREGATES,

@@ -14,8 +14,9 @@ import psycopg
 import pytest
 
 from finops_dagster.api.rejects import RejectPage
-from finops_dagster_tests.api.conftest import Issuer, LiveApi, live_api, settings_for
+from finops_dagster_tests.support.live_api import LiveApi, live_api, settings_for
 from finops_dagster_tests.support.metric_samples import samples
+from finops_dagster_tests.support.oidc_issuer import Issuer
 from finops_dagster_tests.support.reject_rows import write_rejects
 
 ROUTE = "/api/v1/rejects"

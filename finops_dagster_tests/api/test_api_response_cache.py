@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from finops_dagster.api.response_cache import CachedResponse, ResponseCache
-from finops_dagster_tests.api.conftest import APRIL, Issuer, LiveApi, Published, live_api, settings_for
+from finops_dagster_tests.support.api_mart import APRIL, Published
+from finops_dagster_tests.support.live_api import LiveApi, live_api, settings_for
+from finops_dagster_tests.support.oidc_issuer import Issuer
 
 LISTING = "/api/v1/costs/applications?group=GRP-A&from=2025-01&to=2025-04"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from finops_dagster_tests.api.conftest import LiveApi
+from finops_dagster_tests.support.live_api import LiveApi
 
 EXPECTED = {
     "x-content-type-options": "nosniff",
