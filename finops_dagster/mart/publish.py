@@ -161,6 +161,19 @@ def _drop_staged(conn: psycopg.Connection, run_id: str, month: dt.date) -> None:
     conn.execute("DELETE FROM finops.releve_reject WHERE period_month = %s AND run_id = %s", (month, run_id))
 
 
+def month_differences(conn: psycopg.Connection, month: dt.date) -> list[str]:
+    """What the nightly's blocking checks would find in `month` (allocation imbalances, aggregates
+    differing from fact_releve): an approved restatement publishes a closed month that no later
+    nightly publishes, so it is checked here, before it commits."""
+    # imported here: the checks' modules declare checks on fact_releve, whose module imports this one
+    from finops_dagster.checks.allocation import imbalances
+    from finops_dagster.checks.checked_months import CheckedMonths
+    from finops_dagster.checks.views import every_mismatch
+
+    months = CheckedMonths([month])
+    return [imbalance.shown() for imbalance in imbalances(conn, months=months)] + every_mismatch(conn, months)
+
+
 def approve_restatement(
     conn: psycopg.Connection, month: dt.date, run_id: str, *, by: str, today: dt.date | None = None
 ) -> MonthStatus:
@@ -201,6 +214,12 @@ def approve_restatement(
         maintain_aggregates(
             conn, [month], today=today or dt.datetime.now(dt.UTC).date(), min_cost=anomaly_min_cost()
         )
+        differences = month_differences(conn, month)
+        if differences:
+            raise RestatementError(
+                f"{month:%Y-%m}: the restated month does not add up, nothing was published: "
+                + "; ".join(differences[:10])
+            )
         version = status.version + 1
         conn.execute(
             "UPDATE finops.month_status SET version = %s, published_run_id = %s, published_at = now(), "

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from finops_dagster.checks.allocation import imbalances
+from finops_dagster.mart import publish
 from finops_dagster.mart.month_close import MonthCloseError, close_month, month_status
 from finops_dagster.mart.publish import (
     PUBLISHED,
@@ -182,6 +183,19 @@ def test_an_approval_is_refused_when_it_would_not_publish_what_was_reviewed(
         approve_restatement(closed, MARCH, "run-2", by="bob", today=TODAY)
     status = month_status(closed, MARCH)
     assert status is not None and status.version == 1  # rolled back
+
+
+def test_an_approval_whose_month_would_not_add_up_is_refused(
+    closed: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(closed, "run-2", {**COSTS, ("APP-A", "OL_VCPU"): "320"}, closed_months_policy=RESTATE)
+    before = facts(closed)
+    monkeypatch.setattr(publish, "maintain_aggregates", lambda *args, **kwargs: {})  # aggregates left stale
+    with pytest.raises(RestatementError, match="2025-03: the restated month does not add up") as refused:
+        approve_restatement(closed, MARCH, "run-2", by="bob", today=TODAY)
+    assert "mv_cost_domain_month 2025-03-01 EUR: view 440.000000 vs fact 460.000000" in str(refused.value)
+    status = month_status(closed, MARCH)
+    assert status is not None and status.version == 1 and facts(closed) == before  # rolled back
 
 
 def test_a_stale_or_unsuccessful_restatement_is_refused(closed: psycopg.Connection) -> None:
