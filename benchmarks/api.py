@@ -65,7 +65,7 @@ from finops_dagster.api.db import VERSION_QUERY
 from finops_dagster.api.periods import PeriodRange, add_months, month_label, parse_intervals
 from finops_dagster.mart.aggregates import rebuild_aggregates
 from finops_dagster.mart.migrations import apply_migrations
-from finops_dagster.mart.publish import ensure_month_partition
+from finops_dagster.mart.month_partitions import ensure_month_partitions
 from finops_dagster.reference.catalog import load_catalog
 from finops_dagster.reference.loader import load_catalog_into_mart
 
@@ -321,8 +321,7 @@ def fill(url: str, months: list[dt.date], applications: int, products: int, grou
     with psycopg.connect(url, autocommit=True) as conn:
         apply_migrations(conn)
         load_catalog_into_mart(conn, load_catalog())
-        for month in months:
-            ensure_month_partition(conn, month)
+        ensure_month_partitions(conn, months)
         with conn.transaction():
             conn.execute(FILL_GROUPS, params)
             conn.execute(FILL_APPLICATIONS, params)

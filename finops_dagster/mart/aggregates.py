@@ -46,6 +46,7 @@ import psycopg
 from psycopg import sql
 
 from finops_dagster.mart.locks import MART_NAMESPACE, PUBLISH_KEY
+from finops_dagster.mart.month_partitions import ensure_month_partitions
 
 AGGREGATES: tuple[str, ...] = (
     "mv_cost_domain_month",
@@ -347,14 +348,21 @@ def _maintain_view(
 
 def rebuild_aggregates(conn: psycopg.Connection, *, today: dt.date, min_cost: Decimal) -> dict[str, float]:
     """Every aggregate row recomputed from fact_releve, in one transaction under the publish lock
-    (no publish interleaves); readers see the old aggregates until COMMIT."""
+    (no publish interleaves); readers see the old aggregates until COMMIT. The months' partitions
+    are made first (a month published before its aggregates were partitioned has none yet)."""
+    ensure_month_partitions(conn, _fact_months(conn))
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MART_NAMESPACE, PUBLISH_KEY))
-        rows = conn.execute("SELECT DISTINCT period_month FROM finops.fact_releve ORDER BY 1").fetchall()
-        months = [row[0] for row in rows]
+        months = _fact_months(conn)
         for view in VIEWS:
             for table in AGGREGATES:
                 conn.execute(
                     sql.SQL("DELETE FROM {}.{}").format(view.schema_sql, sql.Identifier(table))
                 )
         return maintain_aggregates(conn, months, today=today, min_cost=min_cost)
+
+
+def _fact_months(conn: psycopg.Connection) -> list[dt.date]:
+    """The months fact_releve holds."""
+    rows = conn.execute("SELECT DISTINCT period_month FROM finops.fact_releve ORDER BY 1").fetchall()
+    return [row[0] for row in rows]

@@ -121,9 +121,13 @@ def materialized_views(
 
 
 # The planner's row counts (as of the last ANALYZE or autovacuum): a count(*) would cost as much as
-# the history holds, which is what this step no longer does.
+# the history holds, which is what this step no longer does. A table partitioned by month counts
+# its partitions' rows (pg_partition_tree lists nothing for a plain table: the table itself counts).
 ROW_ESTIMATES = """
-SELECT c.relname, greatest(c.reltuples, 0)::bigint
-FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-WHERE n.nspname = 'finops' AND c.relname = ANY(%s)
+SELECT t.name, sum(greatest(c.reltuples, 0))::bigint
+FROM unnest(%s::text[]) AS t(name)
+JOIN pg_class AS parent ON parent.oid = to_regclass(format('finops.%%I', t.name))
+LEFT JOIN LATERAL pg_partition_tree(parent.oid) AS p ON p.isleaf
+JOIN pg_class AS c ON c.oid = coalesce(p.relid, parent.oid)
+GROUP BY t.name
 """

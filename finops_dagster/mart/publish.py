@@ -29,6 +29,7 @@ from finops_dagster.mart.allocation import AllocatedMonth, AllocationError, allo
 from finops_dagster.mart.locks import MART_NAMESPACE, PUBLISH_KEY
 from finops_dagster.mart.month_close import MonthStatus, closed_months, month_status, record_publish
 from finops_dagster.mart.month_inputs import month_inputs
+from finops_dagster.mart.month_partitions import ensure_month_partitions
 from finops_dagster.mart.restatement import (
     Restatement,
     RestatementError,
@@ -39,7 +40,7 @@ from finops_dagster.mart.restatement import (
     pending_restatement,
 )
 from finops_dagster.mart.staging import domain_table
-from finops_dagster.releve import RELEVE_COLUMNS, next_month
+from finops_dagster.releve import RELEVE_COLUMNS
 from finops_dagster.settings import anomaly_min_cost
 
 
@@ -70,23 +71,6 @@ class PublishedMonth:
     restatement: Restatement | None = None
 
 
-def ensure_month_partition(conn: psycopg.Connection, month: dt.date) -> None:
-    """Create fact_releve's partition for a month in its own short transaction.
-
-    Done before the publish transaction because creating a partition locks the parent table;
-    inside the publish it would block readers for the whole publish.
-    """
-    name = sql.Identifier(f"fact_releve_{month:%Y_%m}")
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MART_NAMESPACE, PUBLISH_KEY))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS finops.{} PARTITION OF finops.fact_releve "
-                "FOR VALUES FROM ({}) TO ({})"
-            ).format(name, sql.Literal(month), sql.Literal(next_month(month)))
-        )
-
-
 def publish_run(
     conn: psycopg.Connection,
     run_id: str,
@@ -98,8 +82,7 @@ def publish_run(
     """Publish every open month's staged loads of `run_id` and their aggregates, all months in one
     transaction. `today` places the month in progress (the anomalies leave it out). Closed months are
     skipped, or restated when `closed_months_policy` is RESTATE."""
-    for month in months:
-        ensure_month_partition(conn, month)
+    ensure_month_partitions(conn, months)
     published = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MART_NAMESPACE, PUBLISH_KEY))
@@ -181,7 +164,7 @@ def approve_restatement(
     aggregates, in one transaction under the publish lock, exactly as reviewed; the version goes up."""
     if not by.strip():
         raise RestatementError("approving a restatement needs the name of who approves it (--by)")
-    ensure_month_partition(conn, month)
+    ensure_month_partitions(conn, [month])
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MART_NAMESPACE, PUBLISH_KEY))
         status = month_status(conn, month, lock=True)

@@ -175,11 +175,12 @@ KILLED_PUBLISHER = textwrap.dedent(
     import psycopg
 
     from finops_dagster.mart.locks import MART_NAMESPACE, PUBLISH_KEY
-    from finops_dagster.mart.publish import _publish_month, ensure_month_partition
+    from finops_dagster.mart.month_partitions import ensure_month_partitions
+    from finops_dagster.mart.publish import _publish_month
 
     url, run_id, month = sys.argv[1], sys.argv[2], dt.date.fromisoformat(sys.argv[3])
     conn = psycopg.connect(url, autocommit=True)
-    ensure_month_partition(conn, month)
+    ensure_month_partitions(conn, [month])
     # publish_run's transaction, stopped just before COMMIT
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (MART_NAMESPACE, PUBLISH_KEY))

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import psycopg
 
-from finops_dagster.mart.publish import ensure_month_partition
+from finops_dagster.mart.month_partitions import ensure_month_partitions
 
 DOMAIN = "open_legacy"
 
@@ -27,7 +27,7 @@ def insert_fact(
     currency: str = "EUR",
 ) -> None:
     """`rows` relevés of one application (one product each) adding up to `total`."""
-    ensure_month_partition(conn, month)
+    ensure_month_partitions(conn, [month])
     each = Decimal(total) / rows
     with conn.cursor() as cur:
         cur.executemany(
