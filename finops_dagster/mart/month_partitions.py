@@ -43,10 +43,15 @@ def partition_name(table: str, month: dt.date) -> str:
 
 def ensure_month_partitions(conn: psycopg.Connection, months: Iterable[dt.date]) -> list[str]:
     """Create every missing partition of `months` (under the publish lock, so a concurrent publish
-    or rebuild never races it); the partitions created, as schema.table."""
+    or rebuild never races it); the partitions created, as schema.table. A month is its first day:
+    any other date would name the month's partition with bounds that are not the month's."""
+    months = set(months)
+    odd = sorted(month for month in months if month.day != 1)
+    if odd:
+        raise ValueError(f"a month is its first day, not {', '.join(map(str, odd))}")
     wanted = {
         (schema, partition_name(table, month)): (table, month)
-        for month in set(months)
+        for month in months
         for schema, table in PARTITIONED_BY_MONTH
     }
     if not wanted:
